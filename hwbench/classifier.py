@@ -1,0 +1,89 @@
+"""One LightningModule trains any of the nets as a 10-way classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+NUM_CLASSES = 10
+
+
+def _accuracy() -> MulticlassAccuracy:
+    # validate_args=False: the argument checks call torch.unique, a host sync on every step on a GPU
+    return MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy on the net's logits (softmax folded into the loss), accuracy from torchmetrics.
+
+    Train metrics are accumulated on the device and logged once an epoch: nothing in the training
+    step logs or forces a host sync.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        one_hot_targets: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
+        self.one_hot_targets, self.channels_last = one_hot_targets, channels_last
+        self.metrics = nn.ModuleDict()
+        for split in ("train", "val", "test"):
+            self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # no isnan check: no host sync
+            self.metrics[f"{split}_acc"] = _accuracy()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        # Keras' categorical cross-entropy on one-hot labels; the same number as on class indices
+        target = F.one_hot(y, NUM_CLASSES).to(logits.dtype) if self.one_hot_targets else y
+        loss = F.cross_entropy(logits, target)
+        self.metrics[f"{split}_loss"].update(loss.detach(), len(y))
+        self.metrics[f"{split}_acc"].update(logits.detach(), y)
+        return loss
+
+    def _log_epoch(self, split: str) -> None:
+        for name in ("loss", "acc"):
+            metric = self.metrics[f"{split}_{name}"]
+            self.log(f"{split}/{name}", metric.compute())
+            metric.reset()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several return shapes
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        scheduler = self.make_scheduler(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,129 @@
+"""MNIST (or random tensors of its shape) held in memory on the training device, served in batches.
+
+Batches are slices of tensors that already sit on the device, reshuffled each epoch with a seeded
+generator: no per-sample transforms and no worker processes, so the benchmark measures the hardware,
+not Python data loading.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from hwbench.errors import ConfigError
+from hwbench.mnist_files import ensure_mnist
+
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+
+
+def default_root() -> str:
+    """``$HWBENCH_DATA`` when set, else the git-ignored ``data/`` folder of the project."""
+    return os.environ.get("HWBENCH_DATA") or str(Path(__file__).resolve().parent.parent / "data")
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors; a seeded generator reshuffles them every epoch."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator(x.device).manual_seed(seed) if shuffle else None
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.x, self.y
+        if self.generator is not None:
+            # one gather per epoch, then every batch is a free contiguous view
+            perm = torch.randperm(len(x), device=x.device, generator=self.generator)
+            x, y = x[perm], y[perm]
+        for start in range(0, len(x), self.batch_size):
+            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Train/val/test splits as (images, labels) tensors on the trainer's device."""
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5_000,
+        train_limit: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.train_limit, self.seed = val_size, train_limit, seed
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """The full training and test sets: float images in [0, 1] of shape (N, 1, 28, 28), int64 labels."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        (x, y), test = self.load(self.device)
+        if not 0 <= self.val_size < len(x):
+            raise ConfigError(f"data.val_size must be between 0 and {len(x) - 1}, got {self.val_size}")
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed)).to(x.device)
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        if self.train_limit is not None:
+            if not 1 <= self.train_limit <= len(train_idx):
+                raise ConfigError(
+                    f"data.train_limit must be between 1 and {len(train_idx)}, got {self.train_limit}"
+                )
+            train_idx = train_idx[: self.train_limit]
+        self.splits = {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(*self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> TensorBatches | list:
+        # no validation split (val_size=0) means no validation loop, as Lightning expects
+        return TensorBatches(*self.splits["val"], self.eval_batch_size) if self.val_size else []
+
+    def test_dataloader(self) -> TensorBatches:
+        return TensorBatches(*self.splits["test"], self.eval_batch_size)
+
+
+class MNISTDataModule(InMemoryDataModule):
+    """The real MNIST, read with torchvision from ``root`` (fetched there first if missing)."""
+
+    def __init__(self, root: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root or default_root()
+
+    def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        from torchvision.datasets import MNIST
+
+        ensure_mnist(self.root)  # fetches what is missing; never lets a corrupt file through
+        return tuple(  # type: ignore[return-value]
+            (ds.data.to(device).unsqueeze(1).float().div_(255), ds.targets.to(device))
+            for ds in (MNIST(self.root, train=train) for train in (True, False))
+        )
+
+
+class SyntheticDataModule(InMemoryDataModule):
+    """Random tensors of MNIST's shape made on the device: a control for the cost of real data."""
+
+    def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        gen = torch.Generator(device).manual_seed(self.seed)
+        return tuple(  # type: ignore[return-value]
+            (
+                torch.rand(n, 1, 28, 28, device=device, generator=gen),
+                torch.randint(0, 10, (n,), device=device, generator=gen),
+            )
+            for n in (MNIST_TRAIN_SIZE, MNIST_TEST_SIZE)
+        )

@@ -1,0 +1,35 @@
+"""Which accelerator a job runs on, and the backend settings that go with it."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from omegaconf import DictConfig
+
+from hwbench.errors import DeviceUnavailable
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """'cuda', 'mps' or 'cpu'; 'auto' picks the best present. A missing device raises DeviceUnavailable."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if accelerator == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if accelerator == "cuda" and not cuda:
+        raise DeviceUnavailable("no CUDA device")
+    if accelerator == "mps" and not mps:
+        raise DeviceUnavailable("no MPS device")
+    return accelerator
+
+
+def configure_backend(device: DictConfig) -> int:
+    """Apply thread count, matmul precision and cuDNN autotuning; return the CPU threads in use."""
+    threads = device.threads or available_cores()
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(device.matmul_precision)
+    torch.backends.cudnn.benchmark = device.cudnn_benchmark
+    return threads

@@ -1,0 +1,39 @@
+"""The paper's two networks (Arora & Bhatia, section III), as plain ``nn.Module``s."""
+
+from torch import nn
+
+
+class FFNN(nn.Sequential):
+    """784 -> 512 -> 512 -> 10, ReLU between; softmax lives in the loss."""
+
+    def __init__(self, hidden: int = 512, dropout: float = 0.0, num_classes: int = 10) -> None:
+        super().__init__(
+            nn.Flatten(),
+            nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )  # fmt: skip
+
+
+class CNN(nn.Sequential):
+    """The Keras MNIST CNN: two 3x3 convs, 2x2 max-pool, a 128-unit dense layer, dropout."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__(
+            nn.Conv2d(1, 32, 3), nn.ReLU(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )  # fmt: skip
+
+
+def init_weights(net: nn.Module, scheme: str) -> nn.Module:
+    """``torch``: leave PyTorch's defaults. ``keras``: Glorot-uniform weights and zero biases, as Keras does."""
+    if scheme == "keras":
+        for layer in net.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+    return net
