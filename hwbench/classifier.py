@@ -81,7 +81,7 @@ class Classifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several return shapes
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
             return optimizer

@@ -81,9 +81,7 @@ class InMemoryDataModule(L.LightningDataModule):
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         if self.train_limit is not None:
             if not 1 <= self.train_limit <= len(train_idx):
-                raise ConfigError(
-                    f"data.train_limit must be between 1 and {len(train_idx)}, got {self.train_limit}"
-                )
+                raise ConfigError(f"data.train_limit must be between 1 and {len(train_idx)}, got {self.train_limit}")
             train_idx = train_idx[: self.train_limit]
         self.splits = {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
 

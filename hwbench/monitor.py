@@ -58,7 +58,11 @@ class BenchmarkMonitor(Callback):
     """
 
     def __init__(self, warmup_steps: int = 50, inference_batch_size: int = 1024, latency_runs: int = 100) -> None:
-        self.warmup_steps, self.inference_batch_size, self.latency_runs = warmup_steps, inference_batch_size, latency_runs
+        self.warmup_steps, self.inference_batch_size, self.latency_runs = (
+            warmup_steps,
+            inference_batch_size,
+            latency_runs,
+        )
         self.epochs: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
 
@@ -101,7 +105,9 @@ class BenchmarkMonitor(Callback):
         self.epoch_start_mark = Mark(self.train_seconds, self.batches, self.samples)
         self.epoch_start = self._now()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # the per-step path: two integer updates, and a clock read only at the few marks
         self.batches += 1
         self.samples += len(batch[1])
@@ -168,7 +174,9 @@ class BenchmarkMonitor(Callback):
         inference["flops_per_sec"] = inference["samples_per_sec"] * self.flops["forward"]
         self.results["inference"] = inference
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in inference.items()}, step=trainer.global_step)
+            trainer.logger.log_metrics(
+                {f"perf/inference_{k}": v for k, v in inference.items()}, step=trainer.global_step
+            )
 
 
 @torch.inference_mode()

@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""What does hwbench cost over a hand-written PyTorch loop? Same model, data, batch size, device.
+
+Runs (a) hwbench's normal training path (hwbench.train.run, as ``python -m hwbench`` does) and (b) the
+minimal loop below, alternating them, and prints the median steady-state training samples/s of each
+and their ratio, as a table and as one JSON line. Steady state leaves out the first epoch in both.
+
+    python scripts/bench_overhead.py                       # ffnn and cnn on the CPU (and the GPU if present)
+    python scripts/bench_overhead.py --arch ffnn --device gpu --batch-size 128 1024 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from hwbench.cli import CONFIG_DIR
+from hwbench.data import TensorBatches
+from hwbench.devices import configure_backend, resolve_accelerator
+from hwbench.models import init_weights
+from hwbench.monitor import synchronize
+from hwbench.train import run
+
+# images per timed epoch: enough for a few seconds of steady state on a 2-core CPU
+DEFAULT_TRAIN_LIMIT = {"ffnn": None, "cnn": 10_000}
+
+
+def config(arch: str, device: str, batch_size: int, epochs: int, overrides: list[str]) -> DictConfig:
+    limit = DEFAULT_TRAIN_LIMIT.get(arch)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "config",
+            [f"arch={arch}", f"device={device}", f"batch_size={batch_size}", f"epochs={epochs}",
+             *([f"data.train_limit={limit}"] if limit else []), *overrides],
+        )  # fmt: skip
+
+
+def hwbench_samples_per_sec(cfg: DictConfig) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        record = run(cfg, Path(out))
+    return record["steady"]["samples_per_sec"]
+
+
+def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
+    """The ceiling: the same net, data and optimiser in the plainest loop PyTorch allows."""
+    device = torch.device(resolve_accelerator(cfg.device.accelerator))
+    configure_backend(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = instantiate(cfg.data)
+    (x, y), _ = data.load(device)
+    x, y = (
+        x[: cfg.data.train_limit or len(x) - cfg.data.val_size],
+        y[: cfg.data.train_limit or len(y) - cfg.data.val_size],
+    )
+    net = init_weights(instantiate(cfg.arch.net), cfg.init).to(device)
+    optimizer = instantiate(cfg.optim.optimizer)(net.parameters())
+    batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if "bf16" in str(cfg.device.precision) else torch.half,
+                              enabled="mixed" in str(cfg.device.precision))  # fmt: skip
+    net.train()
+    for epoch in range(cfg.epochs):
+        if epoch == 1:  # the first epoch is warm-up, as in hwbench's steady-state figure
+            synchronize(device)
+            start, samples = time.perf_counter(), 0
+        for xb, yb in batches:
+            with autocast:
+                loss = F.cross_entropy(net(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if epoch >= 1:
+                samples += len(yb)
+    synchronize(device)
+    return samples / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"])
+    parser.add_argument("--device", nargs="+", default=["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"])
+    parser.add_argument("--batch-size", nargs="+", type=int, default=[128])
+    parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up; the rest are timed")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "overrides", nargs="*", help="extra Hydra overrides for both paths, e.g. device.precision=bf16-mixed"
+    )
+    args = parser.parse_args()
+
+    rows = []
+    for device in args.device:
+        for arch in args.arch:
+            for batch_size in args.batch_size:
+                cfg = config(arch, device, batch_size, args.epochs, args.overrides)
+                hw, hand = [], []
+                for repeat in range(args.repeats):  # alternate, so slow moments of the machine hit both
+                    for path in ((hwbench_samples_per_sec, hw), (hand_loop_samples_per_sec, hand))[
+                        :: 1 - 2 * (repeat % 2)
+                    ]:
+                        path[1].append(path[0](cfg))
+                rows.append({
+                    "arch": arch, "device": device, "batch_size": batch_size,
+                    "precision": str(cfg.device.precision), "repeats": args.repeats,
+                    "hwbench_samples_per_sec": statistics.median(hw),
+                    "hand_loop_samples_per_sec": statistics.median(hand),
+                    "ratio": statistics.median(hw) / statistics.median(hand),
+                    "hwbench_all": hw, "hand_loop_all": hand,
+                })  # fmt: skip
+
+    table = Table(title="hwbench vs a hand-written loop (median steady-state training samples/s)")
+    for column in ("arch", "device", "batch", "hwbench", "hand loop", "ratio"):
+        table.add_column(column, justify="right" if column not in ("arch", "device") else "left")
+    for r in rows:
+        table.add_row(r["arch"], r["device"], str(r["batch_size"]), f"{r['hwbench_samples_per_sec']:,.0f}",
+                      f"{r['hand_loop_samples_per_sec']:,.0f}", f"{r['ratio']:.3f}")  # fmt: skip
+    Console().print(table)
+    print(json.dumps({"bench_overhead": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Fixtures: the real MNIST from ../shared/data, configs composed as Hydra composes them, real CLI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hwbench.cli import CONFIG_DIR
+from hwbench.data import default_root
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _data_root() -> str:
+    """$HWBENCH_DATA, else ../shared/data (CI), else the project's own data folder (fetched on first use)."""
+    return os.environ.get("HWBENCH_DATA") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else default_root())
+
+
+@pytest.fixture(scope="session")
+def data_root() -> str:
+    return _data_root()
+
+
+@pytest.fixture
+def make_cfg(data_root: str, tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the project's config with overrides, as ``python -m hwbench`` would."""
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose("config", [f"data.root={data_root}", "device=cpu", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def hwbench_cli(data_root: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m hwbench ARGS`` in a subprocess with its outputs under tmp_path/outputs."""
+
+    def run(*args: str, data: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HWBENCH_DATA": data or data_root, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={tmp_path / 'outputs'}"]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    return run
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar of a TensorBoard run, read back with TensorBoard's own reader."""
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

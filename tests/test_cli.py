@@ -1,0 +1,70 @@
+"""``python -m hwbench`` as a user runs it: real Hydra sweeps in a subprocess, real event files read back."""
+
+import json
+from pathlib import Path
+
+from conftest import scalars
+
+PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
+AT_END = {"test/loss", "test/acc"}
+
+
+def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_cli, tmp_path: Path) -> None:
+    # batch 32 (Keras' default) gives 63 SGD steps on 2,000 images: enough to learn well beyond chance
+    result = hwbench_cli("-m", "arch=ffnn,cnn", "epochs=1", "data.train_limit=2000", "batch_size=32", "device=cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    runs = sorted({p.parent for p in sweep.rglob("events.out.tfevents*")})
+    assert [r.name for r in runs] == ["0_ffnn_cpu_e1", "1_cnn_cpu_e1"]  # one log root, runs named by arch/device/epochs
+    for run in runs:
+        logged = scalars(run)
+        assert logged.keys() >= PER_EPOCH | AT_END
+        assert logged["test/acc"][-1] > 0.3  # chance is 0.1
+        assert logged["perf/train_samples_per_sec"][-1] > 0
+        record = json.loads((run / "results.json").read_text())
+        assert record["status"] == "ok" and record["metrics"]["test_acc"] == logged["test/acc"][-1]
+
+    summary = [line for line in result.stdout.splitlines() if "test acc" in line]
+    assert len(summary) == 2 and summary[0].startswith("ffnn cpu epochs=1: test acc")
+    assert "samples/s" in summary[0] and "wall" in summary[0]
+
+
+def test_hparams_tab_holds_the_knobs_and_final_metrics(hwbench_cli, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    result = hwbench_cli("epochs=1", "data.train_limit=1000", "device=cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = {p.parent for p in (tmp_path / "outputs").rglob("events.out.tfevents*")}
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["arch"].string_value == "ffnn" and session.hparams["batch_size"].number_value == 128
+    assert "hp/test_acc" in scalars(run)
+
+
+def test_unknown_arch_gets_hydras_message_not_a_traceback(hwbench_cli) -> None:
+    result = hwbench_cli("arch=rnn")
+    assert result.returncode != 0
+    assert "Could not find 'arch/rnn'" in result.stderr
+    assert "cnn" in result.stderr and "ffnn" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_value_gets_one_line_naming_the_fix(hwbench_cli) -> None:
+    result = hwbench_cli("epochs=0", "device=cpu")
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip().splitlines()[-1] == "error: epochs must be a positive integer, got 0: set e.g. epochs=5"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_cfg_job(hwbench_cli) -> None:
+    help_ = hwbench_cli("--help")
+    assert help_.returncode == 0
+    assert "arch: cnn, ffnn" in help_.stdout and "device:" in help_.stdout
+    cfg = hwbench_cli("--cfg", "job", "arch=cnn")
+    assert cfg.returncode == 0 and "_target_: hwbench.models.CNN" in cfg.stdout

@@ -1,0 +1,32 @@
+import pytest
+import torch
+from torch import nn
+
+from hwbench.models import CNN, FFNN, init_weights
+
+
+@pytest.mark.parametrize(("net", "params"), [(FFNN(), 669_706), (CNN(), 1_199_882)])
+def test_parameter_counts_match_the_paper(net: nn.Module, params: int) -> None:
+    assert sum(p.numel() for p in net.parameters()) == params
+
+
+@pytest.mark.parametrize("net", [FFNN(), CNN()])
+def test_ten_logits_per_image(net: nn.Module) -> None:
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_keras_init_is_glorot_uniform_with_zero_biases() -> None:
+    net = init_weights(FFNN(), "keras")
+    first = net[1]
+    bound = (6 / (784 + 512)) ** 0.5  # Glorot-uniform limit for a 784 -> 512 layer
+    assert first.weight.abs().max() <= bound
+    assert first.weight.abs().max() > 0.95 * bound  # uniform over the whole range, not PyTorch's narrower one
+    assert all(torch.count_nonzero(m.bias) == 0 for m in net.modules() if isinstance(m, nn.Linear))
+
+
+def test_torch_init_leaves_pytorch_defaults() -> None:
+    torch.manual_seed(0)
+    expected = FFNN().state_dict()
+    torch.manual_seed(0)
+    actual = init_weights(FFNN(), "torch").state_dict()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
