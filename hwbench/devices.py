@@ -6,6 +6,7 @@ import os
 
 import torch
 from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
 
 from hwbench.errors import DeviceUnavailable
 
@@ -30,6 +31,9 @@ def configure_backend(device: DictConfig) -> int:
     """Apply thread count, matmul precision and cuDNN autotuning; return the CPU threads in use."""
     threads = device.threads or available_cores()
     torch.set_num_threads(threads)
+    # numpy (loaded by TensorBoard and matplotlib) brings OpenBLAS, whose idle threads spin and take the
+    # cores torch is being timed on (seen: a 2-thread CPU run 30x slower); hwbench never needs it parallel
+    threadpool_limits(limits=1, user_api="blas")
     torch.set_float32_matmul_precision(device.matmul_precision)
     torch.backends.cudnn.benchmark = device.cudnn_benchmark
     return threads

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,21 @@ def write_record(folder: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def find_records(*folders: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every results record under ``folders`` (recursively), oldest first."""
-    paths = sorted({p for folder in folders for p in Path(folder).rglob(RECORD_NAME)})
-    records = [(p, json.loads(p.read_text())) for p in paths]
-    return sorted(records, key=lambda pr: pr[1].get("started", ""))
+def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every readable record under ``folders`` (recursively), oldest first.
+
+    A malformed one is named on stderr and skipped: one truncated copy from another machine should not
+    hide every other result.
+    """
+    records = []
+    for path in sorted({p for folder in folders for p in Path(folder).rglob(RECORD_NAME)}):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            print(f"warning: skipping {path}: not a readable results record ({err})", file=sys.stderr)
+            continue
+        if not isinstance(record, dict) or "status" not in record:
+            print(f"warning: skipping {path}: not a results record (no status)", file=sys.stderr)
+            continue
+        records.append((path, record))
+    return sorted(records, key=lambda pr: str(pr[1].get("started", "")))

@@ -1,0 +1,73 @@
+"""Device sweeps never break, and every run says what hardware it ran on."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import cuda
+
+from hwbench.fingerprint import fingerprint
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
+
+
+def test_fingerprint_fields_are_present_and_typed() -> None:
+    fp = fingerprint(threads=2, precision="32", accelerator="cpu")
+    assert isinstance(fp["host"], str) and fp["host"]
+    assert isinstance(fp["cpu"], str) and fp["cpu"]
+    assert isinstance(fp["physical_cores"], int) and isinstance(fp["logical_cores"], int)
+    assert fp["logical_cores"] >= fp["physical_cores"] >= 1
+    assert fp["threads"] == 2 and fp["precision"] == "32" and fp["accelerator"] == "cpu"
+    assert isinstance(fp["ram_gb"], float) and fp["ram_gb"] > 0
+    assert isinstance(fp["gpus"], list)
+    assert fp["torch"] == torch.__version__ and fp["python"].count(".") == 2
+    assert isinstance(fp["lightning"], str)
+    if torch.cuda.is_available():
+        assert fp["gpus"][0]["name"] and fp["gpus"][0]["memory_gb"] > 0 and fp["cuda"]
+    else:
+        assert fp["gpus"] == [] and fp["cuda"] is None and fp["cudnn"] is None
+
+
+@no_cuda
+def test_cpu_gpu_sweep_without_a_gpu_exits_0_with_skip_records(hwbench_cli, tmp_path: Path) -> None:
+    result = hwbench_cli("-m", "arch=ffnn", "device=cpu,gpu", "epochs=1", "data.train_limit=500")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")}
+    assert records["0_ffnn_cpu_e1"]["status"] == "ok" and records["0_ffnn_cpu_e1"]["metrics"]["test_acc"] > 0
+    skipped = records["1_ffnn_gpu_e1"]
+    assert skipped["status"] == "skipped" and skipped["reason"] == "skipped: no CUDA device"
+    assert "ffnn_gpu_e1: skipped: no CUDA device" in result.stdout
+
+
+@no_cuda
+def test_single_run_on_a_missing_gpu_fails_with_one_line(hwbench_cli) -> None:
+    result = hwbench_cli("device=gpu", "epochs=1")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no CUDA device: pick a device this machine has")
+    assert "Traceback" not in result.stderr
+
+
+def test_threads_and_precision_are_applied_and_recorded(make_cfg, tmp_path: Path) -> None:
+    from hwbench.train import run
+
+    before = torch.get_num_threads()
+    try:
+        record = run(
+            make_cfg("device.threads=1", "device.precision=bf16-mixed", "epochs=1", "data.train_limit=500"), tmp_path
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert record["status"] == "ok"
+    assert record["fingerprint"]["threads"] == 1 and record["fingerprint"]["precision"] == "bf16-mixed"
+
+
+@cuda
+def test_gpu_run_records_gpu_figures(make_cfg, tmp_path: Path) -> None:
+    from hwbench.train import run
+
+    record = run(make_cfg("device=gpu", "arch=cnn", "epochs=2", "data.train_limit=5000"), tmp_path)
+    assert record["fingerprint"]["gpus"] and record["fingerprint"]["accelerator"] == "cuda"
+    assert record["steady"]["samples_per_sec"] > 0
+    assert record["inference"]["latency_ms_p50"] > 0
