@@ -26,6 +26,10 @@ def _empty_outputs() -> dict[str, list]:
 class Classifier(L.LightningModule):
     """Cross-entropy on the net's logits (softmax folded into the loss), accuracy from torchmetrics.
 
+    A training step gets a group of batches (``steps_per_execution``) and takes one plain optimizer
+    step per batch, exactly as a hand-written loop would: Lightning's per-step machinery (~0.3 ms of
+    Python on a CPU, several times the FFNN's whole GPU step) is paid once per group.
+
     Each step only keeps its loss and predicted labels (on the device); torchmetrics turns them into
     the epoch's loss and accuracy once, at the epoch's end. Nothing in the step logs or forces a host
     sync, and the per-step cost is one argmax instead of a metric update (~10 us vs ~70 us on a CPU).
@@ -40,6 +44,8 @@ class Classifier(L.LightningModule):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # the optimizer steps are taken in training_step, see above
+        self.optimizer_steps = 0
         self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
         self.one_hot_targets, self.channels_last = one_hot_targets, channels_last
         self.metrics = nn.ModuleDict()
@@ -73,12 +79,28 @@ class Classifier(L.LightningModule):
         loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
         loss.update(torch.stack(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
         acc.update(torch.cat(out["pred"]), torch.cat(out["target"]))
-        self.log_dict({f"{split}/loss": loss.compute(), f"{split}/acc": acc.compute()})
+        # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
+        self.log_dict({f"{split}/loss": loss.compute(), f"{split}/acc": acc.compute(), "step": self.optimizer_steps})
         loss.reset()
         acc.reset()
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+    def training_step(self, batches: list[tuple[Tensor, Tensor]], batch_idx: int) -> None:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        scheduler = self.lr_schedulers()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
+        for batch in batches:
+            loss = self._step(batch, "train")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+        self.optimizer_steps += len(batches)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -99,5 +121,6 @@ class Classifier(L.LightningModule):
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
             return optimizer
-        scheduler = self.make_scheduler(optimizer, total_steps=self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # schedulers are built for the run's total optimizer steps (e.g. OneCycleLR's total_steps)
+        steps = self.trainer.max_epochs * self.trainer.datamodule.train_dataloader().steps
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=steps)}

@@ -7,6 +7,7 @@ not Python data loading.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -27,24 +28,42 @@ def default_root() -> str:
     return os.environ.get("HWBENCH_DATA") or str(Path(__file__).resolve().parent.parent / "data")
 
 
-class TensorBatches:
-    """Batches sliced from in-memory tensors; a seeded generator reshuffles them every epoch."""
+Batch = tuple[Tensor, Tensor]
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
-        self.x, self.y, self.batch_size = x, y, batch_size
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors; a seeded generator reshuffles them every epoch.
+
+    With ``group=K`` it yields lists of K consecutive batches, so that a training step can take K
+    optimizer steps (Keras' ``steps_per_execution``): the batches and their order stay the same.
+    """
+
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, group: int | None = None
+    ) -> None:
+        self.x, self.y, self.batch_size, self.group = x, y, batch_size, group
         self.generator = torch.Generator(x.device).manual_seed(seed) if shuffle else None
 
-    def __len__(self) -> int:
+    @property
+    def steps(self) -> int:
+        """Batches per epoch."""
         return math.ceil(len(self.x) / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __len__(self) -> int:
+        return self.steps if self.group is None else math.ceil(self.steps / self.group)
+
+    def __iter__(self) -> Iterator[Batch] | Iterator[list[Batch]]:
         x, y = self.x, self.y
         if self.generator is not None:
             # one gather per epoch, then every batch is a free contiguous view
             perm = torch.randperm(len(x), device=x.device, generator=self.generator)
             x, y = x[perm], y[perm]
-        for start in range(0, len(x), self.batch_size):
-            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+        batches = ((x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size))
+        if self.group is None:
+            yield from batches
+        else:
+            while group := list(itertools.islice(batches, self.group)):
+                yield group
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -57,10 +76,11 @@ class InMemoryDataModule(L.LightningDataModule):
         val_size: int = 5_000,
         train_limit: int | None = None,
         seed: int = 0,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_size, self.train_limit, self.seed = val_size, train_limit, seed
+        self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
+        self.train_limit, self.seed, self.steps_per_execution = train_limit, seed, steps_per_execution
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -86,7 +106,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.splits = {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
 
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+        """Groups of ``steps_per_execution`` batches: each is one Lightning step of that many optimizer steps."""
+        return TensorBatches(
+            *self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, group=self.steps_per_execution
+        )
 
     def val_dataloader(self) -> TensorBatches | list:
         # no validation split (val_size=0) means no validation loop, as Lightning expects

@@ -95,6 +95,18 @@ class BenchmarkMonitor(Callback):
             self.flops = flops_per_sample(pl_module.net)
             self.peak_flops = get_available_flops(self.device, _plugin_to_compute_dtype(trainer.precision_plugin))
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if hasattr(pl_module.net, "_orig_mod"):  # torch.compile'd: compile now, so no training clock sees it
+            x, y = (t[: trainer.datamodule.batch_size] for t in trainer.datamodule.splits["train"])
+            state = copy.deepcopy(pl_module.state_dict())
+            start = self._now()
+            with trainer.precision_plugin.forward_context():
+                loss = F.cross_entropy(pl_module(x), y)
+            loss.backward()
+            self.results["compile_seconds"] = self._now() - start
+            pl_module.load_state_dict(state)  # the warm-up step leaves no trace: weights and BN statistics
+            pl_module.zero_grad(set_to_none=True)
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.train_seconds, self.batches, self.samples = 0.0, 0, 0
         self.warmup_end: Mark | None = None
@@ -108,10 +120,10 @@ class BenchmarkMonitor(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # the per-step path: two integer updates, and a clock read only at the few marks
-        self.batches += 1
-        self.samples += len(batch[1])
-        if trainer.max_epochs == 1 and self.batches == self.warmup_steps:
+        # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
+        self.batches += len(batch)
+        self.samples += sum(len(y) for _, y in batch)
+        if trainer.max_epochs == 1 and self.warmup_end is None and self.batches >= self.warmup_steps:
             self.warmup_end = self._mark()
         if batch_idx + 1 == trainer.num_training_batches:
             self.epoch_end = self._mark()
@@ -124,7 +136,7 @@ class BenchmarkMonitor(Callback):
         rates = self.rates(self.epoch_start_mark, end)
         seconds = end.seconds - self.epoch_start_mark.seconds
         perf = {"perf/epoch_seconds": seconds, **{f"perf/train_{k}": v for k, v in rates.items() if v is not None}}
-        pl_module.log_dict(perf)
+        pl_module.log_dict(perf | {"step": self.batches})  # x-axis: optimizer steps
         # accuracies are logged after this hook (LightningModule.on_train_epoch_end): read them next epoch
         self.pending = {"epoch": trainer.current_epoch + 1, "seconds": seconds, "train_seconds": end.seconds,
                         "samples_per_sec": rates["samples_per_sec"]}  # fmt: skip
@@ -164,7 +176,7 @@ class BenchmarkMonitor(Callback):
         scalars |= {f"perf/steady_{k}": v for k, v in (steady or {}).items() if v is not None}
         scalars |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
         if trainer.logger is not None:
-            trainer.logger.log_metrics(scalars, step=trainer.global_step)
+            trainer.logger.log_metrics(scalars, step=self.batches)
 
     # ---- test: inference speed ------------------------------------------------------------------
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -174,9 +186,7 @@ class BenchmarkMonitor(Callback):
         inference["flops_per_sec"] = inference["samples_per_sec"] * self.flops["forward"]
         self.results["inference"] = inference
         if trainer.logger is not None:
-            trainer.logger.log_metrics(
-                {f"perf/inference_{k}": v for k, v in inference.items()}, step=trainer.global_step
-            )
+            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in inference.items()}, step=self.batches)
 
 
 @torch.inference_mode()

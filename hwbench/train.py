@@ -46,6 +46,7 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("epochs", cfg.epochs)
     positive_int("batch_size", cfg.batch_size)
     positive_int("warmup_steps", cfg.warmup_steps)
+    positive_int("steps_per_execution", cfg.steps_per_execution)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
     if not isinstance(cfg.lr, (int, float)) or cfg.lr <= 0:
@@ -139,7 +140,7 @@ def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: dict[str, An
         "precision": str(cfg.device.precision), "threads": record["fingerprint"]["threads"],
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
-        "compile": str(cfg.compile), "channels_last": cfg.channels_last,
+        "compile": str(cfg.compile), "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,
     }  # fmt: skip
     metrics = {"hp/test_acc": record["metrics"]["test_acc"], "hp/train_samples_per_sec": train_samples_per_sec(record)}
     logger.log_hyperparams(params, metrics)

@@ -54,32 +54,33 @@ def hwbench_samples_per_sec(cfg: DictConfig) -> float:
 
 
 def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
-    """The ceiling: the same net, data and optimiser in the plainest loop PyTorch allows."""
+    """The ceiling: the same net, data, batches and optimiser in the plainest loop PyTorch allows."""
     device = torch.device(resolve_accelerator(cfg.device.accelerator))
     configure_backend(cfg.device)
     torch.manual_seed(cfg.seed)
     data = instantiate(cfg.data)
-    (x, y), _ = data.load(device)
-    x, y = (
-        x[: cfg.data.train_limit or len(x) - cfg.data.val_size],
-        y[: cfg.data.train_limit or len(y) - cfg.data.val_size],
-    )
+    data.setup()
+    x, y = (t.to(device) for t in data.splits["train"])
     net = init_weights(instantiate(cfg.arch.net), cfg.init).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     optimizer = instantiate(cfg.optim.optimizer)(net.parameters())
     batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if "bf16" in str(cfg.device.precision) else torch.half,
-                              enabled="mixed" in str(cfg.device.precision))  # fmt: skip
+    precision = str(cfg.device.precision)
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.half
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     net.train()
     for epoch in range(cfg.epochs):
         if epoch == 1:  # the first epoch is warm-up, as in hwbench's steady-state figure
             synchronize(device)
             start, samples = time.perf_counter(), 0
         for xb, yb in batches:
-            with autocast:
+            with torch.autocast(device.type, dtype=dtype, enabled="mixed" in precision):
                 loss = F.cross_entropy(net(xb), yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             if epoch >= 1:
                 samples += len(yb)
     synchronize(device)
@@ -104,11 +105,10 @@ def main() -> None:
             for batch_size in args.batch_size:
                 cfg = config(arch, device, batch_size, args.epochs, args.overrides)
                 hw, hand = [], []
-                for repeat in range(args.repeats):  # alternate, so slow moments of the machine hit both
-                    for path in ((hwbench_samples_per_sec, hw), (hand_loop_samples_per_sec, hand))[
-                        :: 1 - 2 * (repeat % 2)
-                    ]:
-                        path[1].append(path[0](cfg))
+                paths = [(hwbench_samples_per_sec, hw), (hand_loop_samples_per_sec, hand)]
+                for repeat in range(args.repeats):  # alternate which goes first: slow moments hit both
+                    for measure, results in paths if repeat % 2 == 0 else paths[::-1]:
+                        results.append(measure(cfg))
                 rows.append({
                     "arch": arch, "device": device, "batch_size": batch_size,
                     "precision": str(cfg.device.precision), "repeats": args.repeats,

@@ -6,7 +6,7 @@ the min-max over seeds, the median training time, and the device. It writes tabl
 and table1.png (ours against the paper) into --out.
 
     python scripts/reproduce_table1.py                      # 2 arches x {5, 20} epochs x 3 seeds
-    python scripts/reproduce_table1.py --arch ffnn --seeds 0 --out /tmp/t1 device=cpu
+    python scripts/reproduce_table1.py device=cpu --arch ffnn --seeds 0 --out /tmp/t1
 
 On 2 CPU cores the FFNN rows take minutes and the CNN rows about an hour (the CNN trains ~1,300
 images/s there); on a GPU the whole table takes minutes.

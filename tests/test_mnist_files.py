@@ -2,8 +2,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import scalars
 
+from conftest import scalars
 from hwbench import mnist_files
 from hwbench.errors import DataError
 from hwbench.mnist_files import MD5SUMS, ensure_mnist, raw_dir

@@ -1,0 +1,54 @@
+"""The scripts run end to end at tiny size (their real runs are benchmarks, never timed in a test)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from matplotlib.image import imread
+
+from conftest import REPO
+
+
+def script(name: str, *args: str, data_root: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HWBENCH_DATA": data_root}
+    cmd = [sys.executable, str(REPO / "scripts" / name), *args]
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def json_line(stdout: str, key: str) -> dict:
+    (line,) = [line for line in stdout.splitlines() if line.startswith(f'{{"{key}"')]
+    return json.loads(line)[key]
+
+
+def test_speedrun_runs_on_cpu_at_tiny_size(data_root: str, tmp_path: Path) -> None:
+    result = script(
+        "speedrun.py", "device=cpu", "data.train_limit=5000", "--seeds", "0", data_root=data_root, cwd=tmp_path
+    )
+    summary = json_line(result.stdout, "speedrun")
+    (run,) = summary["runs"]
+    assert run["test_acc"] > 0.2 and run["train_seconds"] > 0  # 20 steps from scratch: learning, chance is 0.1
+    assert summary["reached"] == (run["test_acc"] >= 0.99)
+    assert "median time to 99%" in result.stdout
+
+
+def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path) -> None:
+    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "1", "--seeds", "0", "1"]
+    script("reproduce_table1.py", *args, "--out", str(tmp_path / "t1"), data_root=data_root, cwd=tmp_path)
+    table = (tmp_path / "t1" / "table1.md").read_text()
+    assert table.startswith("| arch | epochs | paper | ours: median (min-max)")
+    assert "| ffnn | 1 | - |" in table and "2 seeds" in table
+    (row,) = json.loads((tmp_path / "t1" / "table1.json").read_text())
+    assert row["seeds"] == [0, 1] and min(row["accs"]) <= row["ours_median"] <= max(row["accs"])
+    assert imread(tmp_path / "t1" / "table1.png").ndim == 3
+
+
+def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> None:
+    args = ["device.threads=1", "data.train_limit=2000", "--arch", "ffnn", "--repeats", "1", "--epochs", "2"]
+    result = script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path)
+    (row,) = json_line(result.stdout, "bench_overhead")
+    assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
+    assert row["ratio"] == row["hwbench_samples_per_sec"] / row["hand_loop_samples_per_sec"]
