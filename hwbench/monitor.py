@@ -58,11 +58,9 @@ class BenchmarkMonitor(Callback):
     """
 
     def __init__(self, warmup_steps: int = 50, inference_batch_size: int = 1024, latency_runs: int = 100) -> None:
-        self.warmup_steps, self.inference_batch_size, self.latency_runs = (
-            warmup_steps,
-            inference_batch_size,
-            latency_runs,
-        )
+        self.warmup_steps = warmup_steps
+        self.inference_batch_size = inference_batch_size
+        self.latency_runs = latency_runs
         self.epochs: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
 
@@ -168,7 +166,7 @@ class BenchmarkMonitor(Callback):
             peak_flops=self.peak_flops,
             overall=overall,
             steady=steady,
-            steady_excludes=("first epoch" if trainer.max_epochs > 1 else f"first {self.warmup_steps} steps")
+            steady_excludes=("first epoch" if trainer.max_epochs > 1 else f"first {self.warmup_end.batches} steps")
             if steady else None,
             time_to_val_acc=time_to,
         )  # fmt: skip

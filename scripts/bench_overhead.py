@@ -4,6 +4,8 @@
 Runs (a) hwbench's normal training path (hwbench.train.run, as ``python -m hwbench`` does) and (b) the
 minimal loop below, alternating them, and prints the median steady-state training samples/s of each
 and their ratio, as a table and as one JSON line. Steady state leaves out the first epoch in both.
+It also runs (a) on ``data=synthetic`` (random tensors made on the device): real MNIST should cost
+nothing over it.
 
     python scripts/bench_overhead.py                       # ffnn and cnn on the CPU (and the GPU if present)
     python scripts/bench_overhead.py --arch ffnn --device gpu --batch-size 128 1024 --repeats 5
@@ -104,26 +106,31 @@ def main() -> None:
         for arch in args.arch:
             for batch_size in args.batch_size:
                 cfg = config(arch, device, batch_size, args.epochs, args.overrides)
-                hw, hand = [], []
-                paths = [(hwbench_samples_per_sec, hw), (hand_loop_samples_per_sec, hand)]
-                for repeat in range(args.repeats):  # alternate which goes first: slow moments hit both
-                    for measure, results in paths if repeat % 2 == 0 else paths[::-1]:
-                        results.append(measure(cfg))
+                synthetic = config(arch, device, batch_size, args.epochs, [*args.overrides, "data=synthetic"])
+                hw, hand, synth = [], [], []
+                paths = [(hwbench_samples_per_sec, cfg, hw), (hand_loop_samples_per_sec, cfg, hand),
+                         (hwbench_samples_per_sec, synthetic, synth)]  # fmt: skip
+                for repeat in range(args.repeats):  # alternate the order: slow moments hit every path
+                    for measure, path_cfg, results in paths if repeat % 2 == 0 else paths[::-1]:
+                        results.append(measure(path_cfg))
                 rows.append({
                     "arch": arch, "device": device, "batch_size": batch_size,
                     "precision": str(cfg.device.precision), "repeats": args.repeats,
                     "hwbench_samples_per_sec": statistics.median(hw),
                     "hand_loop_samples_per_sec": statistics.median(hand),
                     "ratio": statistics.median(hw) / statistics.median(hand),
-                    "hwbench_all": hw, "hand_loop_all": hand,
+                    "synthetic_samples_per_sec": statistics.median(synth),
+                    "mnist_vs_synthetic": statistics.median(hw) / statistics.median(synth),
+                    "hwbench_all": hw, "hand_loop_all": hand, "synthetic_all": synth,
                 })  # fmt: skip
 
     table = Table(title="hwbench vs a hand-written loop (median steady-state training samples/s)")
-    for column in ("arch", "device", "batch", "hwbench", "hand loop", "ratio"):
+    for column in ("arch", "device", "batch", "hwbench", "hand loop", "ratio", "hwbench synthetic", "mnist/synthetic"):
         table.add_column(column, justify="right" if column not in ("arch", "device") else "left")
     for r in rows:
         table.add_row(r["arch"], r["device"], str(r["batch_size"]), f"{r['hwbench_samples_per_sec']:,.0f}",
-                      f"{r['hand_loop_samples_per_sec']:,.0f}", f"{r['ratio']:.3f}")  # fmt: skip
+                      f"{r['hand_loop_samples_per_sec']:,.0f}", f"{r['ratio']:.3f}",
+                      f"{r['synthetic_samples_per_sec']:,.0f}", f"{r['mnist_vs_synthetic']:.3f}")  # fmt: skip
     Console().print(table)
     print(json.dumps({"bench_overhead": rows}))
 

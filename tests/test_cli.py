@@ -65,6 +65,9 @@ def test_bad_value_gets_one_line_naming_the_fix(hwbench_cli) -> None:
 def test_help_and_cfg_job(hwbench_cli) -> None:
     help_ = hwbench_cli("--help")
     assert help_.returncode == 0
-    assert "arch: cnn, ffnn" in help_.stdout and "device:" in help_.stdout
+    groups = dict(line.split(": ", 1) for line in help_.stdout.splitlines() if line.count(": ") == 1)
+    assert {"cnn", "ffnn"} <= set(groups["arch"].split(", "))
+    assert {"cpu", "gpu", "mps", "auto"} <= set(groups["device"].split(", "))
+    assert "experiment" in groups and "optim" in groups and "data" in groups
     cfg = hwbench_cli("--cfg", "job", "arch=cnn")
     assert cfg.returncode == 0 and "_target_: hwbench.models.CNN" in cfg.stdout

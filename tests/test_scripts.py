@@ -52,3 +52,4 @@ def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> No
     (row,) = json_line(result.stdout, "bench_overhead")
     assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
     assert row["ratio"] == row["hwbench_samples_per_sec"] / row["hand_loop_samples_per_sec"]
+    assert row["synthetic_samples_per_sec"] > 0 and row["mnist_vs_synthetic"] > 0
