@@ -192,15 +192,16 @@ def measure_inference(model: nn.Module, x: Tensor, batch_size: int, latency_runs
     """Samples/s over ``x`` at ``batch_size``, and the median and p90 latency of single images, after warm-up."""
     model.eval()
     device = x.device
-    batches = x.split(batch_size)
-    for warm in batches[:2]:
+    batch_size = min(batch_size, len(x))
+    timed = x[: len(x) // batch_size * batch_size]  # full batches only: a new shape would recompile a compiled net
+    for warm in timed.split(batch_size)[:2]:
         model(warm)
     synchronize(device)
     start = time.perf_counter()
-    for b in batches:
+    for b in timed.split(batch_size):
         model(b)
     synchronize(device)
-    samples_per_sec = len(x) / (time.perf_counter() - start)
+    samples_per_sec = len(timed) / (time.perf_counter() - start)
     for i in range(10):
         model(x[i : i + 1])
     latencies = []

@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
 warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-COMPILE_MODES = (False, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -54,7 +54,7 @@ def check_config(cfg: DictConfig) -> None:
     if str(cfg.device.precision) not in PRECISIONS:
         raise ConfigError(f"device.precision must be one of {', '.join(PRECISIONS)}, got {cfg.device.precision!r}")
     if cfg.compile not in COMPILE_MODES:
-        raise ConfigError(f"compile must be false or a torch.compile mode ({', '.join(COMPILE_MODES[1:])})")
+        raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES[2:])})")
     if cfg.init not in ("torch", "keras"):
         raise ConfigError(f"init must be torch or keras, got {cfg.init!r}")
 
@@ -64,7 +64,7 @@ def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if cfg.compile:
-        net = torch.compile(net, mode=cfg.compile)
+        net = torch.compile(net, mode="default" if cfg.compile is True else cfg.compile)
     model = Classifier(
         net,
         optimizer=instantiate(cfg.optim.optimizer),
@@ -136,7 +136,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: dict[str, Any]) -> None:
     """The HParams tab: one row per run, the knobs beside the final metrics."""
     params = {
-        "arch": cfg.arch.name, "device": cfg.device.name, "accelerator": record["fingerprint"]["accelerator"],
+        "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
+        "device": cfg.device.name, "accelerator": record["fingerprint"]["accelerator"],
         "precision": str(cfg.device.precision), "threads": record["fingerprint"]["threads"],
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,

@@ -3,6 +3,7 @@
 from functools import partial
 
 import lightning as L
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -54,3 +55,15 @@ def test_keras_one_hot_targets_train_the_same_model(data_root: str) -> None:
     indices, one_hot = fit(data_root, 8)[0], fit(data_root, 8, one_hot=True)[0]
     for a, b in zip(indices.net.parameters(), one_hot.net.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_compile_time_is_kept_out_of_training_and_changes_nothing(make_cfg, tmp_path) -> None:
+    from hwbench.train import run
+
+    overrides = ("arch=ffnn", "epochs=1", "data.train_limit=1000", "steps_per_execution=4")
+    eager = run(make_cfg(*overrides), tmp_path / "eager")
+    compiled = run(make_cfg(*overrides, "compile=default"), tmp_path / "compiled")
+    assert "compile_seconds" not in eager and compiled["compile_seconds"] > 0
+    # the warm-up step is undone: the compiled run trains the same model, up to float reassociation
+    assert abs(compiled["metrics"]["test_acc"] - eager["metrics"]["test_acc"]) < 0.01
