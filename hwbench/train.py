@@ -108,8 +108,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             precision=cfg.device.precision,
             max_epochs=cfg.epochs,
             logger=logger,
-            # TQDM touched every n steps costs nothing measurable; the rich bar redraws every step
-            callbacks=[monitor, TQDMProgressBar(refresh_rate=cfg.log_every_n_steps)],
+            # TQDM refreshed every ~log_every_n_steps optimizer steps costs nothing measurable (the rich bar
+            # redraws every step); its counts are Lightning steps, each steps_per_execution optimizer steps
+            callbacks=[monitor, TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // cfg.steps_per_execution))],
             log_every_n_steps=cfg.log_every_n_steps,
             num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
             enable_checkpointing=False,
