@@ -102,6 +102,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         model, datamodule = build(cfg)
         logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
         logger.experiment.add_text("fingerprint", as_markdown(record["fingerprint"]))
+        every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=1,
@@ -110,8 +111,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             logger=logger,
             # TQDM refreshed every ~log_every_n_steps optimizer steps costs nothing measurable (the rich bar
             # redraws every step); its counts are Lightning steps, each steps_per_execution optimizer steps
-            callbacks=[monitor, TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // cfg.steps_per_execution))],
-            log_every_n_steps=cfg.log_every_n_steps,
+            callbacks=[monitor, TQDMProgressBar(refresh_rate=every)],
+            log_every_n_steps=every,
             num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
             enable_checkpointing=False,
             enable_model_summary=False,
