@@ -31,6 +31,7 @@ logging.getLogger("lightning").handlers.clear()
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
 warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
+warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # val_size=0: no validation
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
