@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from hwbench.errors import ConfigError
+
 NUM_CLASSES = 10
 
 
@@ -113,9 +115,12 @@ class Classifier(L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
-        optimizer = self.make_optimizer(self.parameters())
-        if self.make_scheduler is None:
-            return optimizer
-        # schedulers are built for the run's total optimizer steps (e.g. OneCycleLR's total_steps)
-        steps = self.trainer.max_epochs * self.trainer.datamodule.train_dataloader().steps
-        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=steps)}
+        try:  # the optimizer's own checks are the ones that know its valid values
+            optimizer = self.make_optimizer(self.parameters())
+            if self.make_scheduler is None:
+                return optimizer
+            # schedulers are built for the run's total optimizer steps (e.g. OneCycleLR's total_steps)
+            steps = self.trainer.max_epochs * self.trainer.datamodule.train_dataloader().steps
+            return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=steps)}
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{err}: fix the optim settings (python -m hwbench --cfg job shows them)") from err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -30,10 +31,11 @@ def train(cfg: DictConfig) -> None:
         if not sweeping:
             sys.exit(f"error: {err}: pick a device this machine has (device=cpu or device=auto)")
         print(f"{cfg.run_name}: skipped: {err}", flush=True)  # a sweep records the skip and moves on
-    except HwbenchError as err:
+    except (HwbenchError, InstantiationException) as err:  # bad input: config values Hydra could not build
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
         if not sweeping:
-            sys.exit(f"error: {err}")
-        print(f"{cfg.run_name}: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(f"error: {message}")
+        print(f"{cfg.run_name}: error: {message}", file=sys.stderr, flush=True)
         failed_jobs.append(cfg.run_name)
     except Exception as err:
         if not sweeping:

@@ -71,3 +71,11 @@ def test_help_and_cfg_job(hwbench_cli) -> None:
     assert "experiment" in groups and "optim" in groups and "data" in groups
     cfg = hwbench_cli("--cfg", "job", "arch=cnn")
     assert cfg.returncode == 0 and "_target_: hwbench.models.CNN" in cfg.stdout
+
+
+def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli) -> None:
+    result = hwbench_cli("optim.optimizer.momentum=-1", "device=cpu", "epochs=1", "data.train_limit=500")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "error: Invalid momentum value: -1: fix the optim settings (python -m hwbench --cfg job shows them)"
+    assert "Traceback" not in result.stderr
