@@ -1,5 +1,7 @@
 """The paper's two networks (Arora & Bhatia, section III), as plain ``nn.Module``s."""
 
+from collections.abc import Sequence
+
 from torch import nn
 
 
@@ -16,15 +18,20 @@ class FFNN(nn.Sequential):
 
 
 class CNN(nn.Sequential):
-    """The Keras MNIST CNN: two 3x3 convs, 2x2 max-pool, a 128-unit dense layer, dropout."""
+    """The Keras MNIST CNN: two 3x3 convs, 2x2 max-pool, a 128-unit dense layer.
 
-    def __init__(self, num_classes: int = 10) -> None:
+    ``dropout``: the rates after the pool and after the dense layer (Keras' example: 0.25, 0.5); one
+    number sets both, 0 removes it.
+    """
+
+    def __init__(self, dropout: float | Sequence[float] = (0.25, 0.5), num_classes: int = 10) -> None:
+        after_pool, after_dense = (dropout, dropout) if isinstance(dropout, (int, float)) else dropout
         super().__init__(
             nn.Conv2d(1, 32, 3), nn.ReLU(),
             nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.MaxPool2d(2), nn.Dropout(after_pool),
             nn.Flatten(),
-            nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(after_dense),
             nn.Linear(128, num_classes),
         )  # fmt: skip
 

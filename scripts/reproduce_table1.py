@@ -102,17 +102,27 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. device=cpu")
     args = parser.parse_args()
 
-    rows = [
-        row(arch, epochs, [train(arch, epochs, seed, args.overrides) for seed in args.seeds])
-        for arch in args.arch
-        for epochs in args.epochs
-    ]
+    # Each row is written as soon as its seeds finish, so a stopped run keeps what it measured; rows of
+    # an earlier table1.json in --out that this run does not redo are kept, so rows can be run one at a time.
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table1.md").write_text(markdown(rows))
-    (args.out / "table1.json").write_text(json.dumps(rows, indent=2))
-    plot(rows, args.out / "table1.png")
+    previous = args.out / "table1.json"
+    rows = json.loads(previous.read_text()) if previous.exists() else []
+    for arch in args.arch:
+        for epochs in args.epochs:
+            new = row(arch, epochs, [train(arch, epochs, seed, args.overrides) for seed in args.seeds])
+            rows = sorted(
+                [r for r in rows if (r["arch"], r["epochs"]) != (arch, epochs)] + [new],
+                key=lambda r: (r["epochs"], r["arch"] != "ffnn", r["arch"]),
+            )
+            write(rows, args.out)
     print(markdown(rows))
     print(f"wrote {args.out}/table1.md, table1.json, table1.png")
+
+
+def write(rows: list[dict], out: Path) -> None:
+    (out / "table1.md").write_text(markdown(rows))
+    (out / "table1.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, out / "table1.png")
 
 
 if __name__ == "__main__":

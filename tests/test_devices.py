@@ -1,6 +1,9 @@
 """Device sweeps never break, and every run says what hardware it ran on."""
 
 import json
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,31 @@ def test_gpu_run_records_gpu_figures(make_cfg, tmp_path: Path) -> None:
     assert record["fingerprint"]["gpus"] and record["fingerprint"]["accelerator"] == "cuda"
     assert record["steady"]["samples_per_sec"] > 0
     assert record["inference"]["latency_ms_p50"] > 0
+
+
+MMAPPED_BYTES = """
+import ctypes, sys, torch
+from hwbench.devices import keep_freed_host_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "keep":
+    keep_freed_host_memory()
+before = libc.mallinfo2().hblkhd
+x = torch.ones(5 * 2**20)  # 20 MiB, the size of a CNN activation at batch 128
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="checks glibc's allocator")
+def test_activation_sized_tensors_come_from_the_heap_not_fresh_pages() -> None:
+    def mmapped(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", MMAPPED_BYTES, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    assert mmapped("default") >= 20 * 2**20  # glibc maps it fresh: page faults on every step that allocates it
+    assert mmapped("keep") == 0  # hwbench's setting: reused from the heap

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from hwbench.models import CNN, FFNN, init_weights
@@ -30,3 +31,21 @@ def test_torch_init_leaves_pytorch_defaults() -> None:
     torch.manual_seed(0)
     actual = init_weights(FFNN(), "torch").state_dict()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+def dropout_rates(net: nn.Module) -> list[float]:
+    return [m.p for m in net.modules() if isinstance(m, nn.Dropout)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rates"),
+    [
+        (["experiment=paper", "arch=ffnn"], [0.0, 0.0]),  # 784-512-512-10, nothing else
+        (["experiment=paper", "arch=cnn"], [0.25, 0.5]),  # the Keras MNIST CNN, dropout included
+        (["experiment=paper", "arch=cnn", "arch.net.dropout=0"], [0.0, 0.0]),
+        (["experiment=keras_cnn"], [0.25, 0.5]),  # Keras' mnist_cnn.py
+        (["experiment=keras_mlp"], [0.2, 0.2]),  # Keras' mnist_mlp.py
+    ],
+)
+def test_experiments_build_the_dropout_they_describe(make_cfg, overrides: list[str], rates: list[float]) -> None:
+    assert dropout_rates(instantiate(make_cfg(*overrides).arch.net)) == rates

@@ -45,6 +45,13 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
     assert row["seeds"] == [0, 1] and min(row["accs"]) <= row["ours_median"] <= max(row["accs"])
     assert imread(tmp_path / "t1" / "table1.png").ndim == 3
 
+    # a second run adds its row and keeps the first: rows can be measured one at a time
+    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "2", "--seeds", "0"]
+    script("reproduce_table1.py", *args, "--out", str(tmp_path / "t1"), data_root=data_root, cwd=tmp_path)
+    rows = json.loads((tmp_path / "t1" / "table1.json").read_text())
+    assert [(r["epochs"], r["seeds"]) for r in rows] == [(1, [0, 1]), (2, [0])]
+    assert "| ffnn | 2 | - |" in (tmp_path / "t1" / "table1.md").read_text()
+
 
 def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> None:
     args = ["device.threads=1", "data.train_limit=2000", "--arch", "ffnn", "--repeats", "1", "--epochs", "2"]
