@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"])
     parser.add_argument("--device", nargs="+", default=["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"])
     parser.add_argument("--batch-size", nargs="+", type=int, default=[128])
-    parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up; the rest are timed")
+    parser.add_argument("--epochs", type=int, default=5, help="the first is warm-up; the rest are timed")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "overrides", nargs="*", help="extra Hydra overrides for both paths, e.g. device.precision=bf16-mixed"
