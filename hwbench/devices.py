@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 import torch
 from omegaconf import DictConfig
@@ -51,11 +50,9 @@ def keep_freed_host_memory() -> None:
     trim threshold keeps them; the PyTorch CPU tuning guide's advice (jemalloc/tcmalloc) does the same
     but needs a preloaded library. A no-op off glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return
     try:
         libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # musl and others: leave their allocator alone
+    except OSError:  # macOS, Windows, musl: leave their allocators alone
         return
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     libc.mallopt(m_mmap_threshold, 32 * 2**20)

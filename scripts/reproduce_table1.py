@@ -93,6 +93,12 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write(rows: list[dict], out: Path) -> None:
+    (out / "table1.md").write_text(markdown(rows))
+    (out / "table1.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, out / "table1.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"])
@@ -117,12 +123,6 @@ def main() -> None:
             write(rows, args.out)
     print(markdown(rows))
     print(f"wrote {args.out}/table1.md, table1.json, table1.png")
-
-
-def write(rows: list[dict], out: Path) -> None:
-    (out / "table1.md").write_text(markdown(rows))
-    (out / "table1.json").write_text(json.dumps(rows, indent=2))
-    plot(rows, out / "table1.png")
 
 
 if __name__ == "__main__":
