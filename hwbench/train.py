@@ -65,6 +65,10 @@ def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if cfg.compile:
+        # start from a clean slate, as a fresh process would: jobs of a multirun share one process, and
+        # the previous job's CUDA-graph trees broke the next capture (seen: the 4th speedrun seed failed
+        # with "CUDA driver error: invalid argument"). Compiled code stays cached on disk.
+        torch.compiler.reset()
         net = torch.compile(net, mode="default" if cfg.compile is True else cfg.compile)
     model = Classifier(
         net,
@@ -72,6 +76,7 @@ def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
+        copy_logits=cfg.compile in ("reduce-overhead", "max-autotune"),  # the modes that use CUDA graphs
     )
     return model, instantiate(cfg.data)
 

@@ -39,7 +39,12 @@ def main() -> None:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose("config", ["experiment=speedrun", f"seed={seed}", *args.overrides])
         with tempfile.TemporaryDirectory() as out:
-            record = run(cfg, Path(out))
+            try:
+                record = run(cfg, Path(out))
+            except Exception as err:  # one failed seed is reported; the seeds measured so far are kept
+                runs.append({"seed": seed, "error": str(err).splitlines()[0] if str(err) else type(err).__name__})
+                print(f"seed {seed}: failed: {runs[-1]['error']}", flush=True)
+                continue
         runs.append({
             "seed": seed,
             "test_acc": record["metrics"]["test_acc"],
@@ -48,22 +53,27 @@ def main() -> None:
             "device": record["fingerprint"]["gpus"][0]["name"] if record["fingerprint"]["gpus"]
             else f"{record['fingerprint']['cpu']} ({record['fingerprint']['threads']} threads)",
         })  # fmt: skip
+        print(f"seed {seed}: test acc {runs[-1]['test_acc']:.4f} in {runs[-1]['train_seconds']:.2f} s", flush=True)
 
-    reached = [r for r in runs if r["test_acc"] >= TARGET]
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        raise SystemExit(f"error: every seed failed (first: {runs[0]['error']})")
+    reached = [r for r in done if r["test_acc"] >= TARGET]
     summary = {
         "target": TARGET,
         "seeds": len(runs),
         "reached": len(reached),
         "median_seconds_to_target": statistics.median(r["train_seconds"] for r in reached) if reached else None,
-        "median_test_acc": statistics.median(r["test_acc"] for r in runs),
-        "device": runs[0]["device"],
+        "failed": len(runs) - len(done),
+        "median_test_acc": statistics.median(r["test_acc"] for r in done),
+        "device": done[0]["device"],
         "overrides": args.overrides,
         "runs": runs,
     }
     table = Table(title=f"speedrun to {TARGET:.0%} on {summary['device']}")
     for column in ("seed", "test acc", "train s", "compile s"):
         table.add_column(column, justify="right")
-    for r in runs:
+    for r in done:
         compile_s = "-" if r["compile_seconds"] is None else f"{r['compile_seconds']:.1f}"
         table.add_row(str(r["seed"]), f"{r['test_acc']:.4f}", f"{r['train_seconds']:.2f}", compile_s)
     console = Console()

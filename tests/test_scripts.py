@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.image import imread
 
-from conftest import REPO
+from conftest import REPO, cuda
 
 
 def script(name: str, *args: str, data_root: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -54,9 +54,28 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
 
 
 def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> None:
-    args = ["device.threads=1", "data.train_limit=2000", "--arch", "ffnn", "--repeats", "1", "--epochs", "2"]
+    args = ["device.threads=1", "data.train_limit=2000", "--device", "cpu", "--arch", "ffnn"]
+    args += ["--repeats", "1", "--epochs", "2"]
     result = script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path)
     (row,) = json_line(result.stdout, "bench_overhead")
     assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
     assert row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]  # one repeat: one pair
     assert row["synthetic_samples_per_sec"] > 0 and row["mnist_vs_synthetic"] > 0
+
+
+@cuda
+def test_speedrun_compiles_and_trains_on_the_gpu(data_root: str, tmp_path: Path) -> None:
+    import torch
+
+    args = ["device=gpu", "device.precision=bf16-mixed", "compile=default", "data.train_limit=6000", "--seeds", "0"]
+    summary = json_line(script("speedrun.py", *args, data_root=data_root, cwd=tmp_path).stdout, "speedrun")
+    (run,) = summary["runs"]
+    assert summary["device"] == torch.cuda.get_device_name()
+    assert run["compile_seconds"] > 0 and run["test_acc"] > 0.5  # 100 steps of the real recipe
+
+
+@cuda
+def test_bench_overhead_on_the_gpu(data_root: str, tmp_path: Path) -> None:
+    args = ["data.train_limit=2000", "--device", "gpu", "--arch", "cnn", "--repeats", "1", "--epochs", "2"]
+    (row,) = json_line(script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path).stdout, "bench_overhead")
+    assert row["device"] == "gpu" and row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]
