@@ -35,6 +35,7 @@ warnings.filterwarnings("ignore", message="Total length of `list` across ranks i
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -60,23 +61,30 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"init must be torch or keras, got {cfg.init!r}")
 
 
+def compile_net(net: torch.nn.Module, setting: bool | str) -> torch.nn.Module:
+    """``torch.compile`` in the config's mode (``true``: the default mode), from a clean slate.
+
+    The reset is what a fresh process would give: jobs of a multirun share one process, and the
+    previous job's CUDA-graph trees broke the next capture (seen: the 4th speedrun seed failed with
+    "CUDA driver error: invalid argument"). Compiled code stays cached on disk.
+    """
+    torch.compiler.reset()
+    return torch.compile(net, mode="default" if setting is True else setting)
+
+
 def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
     net = init_weights(instantiate(cfg.arch.net), cfg.init)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if cfg.compile:
-        # start from a clean slate, as a fresh process would: jobs of a multirun share one process, and
-        # the previous job's CUDA-graph trees broke the next capture (seen: the 4th speedrun seed failed
-        # with "CUDA driver error: invalid argument"). Compiled code stays cached on disk.
-        torch.compiler.reset()
-        net = torch.compile(net, mode="default" if cfg.compile is True else cfg.compile)
+        net = compile_net(net, cfg.compile)
     model = Classifier(
         net,
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
-        copy_logits=cfg.compile in ("reduce-overhead", "max-autotune"),  # the modes that use CUDA graphs
+        copy_logits=cfg.compile in CUDA_GRAPH_MODES,
     )
     return model, instantiate(cfg.data)
 

@@ -35,7 +35,7 @@ from hwbench.data import TensorBatches
 from hwbench.devices import configure_backend, resolve_accelerator
 from hwbench.models import init_weights
 from hwbench.monitor import synchronize
-from hwbench.train import run
+from hwbench.train import compile_net, run
 
 # images per epoch on a CPU: the CNN's full epoch takes a minute on 2 cores; 10,000 still give seconds of
 # steady state. A GPU gets all 60,000: its epochs are short as it is.
@@ -71,7 +71,7 @@ def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
     net = net.to(memory_format=memory_format)
     optimizer = instantiate(cfg.optim.optimizer)(net.parameters())
     if cfg.compile:  # the same compiled net as hwbench's; compiled on the warm-up epoch's first step
-        net = torch.compile(net, mode="default" if cfg.compile is True else cfg.compile)
+        net = compile_net(net, cfg.compile)
     batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed)
     precision = str(cfg.device.precision)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.half
