@@ -47,6 +47,7 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False  # the optimizer steps are taken in training_step, see above
         self.optimizer_steps = 0
+        self.diverged_epoch: int | None = None  # the epoch whose mean training loss was not finite
         self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
         self.one_hot_targets, self.channels_last, self.copy_logits = one_hot_targets, channels_last, copy_logits
         self.metrics = nn.ModuleDict()
@@ -80,8 +81,14 @@ class Classifier(L.LightningModule):
         loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
         loss.update(torch.stack(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
         acc.update(torch.cat(out["logits"]).argmax(dim=1), torch.cat(out["target"]))
+        mean_loss = loss.compute()
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
-        self.log_dict({f"{split}/loss": loss.compute(), f"{split}/acc": acc.compute(), "step": self.optimizer_steps})
+        self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": acc.compute(), "step": self.optimizer_steps})
+        # checked here, once an epoch, not per step (a host sync); EarlyStopping(check_finite=True) runs
+        # before this hook and would see the loss an epoch late
+        if split == "train" and not torch.isfinite(mean_loss):
+            self.diverged_epoch = self.current_epoch + 1
+            self.trainer.should_stop = True
         loss.reset()
         acc.reset()
 

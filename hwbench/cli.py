@@ -1,55 +1,60 @@
-"""Entry points: ``python -m hwbench`` runs Hydra jobs and sweeps; ``hwbench compare`` compares results."""
+"""``python -m hwbench``: Hydra runs one job or a sweep of them; each ends with one line."""
 
 from __future__ import annotations
 
-import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hwbench.errors import DeviceUnavailable, HwbenchError
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works under python -m too
-log = logging.getLogger("hwbench")
-failed_jobs: list[str] = []  # jobs of this sweep that failed; the sweep goes on, the exit code says so
+from hwbench.config import CONFIG_DIR, register
+from hwbench.errors import HwbenchError, Interrupted
+from hwbench.interrupts import signals_raise_interrupted
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def train(cfg: DictConfig) -> None:
-    from hwbench.train import run, summary_line  # torch and lightning load after Hydra parses the args
+@dataclass
+class Outcomes:
+    """What the jobs of this process ended as: a sweep goes on past a bad job, and its exit status says so."""
 
-    hydra_cfg = HydraConfig.get()
-    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    try:
-        print(summary_line(run(cfg, Path(hydra_cfg.runtime.output_dir))), flush=True)
-    except DeviceUnavailable as err:
-        if not sweeping:
-            sys.exit(f"error: {err}: pick a device this machine has (device=cpu or device=auto)")
-        print(f"{cfg.run_name}: skipped: {err}", flush=True)  # a sweep records the skip and moves on
-    except (HwbenchError, InstantiationException) as err:  # bad input: config values Hydra could not build
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        if not sweeping:
-            sys.exit(f"error: {message}")
-        print(f"{cfg.run_name}: error: {message}", file=sys.stderr, flush=True)
-        failed_jobs.append(cfg.run_name)
-    except Exception as err:
-        if not sweeping:
-            raise  # an unexpected failure of a single run: the traceback is the useful report
-        log.exception("job %s failed", cfg.run_name)
-        print(f"{cfg.run_name}: failed: {err}", file=sys.stderr, flush=True)
-        failed_jobs.append(cfg.run_name)
+    not_ok: list[str] = field(default_factory=list)
+
+    def job(self, cfg: DictConfig) -> None:
+        from hwbench.train import run  # torch and Lightning load after Hydra has parsed the arguments
+
+        hydra_cfg = HydraConfig.get()
+        sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+        try:
+            record = run(cfg, Path(hydra_cfg.runtime.output_dir))
+        except HwbenchError as err:  # the folder is taken: nothing was run or written
+            line, status = f"{cfg.run_name}: {err}", "failed"
+        else:
+            line, status = record.summary(), record.status
+        if status == "ok" or (sweeping and status == "skipped"):
+            print(line, flush=True)
+        elif sweeping:
+            print(line, file=sys.stderr, flush=True)
+            self.not_ok.append(f"{cfg.run_name} ({status})")
+        else:
+            sys.exit(f"error: {line}")
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["compare"]:
-        from hwbench.compare import main as compare
+    from hwbench.extras import extras
 
-        sys.exit(compare(sys.argv[2:]))
-    train()
-    if failed_jobs:
-        sys.exit(f"error: {len(failed_jobs)} job(s) failed: {', '.join(failed_jobs)} (see their results.json)")
+    register()
+    extras()
+    outcomes = Outcomes()
+    app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(outcomes.job)
+    try:
+        with signals_raise_interrupted():
+            app()
+    except Interrupted as err:  # the interrupted job has recorded what it finished; no further job starts
+        print(f"error: {err}: the finished epochs are in the job's results.json", file=sys.stderr, flush=True)
+        sys.exit(128 + err.signum)
+    if outcomes.not_ok:
+        sys.exit(f"error: {len(outcomes.not_ok)} job(s) did not finish ok: {', '.join(outcomes.not_ok)} "
+                 f"(see their results.json)")  # fmt: skip

@@ -17,15 +17,14 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from hwbench.errors import ConfigError
 from hwbench.mnist_files import ensure_mnist
 
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
 
 def default_root() -> str:
-    """``$HWBENCH_DATA`` when set, else the git-ignored ``data/`` folder of the project."""
-    return os.environ.get("HWBENCH_DATA") or str(Path(__file__).resolve().parent.parent / "data")
+    """``$HWBENCH_DATA`` when set, else ``data/`` in the current folder (beside ``outputs/``)."""
+    return os.environ.get("HWBENCH_DATA") or str(Path("data").resolve())
 
 
 Batch = tuple[Tensor, Tensor]
@@ -95,13 +94,9 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.splits:
             return
         (x, y), test = self.load(self.device)
-        if not 0 <= self.val_size < len(x):
-            raise ConfigError(f"data.val_size must be between 0 and {len(x) - 1}, got {self.val_size}")
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed)).to(x.device)
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
-        if self.train_limit is not None:
-            if not 1 <= self.train_limit <= len(train_idx):
-                raise ConfigError(f"data.train_limit must be between 1 and {len(train_idx)}, got {self.train_limit}")
+        if self.train_limit is not None:  # its range is checked with the config's (hwbench.config.check)
             train_idx = train_idx[: self.train_limit]
         self.splits = {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
 

@@ -16,16 +16,20 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_accelerator(accelerator: str) -> str:
-    """'cuda', 'mps' or 'cpu'; 'auto' picks the best present. A missing device raises DeviceUnavailable."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if accelerator == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if accelerator == "cuda" and not cuda:
-        raise DeviceUnavailable("no CUDA device")
-    if accelerator == "mps" and not mps:
-        raise DeviceUnavailable("no MPS device")
-    return accelerator
+def resolve_accelerator(requested: str) -> str:
+    """'cuda', 'mps' or 'cpu'; 'auto' picks this machine's accelerator, else the CPU.
+
+    A requested accelerator the machine lacks raises DeviceUnavailable (a sweep records a skip).
+    """
+    present = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    present_type = present.type if present is not None else "cpu"
+    if requested == "auto":
+        return present_type
+    if requested not in ("cpu", present_type):
+        raise DeviceUnavailable(
+            f"no {requested.upper()} device: pick a device this machine has (device=cpu or device=auto)"
+        )
+    return requested
 
 
 def configure_backend(device: DictConfig) -> int:

@@ -15,3 +15,18 @@ class DataError(HwbenchError):
 
 class DeviceUnavailable(HwbenchError):
     """The requested accelerator is not on this machine; a sweep records the job as skipped."""
+
+
+class OutputFolderTaken(HwbenchError):
+    """The job's folder already holds another run's results: writing there would mix or lose them."""
+
+
+class Interrupted(BaseException):
+    """A signal (SIGINT, SIGTERM, SIGUSR1) asked the run to stop; the exit status is 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")

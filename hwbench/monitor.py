@@ -9,6 +9,7 @@ rates, FLOP/s and MFU.
 from __future__ import annotations
 
 import copy
+import logging
 import statistics
 import time
 from typing import Any, NamedTuple
@@ -20,6 +21,7 @@ from lightning.fabric.utilities.throughput import Throughput, get_available_flop
 from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
 from torch import Tensor, nn
 
+log = logging.getLogger(__name__)
 ACCURACY_TARGETS = (0.97, 0.98, 0.99)
 INPUT_SHAPE = (1, 28, 28)
 
@@ -106,8 +108,10 @@ class BenchmarkMonitor(Callback):
             pl_module.zero_grad(set_to_none=True)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.trainer = trainer
         self.train_seconds, self.batches, self.samples = 0.0, 0, 0
         self.warmup_end: Mark | None = None
+        self.finished: Mark | None = None  # where the last finished epoch ended
         self.pending: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -127,7 +131,7 @@ class BenchmarkMonitor(Callback):
             self.epoch_end = self._mark()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        end = self.epoch_end
+        end = self.finished = self.epoch_end
         self.train_seconds = end.seconds
         if trainer.current_epoch == 0 and trainer.max_epochs > 1:
             self.warmup_end = end
@@ -148,12 +152,22 @@ class BenchmarkMonitor(Callback):
                 self.pending[key.replace("/", "_")] = float(metrics[key])
         self.epochs.append(self.pending)
         self.pending = None
+        e = self.epochs[-1]
+        val = f", val acc {e['val_acc']:.4f}" if "val_acc" in e else ""
+        log.info(
+            f"epoch {e['epoch']}/{trainer.max_epochs} done: {e['seconds']:.2f} s, "
+            f"{e['samples_per_sec']:,.0f} samples/s, train loss {e.get('train_loss', float('nan')):.4f}{val}"
+        )
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._close_epoch(trainer)
-        if not self.epochs:
+        self.summarize()
+
+    def summarize(self, partial: bool = False) -> None:
+        """The run's figures over the epochs that finished (``partial``: training was cut short)."""
+        if getattr(self, "finished", None) is None:
             return
-        end = Mark(self.train_seconds, self.batches, self.samples)
+        self._close_epoch(self.trainer)
+        end = self.finished
         overall = self.rates(Mark(0.0, 0, 0), end)
         steady = self.rates(self.warmup_end, end) if self.warmup_end and self.warmup_end.batches < end.batches else None
         time_to = {
@@ -166,15 +180,16 @@ class BenchmarkMonitor(Callback):
             peak_flops=self.peak_flops,
             overall=overall,
             steady=steady,
-            steady_excludes=("first epoch" if trainer.max_epochs > 1 else f"first {self.warmup_end.batches} steps")
+            steady_excludes=("first epoch" if self.trainer.max_epochs > 1 else f"first {self.warmup_end.batches} steps")
             if steady else None,
             time_to_val_acc=time_to,
+            partial=partial,
         )  # fmt: skip
         scalars = {f"perf/overall_{k}": v for k, v in overall.items() if v is not None}
         scalars |= {f"perf/steady_{k}": v for k, v in (steady or {}).items() if v is not None}
         scalars |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
-        if trainer.logger is not None:
-            trainer.logger.log_metrics(scalars, step=self.batches)
+        if self.trainer.logger is not None:
+            self.trainer.logger.log_metrics(scalars, step=end.batches)
 
     # ---- test: inference speed ------------------------------------------------------------------
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

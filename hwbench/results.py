@@ -1,4 +1,4 @@
-"""One results record per job: a JSON file in the job's output folder, written atomically."""
+"""The results record: one typed, versioned JSON file per job, validated on every write and every read."""
 
 from __future__ import annotations
 
@@ -7,40 +7,212 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RECORD_NAME = "results.json"
+SCHEMA_VERSION = 2  # 1: the unversioned records of hwbench 0.1, which still read
+Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
+
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Accuracy = Annotated[float, Field(ge=0, le=1)]
+Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
 
-def write_record(folder: str | Path, record: dict[str, Any]) -> Path:
-    """Write ``record`` so that a reader never sees half a file, even if the job dies mid-write."""
+class Model(BaseModel):
+    # extra fields are kept (a newer hwbench may add some); NaN is written as "NaN", which json reads back
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="strings")
+
+
+class Rates(Model):
+    samples_per_sec: Rate
+    batches_per_sec: Rate
+    flops_per_sec: Rate | None = None
+    mfu: Rate | None = None
+
+
+class Epoch(Model):
+    epoch: int
+    seconds: Seconds
+    train_seconds: Seconds
+    samples_per_sec: Rate | None = None
+    train_loss: Loss | None = None
+    train_acc: Accuracy | None = None
+    val_loss: Loss | None = None
+    val_acc: Accuracy | None = None
+
+
+class Gpu(Model):
+    name: str
+    memory_gb: float | None = None
+    capability: str | None = None
+
+
+class Fingerprint(Model):
+    host: str
+    cpu: str
+    threads: int
+    accelerator: str
+    precision: str
+    gpus: list[Gpu] = []
+
+
+class Metrics(Model):
+    test_acc: Accuracy
+    test_loss: Loss
+
+
+class Flops(Model):
+    forward: int
+    train: int
+
+
+class Inference(Model):
+    batch_size: int
+    samples_per_sec: Rate
+    latency_ms_p50: Seconds
+    latency_ms_p90: Seconds
+    flops_per_sec: Rate | None = None
+
+
+class Interruption(Model):
+    signal: str
+    epochs_finished: int
+    steps_finished: int
+
+
+class ResultsRecord(Model):
+    schema_version: int = 1  # absent in version 1
+    status: Status
+    reason: str | None = None
+    run_name: str | None = None
+    arch: str | None = None
+    device: str | None = None  # the device config's name (auto, cpu, gpu, mps); device_name is the hardware
+    epochs: int | None = None
+    started: str | None = None
+    finished: str | None = None
+    config: dict[str, Any] = {}
+    fingerprint: Fingerprint | None = None
+    epoch_table: list[Epoch] = []
+    metrics: Metrics | None = None
+    train_seconds: Seconds | None = None
+    overall: Rates | None = None
+    steady: Rates | None = None
+    steady_excludes: str | None = None
+    partial: bool = False  # the figures cover only the epochs that finished
+    flops_per_sample: Flops | None = None
+    peak_flops: float | None = None
+    time_to_val_acc: dict[str, Seconds | None] = {}
+    inference: Inference | None = None
+    compile_seconds: Seconds | None = None
+    wall_seconds: Seconds | None = None
+    interruption: Interruption | None = None
+    diverged_epoch: int | None = None
+    traceback: str | None = None  # an unexpected failure's, so the screen shows one line
+
+    @model_validator(mode="after")
+    def _ok_has_results(self) -> ResultsRecord:
+        if self.status == "ok" and (self.metrics is None or self.overall is None):
+            raise ValueError("status is ok but metrics or overall throughput is missing")
+        return self
+
+    @classmethod
+    def start(cls, cfg: Any) -> ResultsRecord:
+        from omegaconf import OmegaConf
+
+        return cls(
+            schema_version=SCHEMA_VERSION, status="running", run_name=cfg.run_name, arch=cfg.arch.name,
+            device=cfg.device.name, epochs=cfg.epochs, started=now(), config=OmegaConf.to_container(cfg, resolve=True),
+        )  # fmt: skip
+
+    @property
+    def train_speed(self) -> Rates | None:
+        """The headline training speed: steady state when there is one, else overall."""
+        return self.steady or self.overall
+
+    @property
+    def train_basis(self) -> str | None:
+        return "steady" if self.steady else "overall" if self.overall else None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.fingerprint is not None and self.fingerprint.accelerator == "cuda" and bool(self.fingerprint.gpus)
+
+    @property
+    def device_name(self) -> str | None:
+        """The hardware that trained: the GPU's name on CUDA, else the CPU's model (MPS: the chip's)."""
+        if self.fingerprint is None:
+            return None
+        return self.fingerprint.gpus[0].name if self.on_gpu else self.fingerprint.cpu
+
+    @property
+    def device_label(self) -> str | None:
+        """``device_name``, with the thread count where the CPU trained."""
+        if self.fingerprint is None or self.on_gpu:
+            return self.device_name
+        return f"{self.device_name} ({self.fingerprint.threads} threads)"
+
+    def summary(self) -> str:
+        """The one line a job ends with."""
+        name = f"{self.arch} {self.device} epochs={self.epochs}"
+        if self.status != "ok":
+            return f"{name}: {self.status}: {self.reason}"
+        speed = self.train_speed
+        return (
+            f"{name}: test acc {self.metrics.test_acc:.4f}, "  # type: ignore[union-attr]
+            f"train {speed.samples_per_sec:,.0f} samples/s ({self.train_basis}), "  # type: ignore[union-attr]
+            f"wall {self.wall_seconds or 0:.1f} s"
+        )
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_record(folder: str | Path, record: ResultsRecord) -> Path:
+    """Validate ``record`` and write it so that a reader never sees half a file, even if the job dies mid-write."""
+    text = ResultsRecord.model_validate(record.model_dump()).model_dump_json(indent=2)
     path = Path(folder) / RECORD_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
     with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=2, default=str)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 
 
-def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every readable record under ``folders`` (recursively), oldest first.
+def read_record(path: Path) -> ResultsRecord:
+    """One record; raises ValueError with a one-line reason when it is not a valid one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError("not a results record (not a JSON object)")
+    try:
+        return ResultsRecord.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "record"
+        raise ValueError(f"{where}: {first['msg']} ({err.error_count()} problem(s))") from err
 
-    A malformed one is named on stderr and skipped: one truncated copy from another machine should not
-    hide every other result.
+
+def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, ResultsRecord]]:
+    """Every valid record under ``folders`` (recursively), oldest first.
+
+    An invalid one is named on stderr in one line and skipped: one truncated or hand-edited copy from
+    another machine should not hide every other result.
     """
     records = []
     for path in sorted({p for folder in folders for p in Path(folder).rglob(RECORD_NAME)}):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            print(f"warning: skipping {path}: not a readable results record ({err})", file=sys.stderr)
-            continue
-        if not isinstance(record, dict) or "status" not in record:
-            print(f"warning: skipping {path}: not a results record (no status)", file=sys.stderr)
-            continue
-        records.append((path, record))
-    return sorted(records, key=lambda pr: str(pr[1].get("started", "")))
+            records.append((path, read_record(path)))
+        except ValueError as err:
+            print(f"warning: skipping {path}: {err}".replace("\n", " "), file=sys.stderr)
+    return sorted(records, key=lambda pr: pr[1].started or "")

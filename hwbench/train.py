@@ -2,63 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 import time
-import warnings
-from datetime import datetime, timezone
+import traceback
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hwbench.classifier import Classifier
+from hwbench.config import check
 from hwbench.devices import configure_backend, resolve_accelerator
-from hwbench.errors import ConfigError, DeviceUnavailable
+from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputFolderTaken
 from hwbench.fingerprint import as_markdown, fingerprint
+from hwbench.interrupts import signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor
-from hwbench.results import write_record
+from hwbench.results import RECORD_NAME, Fingerprint, Interruption, Metrics, ResultsRecord, now, write_record
 
-# Hydra already logs to the console and to the job's log file: Lightning's own console handler would
-# print every line twice. Its advertising tip and the warning about log_every_n_steps (hwbench logs once
-# an epoch by design) are noise in a benchmark's output.
-logging.getLogger("lightning").handlers.clear()
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
-warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
-warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
-warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # val_size=0: no validation
-
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Catch values that would fail deep inside training, and say how to fix them."""
-
-    def positive_int(key: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}: set e.g. {key}=5")
-
-    positive_int("epochs", cfg.epochs)
-    positive_int("batch_size", cfg.batch_size)
-    positive_int("warmup_steps", cfg.warmup_steps)
-    positive_int("steps_per_execution", cfg.steps_per_execution)
-    if cfg.device.threads is not None:
-        positive_int("device.threads", cfg.device.threads)
-    if not isinstance(cfg.lr, (int, float)) or cfg.lr <= 0:
-        raise ConfigError(f"lr must be a positive number, got {cfg.lr!r}: set e.g. lr=0.01")
-    if str(cfg.device.precision) not in PRECISIONS:
-        raise ConfigError(f"device.precision must be one of {', '.join(PRECISIONS)}, got {cfg.device.precision!r}")
-    if cfg.compile not in COMPILE_MODES:
-        raise ConfigError(f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES[2:])})")
-    if cfg.init not in ("torch", "keras"):
-        raise ConfigError(f"init must be torch or keras, got {cfg.init!r}")
 
 
 def compile_net(net: torch.nn.Module, setting: bool | str) -> torch.nn.Module:
@@ -89,92 +54,108 @@ def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
     return model, instantiate(cfg.data)
 
 
-def new_record(cfg: DictConfig) -> dict[str, Any]:
-    return {
-        "status": "running",
-        "reason": None,
-        "run_name": cfg.run_name,
-        "arch": cfg.arch.name,
-        "device": cfg.device.name,
-        "epochs": cfg.epochs,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-
-
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Train and test one configuration; the results record is written even if the job fails."""
-    start = time.perf_counter()
-    record = new_record(cfg)
-    monitor = BenchmarkMonitor(cfg.warmup_steps, cfg.inference_batch_size)
-    try:
-        check_config(cfg)
-        accelerator = resolve_accelerator(cfg.device.accelerator)
-        threads = configure_backend(cfg.device)
-        record["fingerprint"] = fingerprint(threads, str(cfg.device.precision), accelerator)
-        L.seed_everything(cfg.seed, verbose=False)
-        model, datamodule = build(cfg)
-        logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
-        logger.experiment.add_text("fingerprint", as_markdown(record["fingerprint"]))
-        every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
-        trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=1,
-            precision=cfg.device.precision,
-            max_epochs=cfg.epochs,
-            logger=logger,
-            # TQDM refreshed every ~log_every_n_steps optimizer steps costs nothing measurable (the rich bar
-            # redraws every step); its counts are Lightning steps, each steps_per_execution optimizer steps
-            callbacks=[monitor, TQDMProgressBar(refresh_rate=every)],
-            log_every_n_steps=every,
-            num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            benchmark=cfg.device.cudnn_benchmark,
+def refuse_taken(out_dir: Path) -> None:
+    """A job never writes into a folder that holds another run's record or TensorBoard events."""
+    taken = [p.name for p in (out_dir / RECORD_NAME, *out_dir.glob("events.out.tfevents*")) if p.exists()]
+    if taken:
+        raise OutputFolderTaken(
+            f"{out_dir} already holds another run ({', '.join(taken[:2])}): give this run its own folder "
+            f"(leave hydra.run.dir and hydra.sweep.dir at their defaults, or name a new one)"
         )
-        trainer.fit(model, datamodule=datamodule)
-        (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
-        record["metrics"] = {"test_acc": test["test/acc"], "test_loss": test["test/loss"]}
-        record["status"] = "ok"
+
+
+def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
+    """Train and test one configuration and write its results record, whatever happens.
+
+    Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
+    finished, and ``OutputFolderTaken`` before writing anything.
+    """
+    start = time.perf_counter()
+    refuse_taken(out_dir)
+    record = ResultsRecord.start(cfg)
+    write_record(out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
+    monitor = BenchmarkMonitor(cfg.warmup_steps, cfg.inference_batch_size)
+    logger: TensorBoardLogger | None = None
+    try:
+        with signals_raise_interrupted():
+            check(cfg)
+            accelerator = resolve_accelerator(cfg.device.accelerator)
+            threads = configure_backend(cfg.device)
+            record.fingerprint = Fingerprint(**fingerprint(threads, str(cfg.device.precision), accelerator))
+            L.seed_everything(cfg.seed, verbose=False)
+            model, datamodule = build(cfg)
+            logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
+            logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
+            trainer = make_trainer(cfg, accelerator, logger, monitor)
+            trainer.fit(model, datamodule=datamodule)
+            if model.diverged_epoch is not None:
+                record.status, record.diverged_epoch = "diverged", model.diverged_epoch
+                record.reason = (
+                    f"the training loss is not finite in epoch {model.diverged_epoch}: training stopped there; "
+                    f"lower the learning rate (lr={cfg.lr})"
+                )
+            else:
+                (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
+                record.metrics = Metrics(test_acc=test["test/acc"], test_loss=test["test/loss"])
+                record.status = "ok"
     except DeviceUnavailable as err:
-        record.update(status="skipped", reason=f"skipped: {err}")
+        record.status, record.reason = "skipped", str(err)
+    except HwbenchError as err:
+        record.status, record.reason = "failed", str(err)
+    except Interrupted as err:
+        monitor.summarize(partial=True)
+        record.status, record.reason = "interrupted", f"{err.signal_name} after {len(monitor.epochs)} epoch(s)"
+        record.interruption = Interruption(
+            signal=err.signal_name, epochs_finished=len(monitor.epochs), steps_finished=getattr(monitor, "batches", 0)
+        )
         raise
-    except BaseException as err:
-        record.update(status="failed", reason=str(err).splitlines()[0] if str(err) else type(err).__name__)
-        raise
+    except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
+        record.status, record.reason = "failed", f"{type(err).__name__}: {first_line(err)}"
+        record.traceback = traceback.format_exc()
     finally:
-        record.update(monitor.results, epoch_table=monitor.epochs, wall_seconds=time.perf_counter() - start)
+        measured = {**monitor.results, "epoch_table": monitor.epochs}
+        done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
+        record = ResultsRecord.model_validate(record.model_dump() | measured | done)
         write_record(out_dir, record)
-    log_hparams(logger, cfg, record)
+        if logger is not None:
+            if record.status == "ok":
+                log_hparams(logger, cfg, record)
+            logger.finalize("success" if record.status == "ok" else "failed")  # flushes the event file
     return record
 
 
-def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: dict[str, Any]) -> None:
+def first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, monitor: BenchmarkMonitor) -> L.Trainer:
+    every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=cfg.device.precision,
+        max_epochs=cfg.epochs,
+        logger=logger,
+        # TQDM refreshed every ~log_every_n_steps optimizer steps costs nothing measurable (the rich bar
+        # redraws every step); its counts are Lightning steps, each steps_per_execution optimizer steps
+        callbacks=[monitor, TQDMProgressBar(refresh_rate=every)],
+        log_every_n_steps=every,
+        num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        benchmark=cfg.device.cudnn_benchmark,
+    )
+
+
+def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord) -> None:
     """The HParams tab: one row per run, the knobs beside the final metrics."""
     params = {
         "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
-        "device": cfg.device.name, "accelerator": record["fingerprint"]["accelerator"],
-        "precision": str(cfg.device.precision), "threads": record["fingerprint"]["threads"],
+        "device": cfg.device.name, "accelerator": record.fingerprint.accelerator,
+        "precision": str(cfg.device.precision), "threads": record.fingerprint.threads,
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
         "compile": str(cfg.compile), "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,
     }  # fmt: skip
-    metrics = {"hp/test_acc": record["metrics"]["test_acc"], "hp/train_samples_per_sec": train_samples_per_sec(record)}
+    metrics = {"hp/test_acc": record.metrics.test_acc, "hp/train_samples_per_sec": record.train_speed.samples_per_sec}
     logger.log_hyperparams(params, metrics)
-    logger.finalize("success")
-
-
-def train_samples_per_sec(record: dict[str, Any]) -> float:
-    """The headline training speed: steady state when there is one, else overall."""
-    return (record.get("steady") or record["overall"])["samples_per_sec"]
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    name = f"{record['arch']} {record['device']} epochs={record['epochs']}"
-    if record["status"] != "ok":
-        return f"{name}: {record['reason']}"
-    which = "steady" if record.get("steady") else "overall"
-    return (
-        f"{name}: test acc {record['metrics']['test_acc']:.4f}, "
-        f"train {train_samples_per_sec(record):,.0f} samples/s ({which}), wall {record['wall_seconds']:.1f} s"
-    )

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from hwbench.cli import CONFIG_DIR
+from hwbench.config import compose_config
 from hwbench.data import TensorBatches
 from hwbench.devices import configure_backend, resolve_accelerator
 from hwbench.models import init_weights
@@ -44,18 +43,18 @@ CPU_TRAIN_LIMIT = {"ffnn": None, "cnn": 10_000}
 
 def config(arch: str, device: str, batch_size: int, epochs: int, overrides: list[str]) -> DictConfig:
     limit = CPU_TRAIN_LIMIT.get(arch) if device == "cpu" else None
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "config",
-            [f"arch={arch}", f"device={device}", f"batch_size={batch_size}", f"epochs={epochs}",
-             *([f"data.train_limit={limit}"] if limit else []), *overrides],
-        )  # fmt: skip
+    return compose_config(
+        [f"arch={arch}", f"device={device}", f"batch_size={batch_size}", f"epochs={epochs}",
+         *([f"data.train_limit={limit}"] if limit else []), *overrides],
+    )  # fmt: skip
 
 
 def hwbench_samples_per_sec(cfg: DictConfig) -> float:
     with tempfile.TemporaryDirectory() as out:
         record = run(cfg, Path(out))
-    return record["steady"]["samples_per_sec"]
+    if record.steady is None:
+        raise SystemExit(f"error: {record.summary()}")
+    return record.steady.samples_per_sec
 
 
 def hand_loop_samples_per_sec(cfg: DictConfig) -> float:

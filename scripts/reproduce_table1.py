@@ -24,27 +24,26 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from hydra import compose, initialize_config_dir
 
-from hwbench.cli import CONFIG_DIR
+from hwbench.config import compose_config
+from hwbench.results import ResultsRecord
 from hwbench.train import run
 
 PAPER = {("ffnn", 5): 0.90, ("cnn", 5): 0.9563, ("ffnn", 20): 0.9376, ("cnn", 20): 0.9920}  # Table I
 
 
-def train(arch: str, epochs: int, seed: int, overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", ["experiment=paper", f"arch={arch}", f"epochs={epochs}", f"seed={seed}", *overrides])
+def train(arch: str, epochs: int, seed: int, overrides: list[str]) -> ResultsRecord:
+    cfg = compose_config(["experiment=paper", f"arch={arch}", f"epochs={epochs}", f"seed={seed}", *overrides])
     with tempfile.TemporaryDirectory() as out:
         record = run(cfg, Path(out))
-    print(f"{arch} epochs={epochs} seed={seed}: test acc {record['metrics']['test_acc']:.4f}", flush=True)
+    if record.status != "ok":  # the rows finished so far are already written
+        raise SystemExit(f"error: {arch} epochs={epochs} seed={seed}: {record.status}: {record.reason}")
+    print(f"{arch} epochs={epochs} seed={seed}: test acc {record.metrics.test_acc:.4f}", flush=True)
     return record
 
 
-def row(arch: str, epochs: int, records: list[dict]) -> dict:
-    accs = [r["metrics"]["test_acc"] for r in records]
-    fp = records[0]["fingerprint"]
-    device = fp["gpus"][0]["name"] if fp["accelerator"] == "cuda" else f"{fp['cpu']} ({fp['threads']} threads)"
+def row(arch: str, epochs: int, records: list[ResultsRecord]) -> dict:
+    accs = [r.metrics.test_acc for r in records]
     return {
         "arch": arch,
         "epochs": epochs,
@@ -52,10 +51,10 @@ def row(arch: str, epochs: int, records: list[dict]) -> dict:
         "ours_median": statistics.median(accs),
         "ours_min": min(accs),
         "ours_max": max(accs),
-        "seeds": [r["config"]["seed"] for r in records],
+        "seeds": [r.config["seed"] for r in records],
         "accs": accs,
-        "train_seconds_median": statistics.median(r["train_seconds"] for r in records),
-        "device": device,
+        "train_seconds_median": statistics.median(r.train_seconds for r in records),
+        "device": records[0].device_label,
     }
 
 

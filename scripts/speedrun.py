@@ -18,11 +18,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from rich.console import Console
 from rich.table import Table
 
-from hwbench.cli import CONFIG_DIR
+from hwbench.config import compose_config
 from hwbench.train import run
 
 TARGET = 0.99
@@ -36,22 +35,19 @@ def main() -> None:
 
     runs = []
     for seed in args.seeds:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("config", ["experiment=speedrun", f"seed={seed}", *args.overrides])
+        cfg = compose_config(["experiment=speedrun", f"seed={seed}", *args.overrides])
         with tempfile.TemporaryDirectory() as out:
-            try:
-                record = run(cfg, Path(out))
-            except Exception as err:  # one failed seed is reported; the seeds measured so far are kept
-                runs.append({"seed": seed, "error": str(err).splitlines()[0] if str(err) else type(err).__name__})
-                print(f"seed {seed}: failed: {runs[-1]['error']}", flush=True)
-                continue
+            record = run(cfg, Path(out))
+        if record.status != "ok":  # one failed seed is reported; the seeds measured so far are kept
+            runs.append({"seed": seed, "error": f"{record.status}: {record.reason}"})
+            print(f"seed {seed}: {runs[-1]['error']}", flush=True)
+            continue
         runs.append({
             "seed": seed,
-            "test_acc": record["metrics"]["test_acc"],
-            "train_seconds": record["train_seconds"],
-            "compile_seconds": record.get("compile_seconds"),
-            "device": record["fingerprint"]["gpus"][0]["name"] if record["fingerprint"]["gpus"]
-            else f"{record['fingerprint']['cpu']} ({record['fingerprint']['threads']} threads)",
+            "test_acc": record.metrics.test_acc,
+            "train_seconds": record.train_seconds,
+            "compile_seconds": record.compile_seconds,
+            "device": record.device_label,
         })  # fmt: skip
         print(f"seed {seed}: test acc {runs[-1]['test_acc']:.4f} in {runs[-1]['train_seconds']:.2f} s", flush=True)
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hwbench.cli import CONFIG_DIR
+from hwbench.config import compose_config
 from hwbench.data import default_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,8 +35,7 @@ def make_cfg(data_root: str, tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the project's config with overrides, as ``python -m hwbench`` would."""
 
     def make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("config", [f"data.root={data_root}", "device=cpu", *overrides])
+        return compose_config([f"data.root={data_root}", "device=cpu", *overrides])
 
     return make
 

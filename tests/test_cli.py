@@ -1,9 +1,9 @@
 """``python -m hwbench`` as a user runs it: real Hydra sweeps in a subprocess, real event files read back."""
 
-import json
 from pathlib import Path
 
 from conftest import scalars
+from hwbench.results import read_record
 
 PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
 AT_END = {"test/loss", "test/acc"}
@@ -22,8 +22,8 @@ def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_
         assert logged.keys() >= PER_EPOCH | AT_END
         assert logged["test/acc"][-1] > 0.3  # chance is 0.1
         assert logged["perf/train_samples_per_sec"][-1] > 0
-        record = json.loads((run / "results.json").read_text())
-        assert record["status"] == "ok" and record["metrics"]["test_acc"] == logged["test/acc"][-1]
+        record = read_record(run / "results.json")
+        assert record.status == "ok" and record.metrics.test_acc == logged["test/acc"][-1]
 
     summary = [line for line in result.stdout.splitlines() if "test acc" in line]
     assert len(summary) == 2 and summary[0].startswith("ffnn cpu epochs=1: test acc")
@@ -57,7 +57,8 @@ def test_bad_value_gets_one_line_naming_the_fix(hwbench_cli) -> None:
     result = hwbench_cli("epochs=0", "device=cpu")
     assert result.returncode != 0
     assert (
-        result.stderr.strip().splitlines()[-1] == "error: epochs must be a positive integer, got 0: set e.g. epochs=5"
+        result.stderr.strip().splitlines()[-1]
+        == "error: ffnn cpu epochs=0: failed: epochs must be at least 1, got 0: set e.g. epochs=5"
     )
     assert "Traceback" not in result.stderr
 
@@ -77,5 +78,6 @@ def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli) -> None:
     result = hwbench_cli("optim.optimizer.momentum=-1", "device=cpu", "epochs=1", "data.train_limit=500")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "error: Invalid momentum value: -1: fix the optim settings (python -m hwbench --cfg job shows them)"
+    fix = "fix the optim settings (python -m hwbench --cfg job shows them)"
+    assert last == f"error: ffnn cpu epochs=1: failed: Invalid momentum value: -1: {fix}"
     assert "Traceback" not in result.stderr

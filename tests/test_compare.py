@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ import matplotlib.image
 import pytest
 
 from hwbench.compare import main as compare
-from hwbench.results import write_record
+from hwbench.results import ResultsRecord, read_record, write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JOBS = ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")  # the sweep's job folders: device.threads=1, device.threads=2
@@ -87,14 +86,14 @@ def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_p
         "device": "gpu", "epochs": 2, "started": "2026-01-01T00:00:00+00:00", "config": {"batch_size": 128},
         "epoch_table": [],
     }  # fmt: skip
-    write_record(other / "multiruns" / "x" / "0_ffnn_gpu_e2", skipped)
+    write_record(other / "multiruns" / "x" / "0_ffnn_gpu_e2", ResultsRecord.model_validate(skipped))
     broken = other / "multiruns" / "x" / "1_cnn_gpu_e2" / "results.json"
     broken.parent.mkdir(parents=True)
     broken.write_text('{"status": "ok", "arch": "cn')
 
     assert compare([str(outputs), str(other), "--out", str(tmp_path / "report")]) == 0
     captured = capsys.readouterr()
-    assert "skipped and failed runs" in captured.out
+    assert "Runs without a result" in captured.out
     line = table_line(captured.out, "0_ffnn_gpu_e2")
     assert "skipped" in line and "no CUDA device" in line
     (warning,) = captured.err.strip().splitlines()
@@ -107,8 +106,8 @@ def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_p
 
 
 def test_baseline_names_the_row_that_gets_1x(outputs: Path, tmp_path: Path, capsys) -> None:
-    records = {job: json.loads(next(outputs.rglob(f"{job}/results.json")).read_text()) for job in JOBS}
-    speed = {job: record["steady"]["samples_per_sec"] for job, record in records.items()}
+    records = {job: read_record(next(outputs.rglob(f"{job}/results.json"))) for job in JOBS}
+    speed = {job: record.steady.samples_per_sec for job, record in records.items()}
     fast, slow = sorted(JOBS, key=speed.get, reverse=True)  # not the default baseline, which is the slowest
 
     assert compare([str(outputs), "--baseline", f"/{fast}/", "--out", str(tmp_path / "report")]) == 0
@@ -128,7 +127,7 @@ def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     # through the real entry point, as a user types it
-    result = subprocess.run([sys.executable, "-m", "hwbench", "compare", str(empty)], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "hwbench.compare", str(empty)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: no results.json under {empty}: run python -m hwbench first"
@@ -138,7 +137,8 @@ def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     (error,) = capsys.readouterr().err.strip().splitlines()
     assert error == f"error: no such folder: {tmp_path / 'nowhere'}"
 
-    write_record(tmp_path / "records" / "job", {"status": "failed", "reason": "out of memory", "arch": "cnn"})
+    failed = ResultsRecord(status="failed", reason="out of memory", arch="cnn")
+    write_record(tmp_path / "records" / "job", failed)
     (tmp_path / "taken").write_text("a file, not a folder")
     assert compare([str(tmp_path / "records"), "--out", str(tmp_path / "taken")]) == 2
     (error,) = capsys.readouterr().err.strip().splitlines()

@@ -1,6 +1,5 @@
 """Device sweeps never break, and every run says what hardware it ran on."""
 
-import json
 import platform
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import torch
 
 from conftest import cuda
 from hwbench.fingerprint import fingerprint
+from hwbench.results import read_record
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
 
@@ -36,18 +36,22 @@ def test_fingerprint_fields_are_present_and_typed() -> None:
 def test_cpu_gpu_sweep_without_a_gpu_exits_0_with_skip_records(hwbench_cli, tmp_path: Path) -> None:
     result = hwbench_cli("-m", "arch=ffnn", "device=cpu,gpu", "epochs=1", "data.train_limit=500")
     assert result.returncode == 0, result.stderr[-2000:]
-    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")}
-    assert records["0_ffnn_cpu_e1"]["status"] == "ok" and records["0_ffnn_cpu_e1"]["metrics"]["test_acc"] > 0
+    records = {p.parent.name: read_record(p) for p in (tmp_path / "outputs").rglob("results.json")}
+    assert records["0_ffnn_cpu_e1"].status == "ok" and records["0_ffnn_cpu_e1"].metrics.test_acc > 0
     skipped = records["1_ffnn_gpu_e1"]
-    assert skipped["status"] == "skipped" and skipped["reason"] == "skipped: no CUDA device"
-    assert "ffnn_gpu_e1: skipped: no CUDA device" in result.stdout
+    assert skipped.status == "skipped" and skipped.reason.startswith("no CUDA device: pick a device")
+    assert "ffnn gpu epochs=1: skipped: no CUDA device" in result.stdout
 
 
 @no_cuda
 def test_single_run_on_a_missing_gpu_fails_with_one_line(hwbench_cli) -> None:
     result = hwbench_cli("device=gpu", "epochs=1")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("error: no CUDA device: pick a device this machine has")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: ffnn gpu epochs=1: skipped: no CUDA device: pick a device this machine has")
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -62,8 +66,8 @@ def test_threads_and_precision_are_applied_and_recorded(make_cfg, tmp_path: Path
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    assert record["status"] == "ok"
-    assert record["fingerprint"]["threads"] == 1 and record["fingerprint"]["precision"] == "bf16-mixed"
+    assert record.status == "ok"
+    assert record.fingerprint.threads == 1 and record.fingerprint.precision == "bf16-mixed"
 
 
 @cuda
@@ -71,9 +75,9 @@ def test_gpu_run_records_gpu_figures(make_cfg, tmp_path: Path) -> None:
     from hwbench.train import run
 
     record = run(make_cfg("device=gpu", "arch=cnn", "epochs=2", "data.train_limit=5000"), tmp_path)
-    assert record["fingerprint"]["gpus"] and record["fingerprint"]["accelerator"] == "cuda"
-    assert record["steady"]["samples_per_sec"] > 0
-    assert record["inference"]["latency_ms_p50"] > 0
+    assert record.status == "ok" and record.on_gpu and record.device_name == torch.cuda.get_device_name()
+    assert record.steady.samples_per_sec > 0
+    assert record.inference.latency_ms_p50 > 0
 
 
 MMAPPED_BYTES = """

@@ -1,0 +1,162 @@
+"""The comparison as data: one row per results record, grouped by network, with speed-ups against a baseline.
+
+Records may come from several machines (sweep folders copied together). ``hwbench.report`` renders the rows.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from hwbench.results import ResultsRecord
+
+Row = dict[str, Any]
+
+
+# ---- columns: one definition for the console, Markdown and CSV --------------------------------------------
+class Column(NamedTuple):
+    key: str
+    header: str  # console and Markdown header; the CSV uses the key
+    spec: str | None = None  # format of a number (right-aligned); None: text
+    shown: bool = True  # in the console and Markdown tables; the CSV has every column
+
+
+COLUMNS = [
+    Column("arch", "arch"),
+    Column("job", "job"),
+    Column("device", "device"),
+    Column("host", "host"),
+    Column("model", "GPU/CPU"),
+    Column("threads", "threads", "d"),
+    Column("precision", "precision"),
+    Column("batch_size", "batch", "d"),
+    Column("epochs", "epochs", "d"),
+    Column("test_acc", "test acc", ".4f"),
+    Column("train_samples_per_sec", "train samples/s", ",.0f"),
+    Column("train_basis", "steady|overall", shown=False),
+    Column("epoch_seconds", "epoch s", ".2f"),
+    Column("seconds_to_97", "to 97% s", ".1f"),
+    Column("mfu", "MFU", ".1%"),
+    Column("inference_samples_per_sec", "infer samples/s", ",.0f"),
+    Column("latency_ms_p50", "batch-1 ms", ".3f"),
+    Column("speedup", "speed-up", ".2f"),
+    Column("status", "status", shown=False),
+    Column("reason", "reason", shown=False),
+    Column("run_name", "run name", shown=False),
+    Column("started", "started", shown=False),
+    Column("path", "results.json", shown=False),
+]
+SHOWN = [c for c in COLUMNS if c.shown]
+NOT_OK_COLUMNS = [c for c in COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
+OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
+
+
+def cell(column: Column, row: Row) -> str:
+    """A value as the console and Markdown show it (the CSV keeps the raw value)."""
+    value = row.get(column.key)
+    if value is None:
+        return ""
+    if column.spec is None:
+        return str(value)
+    try:
+        text = f"{value:{column.spec}}"
+    except (TypeError, ValueError):  # a hand-edited record with '2' for 2: show it as it is
+        return str(value)
+    if column.key == "speedup":
+        text += "x"
+    if column.key == "train_samples_per_sec" and row.get("train_basis") == "overall":
+        text += OVERALL_MARK
+    return text
+
+
+# ---- records to rows and speed-ups -------------------------------------------------------------------------
+def short_model(name: str) -> str:
+    """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz' -> 'Intel Xeon Platinum 8480+': fits in a column."""
+    for noise in (r"\((R|TM|tm)\)", r"\bCPU @ .*", r"@ .*", r"\b\d+-Core\b", r"\bProcessor\b", r"^NVIDIA\s+"):
+        name = re.sub(noise, "", name)
+    return " ".join(name.split())
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}  # a hand-edited config may hold anything
+
+
+def to_row(path: Path, record: ResultsRecord) -> Row:
+    """One table row from one record; anything a skipped or failed record lacks stays None."""
+    cfg, fp = record.config, record.fingerprint
+    device_cfg = as_dict(cfg.get("device"))
+    accelerator = fp.accelerator if fp else device_cfg.get("accelerator")
+    device = str(record.device or device_cfg.get("name") or "?")
+    speed = record.train_speed
+    steady_epochs = record.epoch_table[1:] if len(record.epoch_table) > 1 else record.epoch_table  # 1st: warm-up
+    epoch_seconds = [e.seconds for e in steady_epochs]
+    inference = record.inference
+    return {
+        "arch": record.arch or as_dict(cfg.get("arch")).get("name") or "?",
+        "job": path.parent.name,
+        # the device config's name, and what it resolved to when that says more ('auto' -> 'auto (cuda)')
+        "device": device if accelerator in (None, device) else f"{device} ({accelerator})",
+        "host": fp.host if fp else None,
+        "model": short_model(record.device_name) if record.device_name else None,
+        "threads": fp.threads if fp else device_cfg.get("threads"),
+        "precision": fp.precision if fp else device_cfg.get("precision"),
+        "batch_size": cfg.get("batch_size"),
+        "epochs": record.epochs,
+        "test_acc": record.metrics.test_acc if record.metrics else None,
+        "train_samples_per_sec": speed.samples_per_sec if speed else None,
+        "train_basis": record.train_basis,
+        "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
+        "seconds_to_97": record.time_to_val_acc.get("0.97"),
+        "mfu": speed.mfu if speed else None,
+        "inference_samples_per_sec": inference.samples_per_sec if inference else None,
+        "latency_ms_p50": inference.latency_ms_p50 if inference else None,
+        "speedup": None,
+        "status": record.status,
+        "reason": record.reason,
+        "run_name": record.run_name,
+        "started": record.started,
+        "path": str(path),
+        "epoch_table": record.epoch_table,  # for the accuracy plot; not a column
+    }
+
+
+def label(row: Row) -> str:
+    """What a user types to --baseline, and sees in the captions: host/device/run_name."""
+    return f"{row['host']}/{row['device']}/{row['run_name']}"
+
+
+def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
+    """Set each ok row's speed-up against its arch's baseline row; return the baseline of each arch.
+
+    ``baseline`` is a substring of a row's label or of its results.json path (the path tells apart jobs
+    of one sweep, whose labels are the same); without one, the slowest row of each arch is the baseline.
+    Raises ValueError when it names nothing, or more than one row of an arch.
+    """
+    timed = [r for r in rows if r["status"] == "ok" and r["train_samples_per_sec"]]
+    bases: dict[str, Row] = {}
+    for arch in dict.fromkeys(r["arch"] for r in timed):
+        candidates = [r for r in timed if r["arch"] == arch]
+        if baseline is not None:
+            matches = [r for r in candidates if baseline in label(r) or baseline in r["path"]]
+            if len(matches) > 1:
+                names = ", ".join(f"{label(r)} ({r['job']})" for r in matches)
+                raise ValueError(f"--baseline {baseline!r} matches {len(matches)} {arch} runs: {names}")
+            candidates = matches or candidates  # an arch the spec does not name falls back to its slowest
+        bases[arch] = min(candidates, key=lambda r: r["train_samples_per_sec"])
+        for r in timed:
+            if r["arch"] == arch:
+                r["speedup"] = r["train_samples_per_sec"] / bases[arch]["train_samples_per_sec"]
+    if baseline is not None and not any(baseline in label(r) or baseline in r["path"] for r in timed):
+        hint = "give part of host/device/run_name or of a results.json path"
+        raise ValueError(f"--baseline {baseline!r} names no ok run: {hint}")
+    return bases
+
+
+def run_labels(rows: list[Row]) -> list[str]:
+    """Short, unique labels: the setup, then the job folder where setups repeat, then a count where even
+    job folders repeat (the same sweep run on two days)."""
+    names = [f"{r['host']}/{r['device']} {r['threads']} thr, prec {r['precision']}, bs {r['batch_size']}" for r in rows]
+    names = [f"{n} [{r['job']}]" if names.count(n) > 1 else n for n, r in zip(names, rows, strict=True)]
+    return [f"{n} #{names[: i + 1].count(n)}" if names.count(n) > 1 else n for i, n in enumerate(names)]

@@ -1,0 +1,146 @@
+"""The config's schema (Hydra structured configs), its range checks, and composing it outside the CLI.
+
+The YAML files under ``hwbench/conf`` hold the values and their comments; the dataclasses here hold the
+types, so that ``epochs=abc`` gets Hydra's own one-line error. What a type cannot say (ranges, choices)
+is checked once, in :func:`check`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from hwbench.errors import ConfigError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # inside the package: works from a wheel too
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+MNIST_TRAIN_SIZE = 60_000
+
+
+@dataclass
+class ArchConfig:
+    name: str = MISSING
+    net: Any = MISSING  # the net's constructor and arguments (``_target_``), which differ per network
+
+
+@dataclass
+class DataConfig:
+    _target_: str = MISSING
+    root: str | None = None
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    val_size: int = MISSING
+    train_limit: int | None = None
+    seed: int = MISSING
+    steps_per_execution: int = MISSING
+
+
+@dataclass
+class DeviceConfig:
+    name: str = MISSING
+    accelerator: str = MISSING
+    precision: str = MISSING
+    threads: int | None = None
+    matmul_precision: str = MISSING
+    cudnn_benchmark: bool = MISSING
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Any = MISSING  # a partial torch.optim class; its own checks validate its arguments
+    scheduler: Any = None
+
+
+@dataclass
+class HwbenchConfig:
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    seed: int = MISSING
+    init: str = MISSING
+    one_hot_targets: bool = MISSING
+    steps_per_execution: int = MISSING
+    compile: Any = MISSING  # false, true or a torch.compile mode: a union OmegaConf cannot type
+    channels_last: bool = MISSING
+    log_every_n_steps: int = MISSING
+    warmup_steps: int = MISSING
+    inference_batch_size: int = MISSING
+    output_root: str = MISSING
+    run_name: str = MISSING
+
+
+def fresh_dir(path: str) -> str:
+    """``path``, else ``path-2``, ``path-3``...: the first this process creates (``mkdir`` is atomic).
+
+    Two jobs started in the same second resolve the same timestamped folder: each gets its own.
+    """
+    base = Path(path)
+    for n in itertools.count(1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
+def fresh_subdir(parent: str, name: str) -> str:
+    """A sweep job's folder under ``parent``, as :func:`fresh_dir` claims it (Hydra wants the name alone)."""
+    return Path(fresh_dir(str(Path(parent) / name))).name
+
+
+def register() -> None:
+    """Make the schema and the folder-claiming resolvers known to Hydra (idempotent)."""
+    ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
+    # cached: resolved once per process and copied into every job's config, so a job keeps its folder
+    OmegaConf.register_new_resolver("hwbench_fresh_dir", fresh_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("hwbench_fresh_subdir", fresh_subdir, use_cache=True, replace=True)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config as ``python -m hwbench OVERRIDES`` composes it (for scripts and tests)."""
+    register()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", list(overrides))
+
+
+def check(cfg: DictConfig) -> None:
+    """Catch values that would fail deep inside training, and say how to fix them."""
+
+    def at_least(key: str, minimum: int) -> None:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{key} must be at least {minimum}, got {value}: set e.g. {key}={max(minimum, 5)}")
+
+    def one_of(key: str, value: Any, choices: tuple) -> None:
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+    for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
+                "log_every_n_steps", "device.threads", "data.eval_batch_size", "data.train_limit"):  # fmt: skip
+        at_least(key, 1)
+    at_least("data.val_size", 0)
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr must be a positive number, got {cfg.lr!r}: set e.g. lr=0.01")
+    if cfg.data.val_size >= MNIST_TRAIN_SIZE:
+        raise ConfigError(f"data.val_size must be below {MNIST_TRAIN_SIZE}, got {cfg.data.val_size}")
+    if cfg.data.train_limit is not None and cfg.data.train_limit > MNIST_TRAIN_SIZE - cfg.data.val_size:
+        raise ConfigError(f"data.train_limit must be at most {MNIST_TRAIN_SIZE - cfg.data.val_size} (60,000 "
+                          f"training images less data.val_size), got {cfg.data.train_limit}")  # fmt: skip
+    one_of("device.precision", str(cfg.device.precision), PRECISIONS)
+    one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
+    one_of("compile", cfg.compile, COMPILE_MODES)
+    one_of("init", cfg.init, ("keras", "torch"))

@@ -1,0 +1,37 @@
+"""Hydra callbacks: what must happen around the jobs rather than inside one."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+class CheckOutputFolder(Callback):
+    """Before any job starts, make sure its output folder can be written: else one line and exit 1."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        writable_or_exit(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        writable_or_exit(config, "hydra.sweep.dir")
+
+
+def writable_or_exit(config: DictConfig, key: str) -> None:
+    try:
+        folder = Path(str(OmegaConf.select(config, key)))  # resolving the run dir claims it (config.fresh_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except Exception as err:
+        while (inner := err.__cause__ or err.__context__) is not None:  # OmegaConf wraps what the resolver raised
+            err = inner  # type: ignore[assignment]
+        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+        sys.exit(
+            f"error: cannot write the output folder under output_root={config.output_root} ({what}): "
+            f"set output_root to a folder you can write, e.g. output_root=$HOME/hwbench-outputs"
+        )
