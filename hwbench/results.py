@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hwbench.errors import OutputFolderTaken
+
 RECORD_NAME = "results.json"
 SCHEMA_VERSION = 2  # 1: the unversioned records of hwbench 0.1, which still read
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
@@ -185,6 +187,16 @@ def write_record(folder: str | Path, record: ResultsRecord) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def refuse_taken(out_dir: Path) -> None:
+    """A job never writes into a folder that holds another run's record or TensorBoard events."""
+    taken = [p.name for p in (out_dir / RECORD_NAME, *out_dir.glob("events.out.tfevents*")) if p.exists()]
+    if taken:
+        raise OutputFolderTaken(
+            f"{out_dir} already holds another run ({', '.join(taken[:2])}): give this run its own folder "
+            f"(leave hydra.run.dir and hydra.sweep.dir at their defaults, or name a new one)"
+        )
 
 
 def read_record(path: Path) -> ResultsRecord:

@@ -16,12 +16,12 @@ from omegaconf import DictConfig
 from hwbench.classifier import Classifier
 from hwbench.config import check
 from hwbench.devices import configure_backend, resolve_accelerator
-from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputFolderTaken
+from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
 from hwbench.fingerprint import as_markdown, fingerprint
 from hwbench.interrupts import signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor
-from hwbench.results import RECORD_NAME, Fingerprint, Interruption, Metrics, ResultsRecord, now, write_record
+from hwbench.results import Fingerprint, Interruption, Metrics, ResultsRecord, now, refuse_taken, write_record
 
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
@@ -52,16 +52,6 @@ def build(cfg: DictConfig) -> tuple[Classifier, L.LightningDataModule]:
         copy_logits=cfg.compile in CUDA_GRAPH_MODES,
     )
     return model, instantiate(cfg.data)
-
-
-def refuse_taken(out_dir: Path) -> None:
-    """A job never writes into a folder that holds another run's record or TensorBoard events."""
-    taken = [p.name for p in (out_dir / RECORD_NAME, *out_dir.glob("events.out.tfevents*")) if p.exists()]
-    if taken:
-        raise OutputFolderTaken(
-            f"{out_dir} already holds another run ({', '.join(taken[:2])}): give this run its own folder "
-            f"(leave hydra.run.dir and hydra.sweep.dir at their defaults, or name a new one)"
-        )
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:

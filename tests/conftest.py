@@ -46,7 +46,10 @@ def hwbench_cli(data_root: str, tmp_path: Path) -> Callable[..., subprocess.Comp
 
     def run(*args: str, data: str | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "HWBENCH_DATA": data or data_root, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={tmp_path / 'outputs'}"]
+        default_root = (
+            [] if any(a.startswith("output_root=") for a in args) else [f"output_root={tmp_path / 'outputs'}"]
+        )
+        cmd = [sys.executable, "-m", "hwbench", *args, *default_root]
         return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
     return run

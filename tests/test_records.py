@@ -1,0 +1,117 @@
+"""The results record's schema: what compare accepts, what it names and skips, and what still reads."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwbench.compare import main as compare
+from hwbench.results import RECORD_NAME, ResultsRecord, read_record
+
+OK = {  # a complete record as hwbench writes it, pared to the fields compare reads
+    "schema_version": 2, "status": "ok", "reason": None, "run_name": "ffnn_cpu_e2", "arch": "ffnn",
+    "device": "cpu", "epochs": 2, "started": "2026-11-25T01:00:00+00:00", "config": {"batch_size": 128},
+    "fingerprint": {"host": "vm", "cpu": "AMD EPYC 7B13", "threads": 2, "accelerator": "cpu",
+                    "precision": "32", "gpus": []},
+    "epoch_table": [{"epoch": 1, "seconds": 2.0, "train_seconds": 2.0, "samples_per_sec": 27000.0,
+                     "train_loss": 0.5, "val_acc": 0.9},
+                    {"epoch": 2, "seconds": 1.5, "train_seconds": 3.5, "samples_per_sec": 36000.0,
+                     "train_loss": 0.3, "val_acc": 0.92}],
+    "metrics": {"test_acc": 0.92, "test_loss": 0.3},
+    "overall": {"samples_per_sec": 31000.0, "batches_per_sec": 242.0},
+    "steady": {"samples_per_sec": 36000.0, "batches_per_sec": 281.0},
+    "inference": {"batch_size": 1024, "samples_per_sec": 800000.0, "latency_ms_p50": 0.1, "latency_ms_p90": 0.2},
+}  # fmt: skip
+
+junk = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)  # fmt: skip
+PATHS = [("status",), ("arch",), ("epochs",), ("config",), ("config", "batch_size"), ("fingerprint",),
+         ("fingerprint", "host"), ("fingerprint", "threads"), ("fingerprint", "gpus"), ("epoch_table",),
+         ("metrics", "test_acc"), ("steady", "samples_per_sec"), ("overall",), ("inference", "latency_ms_p50"),
+         ("started",), ("schema_version",)]  # fmt: skip
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict:
+    """A good record, then some fields deleted or replaced by junk (text, NaN, huge numbers, unicode)."""
+    record = copy.deepcopy(OK)
+    record["fingerprint"]["host"] = draw(st.text(min_size=1, max_size=12))  # unicode hosts are fine
+    for path in draw(st.lists(st.sampled_from(PATHS), max_size=3, unique=True)):
+        parent = record
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent.get(key), dict) else {}
+        if draw(st.booleans()):
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = draw(junk)
+    return record
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(records(), min_size=1, max_size=4))
+def test_compare_never_crashes_and_names_every_bad_record(batch: list[dict], tmp_path: Path, capfd) -> None:
+    root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+    paths = []
+    for i, record in enumerate(batch):
+        path = root / f"job{i}" / RECORD_NAME
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record, ensure_ascii=False))  # NaN and Infinity as Python writes them
+        paths.append(path)
+    valid = []
+    for path in paths:
+        with contextlib.suppress(ValueError):
+            valid.append(read_record(path))
+    code = compare([str(root), "--out", str(root / "report")])
+    err = capfd.readouterr().err
+    assert code == (0 if valid else 2)
+    warnings = [line for line in err.splitlines() if line.startswith("warning: skipping")]
+    assert len(warnings) == len(paths) - len(valid)  # one line for each bad record, naming it
+    for line in warnings:
+        assert any(str(p) in line for p in paths)
+    for record in valid:  # what passes the schema is what compare can trust
+        speed = record.train_speed
+        assert record.status != "ok" or (speed is not None and math.isfinite(speed.samples_per_sec))
+
+
+def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
+    bad = copy.deepcopy(OK) | {"steady": {"samples_per_sec": "fast", "batches_per_sec": 1.0}}
+    for name, record in (("good", OK), ("bad", bad)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
+    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: steady.samples_per_sec:")
+    assert "1 records (1 ok" in captured.out
+
+
+def test_a_record_of_hwbench_0_1_still_reads() -> None:
+    """Version 1 had no schema_version, and wrote NaN as a bare JSON constant."""
+    legacy = copy.deepcopy({k: v for k, v in OK.items() if k != "schema_version"})
+    legacy["epoch_table"][0]["train_loss"] = float("nan")
+    record = ResultsRecord.model_validate(json.loads(json.dumps(legacy)))
+    assert record.schema_version == 1 and record.status == "ok"
+    assert record.train_speed.samples_per_sec == 36000.0 and record.train_basis == "steady"
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "label"),
+    [
+        ({"accelerator": "cuda", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}, "NVIDIA H100 80GB HBM3"),
+        ({"accelerator": "cpu", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}, "AMD EPYC 7B13 (2 threads)"),
+        ({"accelerator": "cpu", "gpus": []}, "AMD EPYC 7B13 (2 threads)"),
+    ],
+)
+def test_the_device_name_is_the_hardware_that_trained(fingerprint: dict, label: str) -> None:
+    record = ResultsRecord.model_validate(OK | {"fingerprint": OK["fingerprint"] | fingerprint})
+    assert record.device_label == label  # a CPU run on a CUDA host is the CPU's
