@@ -23,16 +23,11 @@ def _empty_outputs() -> dict[str, list]:
 class Classifier(L.LightningModule):
     """Cross-entropy on the net's logits (softmax folded into the loss), accuracy from torchmetrics.
 
-    A training step gets a group of batches (``steps_per_execution``) and takes one plain optimizer
-    step per batch, exactly as a hand-written loop would: Lightning's per-step machinery (0.3-0.7 ms
-    of Python, measured; a GPU's FFNN step can be shorter) is paid once per group.
-
-    Each step only keeps references to its loss and logits (on the device); torchmetrics turns them
-    into the epoch's loss and accuracy once, at the epoch's end. Nothing in the step launches a kernel
-    of its own, logs, or forces a host sync: on a GPU the FFNN's step is a few dozen kernel launches,
-    so even one argmax per step showed in the overhead benchmark. The kept logits are small (40 bytes
-    an image). A net compiled with CUDA graphs rewrites its output buffer on the next step: then
-    ``copy_logits`` keeps a copy instead.
+    A training step gets a group of batches (``steps_per_execution``) and takes one plain optimizer step
+    per batch, as a hand-written loop would, so Lightning's per-step machinery is paid once per group.
+    Each step only keeps references to its loss and logits on the device (no kernel, log or host sync of
+    its own); torchmetrics turns them into the epoch's loss and accuracy at the epoch's end. A net
+    compiled with CUDA graphs reuses its output buffer: ``copy_logits`` keeps a copy instead.
     """
 
     def __init__(

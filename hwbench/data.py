@@ -134,6 +134,9 @@ class MNISTDataModule(InMemoryDataModule):
 class SyntheticDataModule(InMemoryDataModule):
     """Random tensors of MNIST's shape made on the device: a control for the cost of real data."""
 
+    def __init__(self, root: str | None = None, **kwargs) -> None:  # root: the data config's, unused here
+        super().__init__(**kwargs)
+
     def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         gen = torch.Generator(device).manual_seed(self.seed)
         return tuple(  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""Which accelerator a job runs on, and the backend settings that go with it."""
+"""The accelerator a job runs on, and the torch and host settings that go with it."""
 
 from __future__ import annotations
 
@@ -32,27 +32,32 @@ def resolve_accelerator(requested: str) -> str:
     return requested
 
 
-def configure_backend(device: DictConfig) -> int:
-    """Apply thread count, matmul precision and cuDNN autotuning; return the CPU threads in use."""
-    threads = device.threads or available_cores()
+def synchronize(torch_device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a clock read afterwards is true."""
+    if torch_device.type != "cpu":
+        torch.accelerator.synchronize(torch_device)
+
+
+def configure_torch(device_cfg: DictConfig) -> int:
+    """Apply the device config's thread count, matmul precision and cuDNN autotuning; return the CPU threads."""
+    threads = device_cfg.threads or available_cores()
     torch.set_num_threads(threads)
-    # numpy (loaded by TensorBoard and matplotlib) brings OpenBLAS, whose idle threads spin and take the
-    # cores torch is being timed on (seen: a 2-thread CPU run 30x slower); hwbench never needs it parallel
-    threadpool_limits(limits=1, user_api="blas")
-    keep_freed_host_memory()
-    torch.set_float32_matmul_precision(device.matmul_precision)
-    torch.backends.cudnn.benchmark = device.cudnn_benchmark
+    torch.set_float32_matmul_precision(device_cfg.matmul_precision)
+    torch.backends.cudnn.benchmark = device_cfg.cudnn_benchmark
     return threads
 
 
-def keep_freed_host_memory() -> None:
-    """Keep freed CPU tensors in the process's heap for the next step, as CUDA's caching allocator does.
+def quiet_blas_threads() -> None:
+    """numpy (loaded by TensorBoard and matplotlib) brings OpenBLAS, whose idle threads spin on the cores torch
+    is timed on (a 2-thread CPU run came out 30x slower); hwbench never needs it parallel."""
+    threadpool_limits(limits=1, user_api="blas")
 
-    glibc gives big freed blocks (a CNN's activations) back to the OS, and the next step page-faults
-    them back in: profiled, ReLU's backward ran 2-4x slower under hwbench than in a hand loop because of
-    it (the heap differs after validation). Raising the mmap threshold to glibc's maximum (32 MiB) and the
-    trim threshold keeps them; the PyTorch CPU tuning guide's advice (jemalloc/tcmalloc) does the same
-    but needs a preloaded library. A no-op off glibc.
+
+def keep_freed_host_memory() -> None:
+    """Keep freed CPU tensors in the heap for the next step, as CUDA's caching allocator does on a GPU.
+
+    glibc hands big freed blocks (a CNN's activations) back to the OS and page-faults them in again on the
+    next step; raising its mmap and trim thresholds (mallopt) keeps them. A no-op off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -69,7 +69,7 @@ def _fetch(raw: Path) -> None:
         try:
             source(raw)
         except Exception as err:  # any failure just moves on to the next source
-            failures.append(f"{name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            failures.append(f"{name}: {one_line(err)}")
             continue
         if not missing_files(raw) and not corrupt_files(raw):
             log.info("MNIST fetched with %s into %s", name, raw)
@@ -82,6 +82,11 @@ def _fetch(raw: Path) -> None:
         f"MNIST is not in {raw} and could not be fetched ({'; '.join(failures)}); "
         f"put the four files there: {', '.join(MD5SUMS)}"
     )
+
+
+def one_line(err: BaseException) -> str:
+    """All of an error's message on one line (torchvision's first line ends in a colon; the reason follows)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def _from_torchvision(raw: Path) -> None:

@@ -1,9 +1,8 @@
 """The numbers a hardware benchmark reports, measured on clocks that the device agrees with.
 
-Lightning's ``ThroughputMonitor`` callback synchronizes the GPU after every step, which would slow
-down the very thing it measures; so this callback synchronizes only at the few points where it reads
-the clock (epoch edges, the end of warm-up) and hands the counts to Lightning's ``Throughput`` for the
-rates, FLOP/s and MFU.
+Lightning's ``ThroughputMonitor`` synchronizes the GPU after every step, which would slow down the very
+thing it measures; this callback synchronizes only where it reads the clock (epoch edges, the end of
+warm-up) and hands the counts to Lightning's ``Throughput`` for the rates, FLOP/s and MFU.
 """
 
 from __future__ import annotations
@@ -18,25 +17,20 @@ import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.throughput import Throughput, get_available_flops, measure_flops
-from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
 from torch import Tensor, nn
+
+from hwbench.data import InMemoryDataModule
+from hwbench.devices import synchronize
 
 log = logging.getLogger(__name__)
 ACCURACY_TARGETS = (0.97, 0.98, 0.99)
 INPUT_SHAPE = (1, 28, 28)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels, so that a clock read afterwards is true."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+COMPUTE_DTYPE = {"32": torch.float32, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}  # for the peak
 
 
 def flops_per_sample(net: nn.Module) -> dict[str, int]:
     """Forward and training (forward + backward) FLOPs for one image, from torch's flop counter."""
-    meta = copy.deepcopy(getattr(net, "_orig_mod", net)).to("meta")  # unwrap torch.compile
+    meta = copy.deepcopy(net).to("meta")
     x = torch.empty(2, *INPUT_SHAPE, device="meta")
     y = torch.zeros(2, dtype=torch.long, device="meta")
     forward = measure_flops(meta, lambda: meta(x))
@@ -45,26 +39,46 @@ def flops_per_sample(net: nn.Module) -> dict[str, int]:
 
 
 class Mark(NamedTuple):
-    """A point in training: seconds of training so far (validation excluded), batches, samples."""
+    """A point in training: seconds of training so far (validation excluded), optimizer steps, samples."""
 
     seconds: float
-    batches: int
+    steps: int
     samples: int
 
 
 class BenchmarkMonitor(Callback):
-    """Per-epoch timing and throughput, steady-state vs overall figures, time to accuracy, inference.
+    """Per-epoch timing and throughput, steady-state and overall figures, time to accuracy, inference.
 
     Steady state leaves out warm-up: the first epoch when there are several, else the first
-    ``warmup_steps`` steps of the only epoch.
+    ``warmup_steps`` optimizer steps of the only epoch (rounded up to a whole Lightning step).
     """
 
-    def __init__(self, warmup_steps: int = 50, inference_batch_size: int = 1024, latency_runs: int = 100) -> None:
-        self.warmup_steps = warmup_steps
-        self.inference_batch_size = inference_batch_size
-        self.latency_runs = latency_runs
-        self.epochs: list[dict[str, Any]] = []
-        self.results: dict[str, Any] = {}
+    def __init__(
+        self,
+        flops: dict[str, int],
+        precision: str,
+        data: InMemoryDataModule,
+        warmup_steps: int = 50,
+        inference_batch_size: int = 1024,
+        latency_runs: int = 100,
+    ) -> None:
+        self.flops, self.precision, self.data = flops, precision, data
+        self.warmup_steps, self.inference_batch_size, self.latency_runs = (
+            warmup_steps,
+            inference_batch_size,
+            latency_runs,
+        )
+        self.device = torch.device("cpu")
+        self.peak_flops: float | None = None
+        self.epochs: list[dict[str, Any]] = []  # one entry per finished epoch
+        self.results: dict[str, Any] = {}  # the run's figures, for the results record
+        self.train_seconds, self.steps, self.samples = 0.0, 0, 0
+        self.epoch_start, self.epoch_start_mark = 0.0, Mark(0.0, 0, 0)
+        self.epoch_end: Mark | None = None
+        self.warmup_end: Mark | None = None
+        self.finished: Mark | None = None  # where the last finished epoch ended
+        self.pending: dict[str, Any] | None = None  # the last epoch, until its accuracies are logged
+        self.max_epochs = 1
 
     # ---- clocks and counters -------------------------------------------------------------------
     def _now(self) -> float:
@@ -72,14 +86,14 @@ class BenchmarkMonitor(Callback):
         return time.perf_counter()
 
     def _mark(self) -> Mark:
-        return Mark(self.train_seconds + self._now() - self.epoch_start, self.batches, self.samples)
+        return Mark(self.train_seconds + self._now() - self.epoch_start, self.steps, self.samples)
 
     def rates(self, start: Mark, end: Mark) -> dict[str, float | None]:
         """Samples/s, batches/s, FLOP/s and MFU (where the peak is known) between two marks."""
         window = Throughput(available_flops=self.peak_flops, window_size=2)
-        window.update(time=start.seconds, batches=start.batches, samples=start.samples, flops=0)
+        window.update(time=start.seconds, batches=start.steps, samples=start.samples, flops=0)
         flops = self.flops["train"] * (end.samples - start.samples)
-        window.update(time=end.seconds, batches=end.batches, samples=end.samples, flops=flops)
+        window.update(time=end.seconds, batches=end.steps, samples=end.samples, flops=flops)
         m = window.compute()
         return {
             "samples_per_sec": m["device/samples_per_sec"],
@@ -90,55 +104,36 @@ class BenchmarkMonitor(Callback):
 
     # ---- fit ------------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not hasattr(self, "flops"):
-            self.device = trainer.strategy.root_device
-            self.flops = flops_per_sample(pl_module.net)
-            self.peak_flops = get_available_flops(self.device, _plugin_to_compute_dtype(trainer.precision_plugin))
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if hasattr(pl_module.net, "_orig_mod"):  # torch.compile'd: compile now, so no training clock sees it
-            x, y = (t[: trainer.datamodule.batch_size] for t in trainer.datamodule.splits["train"])
-            state = copy.deepcopy(pl_module.state_dict())
-            start = self._now()
-            with trainer.precision_plugin.forward_context():
-                loss = F.cross_entropy(pl_module(x), y)
-            loss.backward()
-            self.results["compile_seconds"] = self._now() - start
-            pl_module.load_state_dict(state)  # the warm-up step leaves no trace: weights and BN statistics
-            pl_module.zero_grad(set_to_none=True)
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.trainer = trainer
-        self.train_seconds, self.batches, self.samples = 0.0, 0, 0
-        self.warmup_end: Mark | None = None
-        self.finished: Mark | None = None  # where the last finished epoch ended
-        self.pending: dict[str, Any] | None = None
+        self.device = trainer.strategy.root_device
+        self.peak_flops = get_available_flops(self.device, COMPUTE_DTYPE[self.precision])
+        self.max_epochs = trainer.max_epochs or 1
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close_epoch(trainer)
-        self.epoch_start_mark = Mark(self.train_seconds, self.batches, self.samples)
+        self.epoch_start_mark = Mark(self.train_seconds, self.steps, self.samples)
         self.epoch_start = self._now()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
-        self.batches += len(batch)
+        self.steps += len(batch)
         self.samples += sum(len(y) for _, y in batch)
-        if trainer.max_epochs == 1 and self.warmup_end is None and self.batches >= self.warmup_steps:
+        if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self._mark()
         if batch_idx + 1 == trainer.num_training_batches:
             self.epoch_end = self._mark()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         end = self.finished = self.epoch_end
+        assert end is not None
         self.train_seconds = end.seconds
-        if trainer.current_epoch == 0 and trainer.max_epochs > 1:
+        if trainer.current_epoch == 0 and self.max_epochs > 1:
             self.warmup_end = end
         rates = self.rates(self.epoch_start_mark, end)
         seconds = end.seconds - self.epoch_start_mark.seconds
         perf = {"perf/epoch_seconds": seconds, **{f"perf/train_{k}": v for k, v in rates.items() if v is not None}}
-        pl_module.log_dict(perf | {"step": self.batches})  # x-axis: optimizer steps
+        pl_module.log_dict(perf | {"step": self.steps})  # x-axis: optimizer steps
         # accuracies are logged after this hook (LightningModule.on_train_epoch_end): read them next epoch
         self.pending = {"epoch": trainer.current_epoch + 1, "seconds": seconds, "train_seconds": end.seconds,
                         "samples_per_sec": rates["samples_per_sec"]}  # fmt: skip
@@ -146,30 +141,29 @@ class BenchmarkMonitor(Callback):
     def _close_epoch(self, trainer: Trainer) -> None:
         if self.pending is None:
             return
-        metrics = trainer.callback_metrics
+        e, self.pending = self.pending, None
         for key in ("train/acc", "train/loss", "val/acc", "val/loss"):
-            if key in metrics:
-                self.pending[key.replace("/", "_")] = float(metrics[key])
-        self.epochs.append(self.pending)
-        self.pending = None
-        e = self.epochs[-1]
+            if key in trainer.callback_metrics:
+                e[key.replace("/", "_")] = float(trainer.callback_metrics[key])
+        self.epochs.append(e)
         val = f", val acc {e['val_acc']:.4f}" if "val_acc" in e else ""
         log.info(
-            f"epoch {e['epoch']}/{trainer.max_epochs} done: {e['seconds']:.2f} s, "
+            f"epoch {e['epoch']}/{self.max_epochs} done: {e['seconds']:.2f} s, "
             f"{e['samples_per_sec']:,.0f} samples/s, train loss {e.get('train_loss', float('nan')):.4f}{val}"
         )
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.summarize()
+        self.summarize(trainer)
 
-    def summarize(self, partial: bool = False) -> None:
+    def summarize(self, trainer: Trainer, partial: bool = False) -> None:
         """The run's figures over the epochs that finished (``partial``: training was cut short)."""
-        if getattr(self, "finished", None) is None:
-            return
-        self._close_epoch(self.trainer)
+        self._close_epoch(trainer)
         end = self.finished
+        if end is None:
+            return
         overall = self.rates(Mark(0.0, 0, 0), end)
-        steady = self.rates(self.warmup_end, end) if self.warmup_end and self.warmup_end.batches < end.batches else None
+        steady_start = self.warmup_end if self.warmup_end and self.warmup_end.steps < end.steps else None
+        steady = self.rates(steady_start, end) if steady_start else None
         time_to = {
             f"{target:.2f}": next((e["train_seconds"] for e in self.epochs if e.get("val_acc", 0) >= target), None)
             for target in ACCURACY_TARGETS
@@ -180,26 +174,27 @@ class BenchmarkMonitor(Callback):
             peak_flops=self.peak_flops,
             overall=overall,
             steady=steady,
-            steady_excludes=("first epoch" if self.trainer.max_epochs > 1 else f"first {self.warmup_end.batches} steps")
-            if steady else None,
+            steady_excludes=("first epoch" if self.max_epochs > 1 else f"first {steady_start.steps} steps")
+            if steady_start else None,
             time_to_val_acc=time_to,
             partial=partial,
         )  # fmt: skip
         scalars = {f"perf/overall_{k}": v for k, v in overall.items() if v is not None}
         scalars |= {f"perf/steady_{k}": v for k, v in (steady or {}).items() if v is not None}
         scalars |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
-        if self.trainer.logger is not None:
-            self.trainer.logger.log_metrics(scalars, step=end.batches)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(scalars, step=end.steps)
 
     # ---- test: inference speed ------------------------------------------------------------------
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        x = trainer.datamodule.splits["test"][0]
+        x = self.data.splits["test"][0]
         with trainer.precision_plugin.forward_context():
             inference = measure_inference(pl_module, x, self.inference_batch_size, self.latency_runs)
         inference["flops_per_sec"] = inference["samples_per_sec"] * self.flops["forward"]
         self.results["inference"] = inference
-        if trainer.logger is not None:
-            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in inference.items()}, step=self.batches)
+        if trainer.logger is not None:  # the batch size is a setting (in the record), not a time series
+            figures = {f"perf/inference_{k}": v for k, v in inference.items() if k != "batch_size"}
+            trainer.logger.log_metrics(figures, step=self.steps)
 
 
 @torch.inference_mode()

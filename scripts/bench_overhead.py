@@ -31,10 +31,15 @@ from rich.table import Table
 
 from hwbench.config import compose_config
 from hwbench.data import TensorBatches
-from hwbench.devices import configure_backend, resolve_accelerator
-from hwbench.models import init_weights
-from hwbench.monitor import synchronize
-from hwbench.train import compile_net, run
+from hwbench.devices import (
+    configure_torch,
+    keep_freed_host_memory,
+    quiet_blas_threads,
+    resolve_accelerator,
+    synchronize,
+)
+from hwbench.extras import extras
+from hwbench.train import build_net, run
 
 # images per epoch on a CPU: the CNN's full epoch takes a minute on 2 cores; 10,000 still give seconds of
 # steady state. A GPU gets all 60,000: its epochs are short as it is.
@@ -60,17 +65,16 @@ def hwbench_samples_per_sec(cfg: DictConfig) -> float:
 def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
     """The ceiling: the same net, data, batches and optimiser in the plainest loop PyTorch allows."""
     device = torch.device(resolve_accelerator(cfg.device.accelerator))
-    configure_backend(cfg.device)
+    configure_torch(cfg.device)
+    quiet_blas_threads()
+    keep_freed_host_memory()
     torch.manual_seed(cfg.seed)
     data = instantiate(cfg.data)
     data.setup()
     x, y = (t.to(device) for t in data.splits["train"])
-    net = init_weights(instantiate(cfg.arch.net), cfg.init).to(device)
+    net = build_net(cfg).to(device)  # the same net as hwbench's: compiled on the warm-up epoch's first step
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net = net.to(memory_format=memory_format)
     optimizer = instantiate(cfg.optim.optimizer)(net.parameters())
-    if cfg.compile:  # the same compiled net as hwbench's; compiled on the warm-up epoch's first step
-        net = compile_net(net, cfg.compile)
     batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed)
     precision = str(cfg.device.precision)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.half
@@ -104,6 +108,7 @@ def main() -> None:
         "overrides", nargs="*", help="extra Hydra overrides for both paths, e.g. device.precision=bf16-mixed"
     )
     args = parser.parse_args()
+    extras()
 
     rows = []
     for device in args.device:

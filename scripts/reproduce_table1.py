@@ -20,12 +20,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from hwbench.config import compose_config
+from hwbench.extras import extras
 from hwbench.results import ResultsRecord
 from hwbench.train import run
 
@@ -74,7 +72,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
     labels = [f"{r['arch']}\n{r['epochs']} epochs" for r in rows]
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [100 * (r["paper"] or 0) for r in rows], 0.4, label="paper (Table I)")
@@ -87,9 +86,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Arora & Bhatia, Table I: theirs vs ours")
     ax.legend(loc="lower right")
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write(rows: list[dict], out: Path) -> None:
@@ -106,6 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/table1"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. device=cpu")
     args = parser.parse_args()
+    extras()
 
     # Each row is written as soon as its seeds finish, so a stopped run keeps what it measured; rows of
     # an earlier table1.json in --out that this run does not redo are kept, so rows can be run one at a time.

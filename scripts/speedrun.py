@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwbench.config import compose_config
+from hwbench.extras import extras
 from hwbench.train import run
 
 TARGET = 0.99
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. device=gpu compile=reduce-overhead")
     args = parser.parse_args()
+    extras()
 
     runs = []
     for seed in args.seeds:

@@ -42,7 +42,14 @@ def test_hparams_tab_holds_the_knobs_and_final_metrics(hwbench_cli, tmp_path: Pa
     content = acc.PluginTagToContent("hparams")
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     assert session.hparams["arch"].string_value == "ffnn" and session.hparams["batch_size"].number_value == 128
-    assert "hp/test_acc" in scalars(run)
+    hardware = {"host", "cpu", "gpu", "threads", "world_size", "hardware"}  # the machine, beside the knobs
+    assert hardware <= set(session.hparams) and session.hparams["world_size"].number_value == 1
+    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    last = max(steps["perf/epoch_seconds"])
+    assert last == 8  # 1,000 images at batch 128: the optimizer steps of one epoch
+    assert steps["hp/test_acc"] == [last] and steps["hp/train_samples_per_sec"] == [last]  # not at step 0
+    assert "perf/inference_batch_size" not in steps  # a setting, not a time series
+    assert "8/8 [" in result.stdout and "step/s" in result.stdout  # the bar counts optimizer steps
 
 
 def test_unknown_arch_gets_hydras_message_not_a_traceback(hwbench_cli) -> None:

