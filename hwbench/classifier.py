@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -12,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from hwbench.errors import ConfigError
+from hwbench.graphed import GraphedStep
 
 NUM_CLASSES = 10
 
@@ -38,6 +40,7 @@ class Classifier(L.LightningModule):
         one_hot_targets: bool = False,
         channels_last: bool = False,
         copy_logits: bool = False,
+        graphed: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the optimizer steps are taken in training_step, see above
@@ -45,6 +48,7 @@ class Classifier(L.LightningModule):
         self.diverged_epoch: int | None = None  # the epoch whose mean training loss was not finite
         self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
         self.one_hot_targets, self.channels_last, self.copy_logits = one_hot_targets, channels_last, copy_logits
+        self.graphed, self.graph = graphed, None  # execution=graph: the captured step, made on the first batch
         self.metrics = nn.ModuleDict()
         for split in ("train", "val", "test"):
             self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # a diverged run logs NaN
@@ -56,18 +60,38 @@ class Classifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        # Keras' categorical cross-entropy on one-hot labels; the same number as on class indices
+        target = F.one_hot(y, NUM_CLASSES).to(logits.dtype) if self.one_hot_targets else y
+        return F.cross_entropy(logits, target)
+
+    def _keep(self, split: str, loss: Tensor, logits: Tensor, y: Tensor, copy: bool) -> None:
+        out = self.outputs[split]
+        out["loss"].append(loss.detach().clone() if copy else loss.detach())
+        out["size"].append(len(y))
+        out["logits"].append(logits.detach().clone() if copy else logits.detach())
+        out["target"].append(y)
+
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
         logits = self(x)
-        # Keras' categorical cross-entropy on one-hot labels; the same number as on class indices
-        target = F.one_hot(y, NUM_CLASSES).to(logits.dtype) if self.one_hot_targets else y
-        loss = F.cross_entropy(logits, target)
-        out = self.outputs[split]
-        out["loss"].append(loss.detach())
-        out["size"].append(len(y))
-        out["logits"].append(logits.detach().clone() if self.copy_logits else logits.detach())
-        out["target"].append(y)
+        loss = self.loss(logits, y)
+        self._keep(split, loss, logits, y, copy=self.copy_logits)
         return loss
+
+    def _graphed_step(self, batch: tuple[Tensor, Tensor], optimizer: torch.optim.Optimizer) -> bool:
+        """One replay of the captured step; False for a batch of another shape (the epoch's last), which
+        then takes the eager step: the same math on other buffers."""
+        x, y = batch
+        if self.graph is None:
+            bf16 = self.trainer.precision == "bf16-mixed"  # autocast's cache must be off inside a graph
+            autocast = (lambda: torch.autocast("cuda", torch.bfloat16, cache_enabled=False)) if bf16 else nullcontext
+            self.graph = GraphedStep(self, optimizer, self.loss, x, y, autocast)
+        if x.shape != self.graph.static_x.shape:
+            return False
+        loss, logits = self.graph(x, y)
+        self._keep("train", loss, logits, y, copy=True)  # the next replay overwrites the static outputs
+        return True
 
     def _log_epoch(self, split: str) -> None:
         out, self.outputs[split] = self.outputs[split], _empty_outputs()
@@ -92,6 +116,8 @@ class Classifier(L.LightningModule):
         scheduler = self.lr_schedulers()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
         for batch in batches:
+            if self.graphed and self._graphed_step(batch, optimizer):
+                continue
             loss = self._step(batch, "train")
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:

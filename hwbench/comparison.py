@@ -42,6 +42,13 @@ COLUMNS = [
     Column("inference_samples_per_sec", "infer samples/s", ",.0f"),
     Column("latency_ms_p50", "batch-1 ms", ".3f"),
     Column("speedup", "speed-up", ".2f"),
+    Column("gpu_busy_percent", "GPU busy %", ".0f"),
+    Column("samples_per_joule", "samples/J", ",.1f"),
+    Column("energy_source", "J from", shown=False),
+    Column("average_watts", "watts", shown=False),
+    Column("peak_host_rss_mb", "peak RSS MB", shown=False),
+    Column("gpu_peak_allocated_mb", "GPU peak MB", shown=False),
+    Column("host_bound", "host-bound", shown=False),
     Column("status", "status", shown=False),
     Column("reason", "reason", shown=False),
     Column("run_name", "run name", shown=False),
@@ -51,6 +58,10 @@ COLUMNS = [
 SHOWN = [c for c in COLUMNS if c.shown]
 NOT_OK_COLUMNS = [c for c in COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
+HOST_BOUND_NOTE = (
+    "host-bound: the GPU was busy under half the time; the speed measures the host (Python, kernel launches), "
+    "not the GPU"
+)
 
 
 def cell(column: Column, row: Row) -> str:
@@ -68,6 +79,8 @@ def cell(column: Column, row: Row) -> str:
         text += "x"
     if column.key == "train_samples_per_sec" and row.get("train_basis") == "overall":
         text += OVERALL_MARK
+    if column.key == "gpu_busy_percent" and row.get("host_bound"):
+        text += " host-bound"
     return text
 
 
@@ -77,6 +90,10 @@ def short_model(name: str) -> str:
     for noise in (r"\((R|TM|tm)\)", r"\bCPU @ .*", r"@ .*", r"\b\d+-Core\b", r"\bProcessor\b", r"^NVIDIA\s+"):
         name = re.sub(noise, "", name)
     return " ".join(name.split())
+
+
+RESOURCE_KEYS = ("gpu_busy_percent", "samples_per_joule", "energy_source", "average_watts", "peak_host_rss_mb",
+                 "gpu_peak_allocated_mb")  # fmt: skip
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -93,6 +110,7 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
     steady_epochs = record.epoch_table[1:] if len(record.epoch_table) > 1 else record.epoch_table  # 1st: warm-up
     epoch_seconds = [e.seconds for e in steady_epochs]
     inference = record.inference
+    resources = {key: getattr(record.resources, key, None) for key in RESOURCE_KEYS}
     return {
         "arch": record.arch or as_dict(cfg.get("arch")).get("name") or "?",
         "job": path.parent.name,
@@ -113,6 +131,8 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "inference_samples_per_sec": inference.samples_per_sec if inference else None,
         "latency_ms_p50": inference.latency_ms_p50 if inference else None,
         "speedup": None,
+        **resources,
+        "host_bound": record.host_bound,
         "status": record.status,
         "reason": record.reason,
         "run_name": record.run_name,

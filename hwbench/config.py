@@ -73,6 +73,7 @@ class HwbenchConfig:
     one_hot_targets: bool = MISSING
     steps_per_execution: int = MISSING
     compile: Any = MISSING  # false, true or a torch.compile mode: a union OmegaConf cannot type
+    execution: str = MISSING
     channels_last: bool = MISSING
     log_every_n_steps: int = MISSING
     warmup_steps: int = MISSING
@@ -144,3 +145,11 @@ def check(cfg: DictConfig) -> None:
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
     one_of("compile", cfg.compile, COMPILE_MODES)
     one_of("init", cfg.init, ("keras", "torch"))
+    one_of("execution", cfg.execution, ("eager", "graph"))
+    if cfg.execution == "graph":
+        unsupported = {"compile": cfg.compile, "an LR scheduler (optim)": cfg.optim.get("scheduler"),
+                       "device.precision=16-mixed (its GradScaler syncs with the host)":
+                       str(cfg.device.precision) == "16-mixed"}  # fmt: skip
+        for what, present in unsupported.items():
+            if present:
+                raise ConfigError(f"execution=graph does not combine with {what}: use execution=eager for it")

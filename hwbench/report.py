@@ -15,7 +15,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hwbench.comparison import COLUMNS, NOT_OK_COLUMNS, OVERALL_MARK, SHOWN, Column, Row, cell, label, run_labels
+from hwbench.comparison import (
+    COLUMNS,
+    HOST_BOUND_NOTE,
+    NOT_OK_COLUMNS,
+    OVERALL_MARK,
+    SHOWN,
+    Column,
+    Row,
+    cell,
+    label,
+    run_labels,
+)
 
 NOT_OK_TITLE = "Runs without a result (skipped, failed, interrupted, diverged, or still running)"
 
@@ -29,6 +40,8 @@ def print_tables(console: Console, ok: list[Row], not_ok: list[Row], bases: dict
     notes = [f"speed-up: training samples/s against {baseline_note(bases)}"] if bases else []
     if any(r["train_basis"] == "overall" for r in ok):
         notes.append(f"{OVERALL_MARK} overall: no steady-state window")
+    if any(r["host_bound"] for r in ok):
+        notes.append(HOST_BOUND_NOTE)
     table = Table(title="hwbench results", caption="\n".join(notes) or None, caption_justify="left")
     for c in SHOWN:
         table.add_column(c.header, justify="left" if c.spec is None else "right")
@@ -70,6 +83,8 @@ def write_markdown(path: Path, ok: list[Row], not_ok: list[Row], bases: dict[str
         parts.append(f"Speed-up: training samples/s against {baseline_note(bases)}.")
         if any(r["train_basis"] == "overall" for r in ok):
             parts.append(f"{OVERALL_MARK} overall: the run had no steady-state window.")
+        if any(r["host_bound"] for r in ok):
+            parts.append(HOST_BOUND_NOTE + ".")
         parts.append("\n![training throughput](throughput.png)\n\n![accuracy against time](accuracy_vs_time.png)\n")
     if not_ok:
         parts.append(f"## {NOT_OK_TITLE}\n\n" + markdown_table(NOT_OK_COLUMNS, not_ok) + "\n")

@@ -17,6 +17,7 @@ from hwbench.errors import OutputFolderTaken
 
 RECORD_NAME = "results.json"
 SCHEMA_VERSION = 2  # 1: the unversioned records of hwbench 0.1, which still read
+HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
@@ -81,6 +82,25 @@ class Inference(Model):
     flops_per_sec: Rate | None = None
 
 
+class Resources(Model):
+    """Memory and energy; a counter this machine lacks is named in its ``*_unavailable`` field."""
+
+    peak_host_rss_mb: Rate | None = None
+    peak_host_rss_scope: str | None = None  # "job", or "process" where the OS cannot reset the peak
+    gpu_peak_allocated_mb: Rate | None = None
+    gpu_peak_reserved_mb: Rate | None = None
+    energy_seconds: Seconds | None = None  # the training steps' window the energy covers
+    energy_precise: bool | None = None  # False: a window shorter than the counters' update period
+    energy_source: Literal["cpu", "gpu"] | None = None  # which counter average_watts and samples_per_joule use
+    cpu_energy_j: Rate | None = None  # RAPL: the whole CPU package, other processes included
+    cpu_energy_unavailable: str | None = None
+    gpu_energy_j: Rate | None = None
+    gpu_energy_unavailable: str | None = None
+    average_watts: Rate | None = None
+    samples_per_joule: Rate | None = None
+    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # kernel time over wall time
+
+
 class Interruption(Model):
     signal: str
     epochs_finished: int
@@ -114,6 +134,7 @@ class ResultsRecord(Model):
     wall_seconds: Seconds | None = None
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
+    resources: Resources | None = None
     traceback: str | None = None  # an unexpected failure's, so the screen shows one line
 
     @model_validator(mode="after")
@@ -139,6 +160,12 @@ class ResultsRecord(Model):
     @property
     def train_basis(self) -> str | None:
         return "steady" if self.steady else "overall" if self.overall else None
+
+    @property
+    def host_bound(self) -> bool:
+        """The GPU was busy under half the time: the number measures the host's launching, not the GPU."""
+        busy = self.resources.gpu_busy_percent if self.resources else None
+        return busy is not None and busy < HOST_BOUND_BELOW
 
     @property
     def on_gpu(self) -> bool:

@@ -22,6 +22,7 @@ from hwbench.interrupts import signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor, flops_per_sample
 from hwbench.progress import StepProgressBar
+from hwbench.resources import ResourceMonitor
 from hwbench.results import Fingerprint, Interruption, Metrics, ResultsRecord, now, refuse_taken, write_record
 
 
@@ -42,6 +43,7 @@ def build_model(cfg: DictConfig, net: torch.nn.Module) -> Classifier:
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
         copy_logits=cfg.compile in CUDA_GRAPH_MODES,
+        graphed=cfg.execution == "graph",
     )
 
 
@@ -76,10 +78,14 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     trainer: L.Trainer | None = None
     monitor: BenchmarkMonitor | None = None
     warmup: CompileWarmup | None = None
+    resources: ResourceMonitor | None = None
     try:
         with signals_raise_interrupted():
             check(cfg)
             accelerator = resolve_accelerator(cfg.device.accelerator)
+            if cfg.execution == "graph" and accelerator != "cuda":
+                raise DeviceUnavailable(f"execution=graph captures CUDA graphs and this job runs on {accelerator}: "
+                                        f"use a CUDA GPU (device=gpu) or execution=eager")  # fmt: skip
             threads = configure_torch(cfg.device)
             quiet_blas_threads()
             keep_freed_host_memory()
@@ -92,9 +98,11 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
                 flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size
             )
             warmup = CompileWarmup(data) if cfg.compile else None
+            resources = ResourceMonitor()
             logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
             logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
-            trainer = make_trainer(cfg, accelerator, logger, [c for c in (warmup, monitor) if c is not None])
+            callbacks = [c for c in (warmup, monitor, resources) if c is not None]
+            trainer = make_trainer(cfg, accelerator, logger, callbacks)
             trainer.fit(model, datamodule=data)
             if model.diverged_epoch is not None:
                 record.status, record.diverged_epoch = "diverged", model.diverged_epoch
@@ -125,14 +133,23 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
         measured = {**monitor.results, "epoch_table": monitor.epochs} if monitor else {}
         if warmup is not None:
             measured["compile_seconds"] = warmup.seconds
+        if resources is not None:
+            measured["resources"] = resources.summarize()
         done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
         record = ResultsRecord.model_validate(record.model_dump() | measured | done)
         write_record(out_dir, record)
         if logger is not None:
             if record.status == "ok":
-                log_hparams(logger, cfg, record, monitor.steps if monitor else 0)
+                step = monitor.steps if monitor else 0
+                figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
+                logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
+                log_hparams(logger, cfg, record, step)
             logger.finalize("success" if record.status == "ok" else "failed")  # flushes the event file
     return record
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def first_line(err: BaseException) -> str:

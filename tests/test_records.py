@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import json
 import math
 from pathlib import Path
@@ -115,3 +116,21 @@ def test_a_record_of_hwbench_0_1_still_reads() -> None:
 def test_the_device_name_is_the_hardware_that_trained(fingerprint: dict, label: str) -> None:
     record = ResultsRecord.model_validate(OK | {"fingerprint": OK["fingerprint"] | fingerprint})
     assert record.device_label == label  # a CPU run on a CUDA host is the CPU's
+
+
+def test_compare_shows_energy_and_marks_host_bound_gpu_rows(tmp_path: Path, capsys) -> None:
+    gpu = copy.deepcopy(OK)
+    gpu["fingerprint"] |= {"accelerator": "cuda", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
+    gpu["resources"] = {"gpu_busy_percent": 31.0, "samples_per_joule": 512.5, "energy_source": "gpu"}
+    cpu = copy.deepcopy(OK) | {"resources": {"peak_host_rss_mb": 900.0, "cpu_energy_unavailable": "no RAPL"}}
+    for name, record in (("gpu", gpu), ("cpu", cpu)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
+    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "31 host-bound" in out and "512.5" in out and "the GPU was busy under half the time" in out
+    rows = {r["job"]: r for r in csv.DictReader((tmp_path / "report" / "compare.csv").open())}
+    assert rows["gpu"]["host_bound"] == "True" and rows["gpu"]["samples_per_joule"] == "512.5"
+    assert rows["cpu"]["host_bound"] == "False" and rows["cpu"]["peak_host_rss_mb"] == "900.0"
+    assert rows["cpu"]["samples_per_joule"] == ""  # no counter, no figure
+    assert "host-bound" in (tmp_path / "report" / "compare.md").read_text()
