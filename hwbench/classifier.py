@@ -119,7 +119,7 @@ class Classifier(L.LightningModule):
             if self.graphed and self._graphed_step(batch, optimizer):
                 continue
             loss = self._step(batch, "train")
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=not self.graphed)  # a graph keeps writing the grads it captured
             if scaler is None:
                 loss.backward()
                 optimizer.step()
