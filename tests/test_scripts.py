@@ -79,3 +79,11 @@ def test_bench_overhead_on_the_gpu(data_root: str, tmp_path: Path) -> None:
     args = ["data.train_limit=2000", "--device", "gpu", "--arch", "cnn", "--repeats", "1", "--epochs", "2"]
     (row,) = json_line(script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path).stdout, "bench_overhead")
     assert row["device"] == "gpu" and row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]
+
+
+@cuda
+def test_bench_overhead_compares_graphed_paths_on_the_gpu(data_root: str, tmp_path: Path) -> None:
+    args = ["execution=graph", "data.train_limit=5120", "--device", "gpu", "--arch", "ffnn", "--repeats", "1"]
+    result = script("bench_overhead.py", *args, "--epochs", "3", data_root=data_root, cwd=tmp_path)
+    (row,) = json_line(result.stdout, "bench_overhead")
+    assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
