@@ -79,15 +79,18 @@ class Classifier(L.LightningModule):
         self._keep(split, loss, logits, y, copy=self.copy_logits)
         return loss
 
-    def _graphed_step(self, batch: tuple[Tensor, Tensor], optimizer: torch.optim.Optimizer) -> bool:
+    def capture(self, x: Tensor, y: Tensor) -> None:
+        """execution=graph: capture the training step for batches shaped like ``x`` (``GraphCapture`` calls
+        this before training, off the clock)."""
+        bf16 = self.trainer.precision == "bf16-mixed"  # autocast's cache must be off inside a graph
+        autocast = (lambda: torch.autocast("cuda", torch.bfloat16, cache_enabled=False)) if bf16 else nullcontext
+        self.graph = GraphedStep(self, self.optimizers(use_pl_optimizer=False), self.loss, x, y, autocast)
+
+    def _graphed_step(self, batch: tuple[Tensor, Tensor]) -> bool:
         """One replay of the captured step; False for a batch of another shape (the epoch's last), which
         then takes the eager step: the same math on other buffers."""
         x, y = batch
-        if self.graph is None:
-            bf16 = self.trainer.precision == "bf16-mixed"  # autocast's cache must be off inside a graph
-            autocast = (lambda: torch.autocast("cuda", torch.bfloat16, cache_enabled=False)) if bf16 else nullcontext
-            self.graph = GraphedStep(self, optimizer, self.loss, x, y, autocast)
-        if x.shape != self.graph.static_x.shape:
+        if self.graph is None or x.shape != self.graph.static_x.shape:
             return False
         loss, logits = self.graph(x, y)
         self._keep("train", loss, logits, y, copy=True)  # the next replay overwrites the static outputs
@@ -116,7 +119,7 @@ class Classifier(L.LightningModule):
         scheduler = self.lr_schedulers()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
         for batch in batches:
-            if self.graphed and self._graphed_step(batch, optimizer):
+            if self.graphed and self._graphed_step(batch):
                 continue
             loss = self._step(batch, "train")
             optimizer.zero_grad(set_to_none=not self.graphed)  # a graph keeps writing the grads it captured

@@ -9,11 +9,16 @@ training takes the same steps as eager from the same weights.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
+from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
+
+from hwbench.data import InMemoryDataModule
+from hwbench.devices import synchronize
 
 WARMUP_STEPS = 3  # the recipe's side-stream warm-up: lets cuDNN and the allocator settle before capture
 
@@ -64,6 +69,24 @@ class GraphedStep:
         self.static_y.copy_(y)
         self.graph.replay()
         return self.loss, self.logits
+
+
+class GraphCapture(Callback):
+    """Captures the module's training step before training starts (``pl_module.capture(x, y)``), so that no
+    training clock includes it; ``seconds`` is the warm-up and capture time."""
+
+    def __init__(self, data: InMemoryDataModule) -> None:
+        self.data = data
+        self.seconds: float | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        x, y = (t[: self.data.batch_size] for t in self.data.splits["train"])
+        device = trainer.strategy.root_device
+        synchronize(device)
+        start = time.perf_counter()
+        pl_module.capture(x, y)
+        synchronize(device)
+        self.seconds = time.perf_counter() - start
 
 
 def undo(net: nn.Module, optimizer: torch.optim.Optimizer, params: dict[str, Tensor]) -> None:

@@ -131,6 +131,7 @@ class ResultsRecord(Model):
     time_to_val_acc: dict[str, Seconds | None] = {}
     inference: Inference | None = None
     compile_seconds: Seconds | None = None
+    capture_seconds: Seconds | None = None  # execution=graph: warm-up and CUDA-graph capture, off the clock
     wall_seconds: Seconds | None = None
     interruption: Interruption | None = None
     diverged_epoch: int | None = None

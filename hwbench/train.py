@@ -18,6 +18,7 @@ from hwbench.config import check
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
 from hwbench.fingerprint import as_markdown, fingerprint
+from hwbench.graphed import GraphCapture
 from hwbench.interrupts import signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor, flops_per_sample
@@ -77,7 +78,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     logger: TensorBoardLogger | None = None
     trainer: L.Trainer | None = None
     monitor: BenchmarkMonitor | None = None
-    warmup: CompileWarmup | None = None
+    warmup: CompileWarmup | GraphCapture | None = None
     resources: ResourceMonitor | None = None
     try:
         with signals_raise_interrupted():
@@ -97,7 +98,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
             monitor = BenchmarkMonitor(
                 flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size
             )
-            warmup = CompileWarmup(data) if cfg.compile else None
+            warmup = CompileWarmup(data) if cfg.compile else GraphCapture(data) if cfg.execution == "graph" else None
             resources = ResourceMonitor()
             logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
             logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
@@ -132,7 +133,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     finally:
         measured = {**monitor.results, "epoch_table": monitor.epochs} if monitor else {}
         if warmup is not None:
-            measured["compile_seconds"] = warmup.seconds
+            measured["capture_seconds" if isinstance(warmup, GraphCapture) else "compile_seconds"] = warmup.seconds
         if resources is not None:
             measured["resources"] = resources.summarize()
         done = {"finished": now(), "wall_seconds": time.perf_counter() - start}

@@ -78,6 +78,7 @@ def test_graphed_steps_take_the_same_steps_as_eager() -> None:
 def test_a_graphed_gpu_run_records_busy_memory_and_energy(make_cfg, tmp_path: Path) -> None:
     record = run(make_cfg("device=gpu", "execution=graph", "epochs=2", "data.train_limit=20000"), tmp_path)
     assert record.status == "ok" and record.metrics.test_acc > 0.5
+    assert record.capture_seconds > 0 and record.compile_seconds is None  # captured before the clock started
     resources = record.resources
     assert 0 < resources.gpu_busy_percent <= 100
     assert resources.gpu_peak_allocated_mb > 0 and resources.gpu_peak_reserved_mb >= resources.gpu_peak_allocated_mb
