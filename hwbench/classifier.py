@@ -7,6 +7,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -97,7 +98,7 @@ class Classifier(L.LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
         # DDP all-reduces gradients only through Lightning's backward (it re-arms the reducer for each of the
         # group's backwards; a plain backward would not sync); one device keeps the hook-free plain backward
-        distributed = self.trainer.world_size > 1
+        distributed = isinstance(self.trainer.strategy, ParallelStrategy)  # DDP, even on one device
         for batch in batches:
             loss = self._step(batch, "train")
             optimizer.zero_grad(set_to_none=True)

@@ -51,6 +51,7 @@ class DeviceConfig:
     precision: str = MISSING
     threads: int | None = None
     devices: int = 1
+    strategy: str = "auto"
     matmul_precision: str = MISSING
     cudnn_benchmark: bool = MISSING
 
@@ -163,6 +164,7 @@ def check(cfg: DictConfig) -> None:
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
     one_of("compile", cfg.compile, COMPILE_MODES)
     one_of("init", cfg.init, ("keras", "torch"))
+    one_of("device.strategy", cfg.device.strategy, ("auto", "ddp"))
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip

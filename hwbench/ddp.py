@@ -51,13 +51,13 @@ def install_hydra_job_command() -> None:
 
 
 @contextlib.contextmanager
-def job_scope(devices: int) -> Iterator[None]:
+def job_scope(distributed: bool) -> Iterator[None]:
     """Around a DDP job: a sweep runs its jobs one after another in one process, so leave it as it was.
 
     Lightning writes MASTER_ADDR/PORT, LOCAL_RANK, WORLD_SIZE, OMP_NUM_THREADS into ``os.environ``, sets
     torch's threads, and keeps the process group: the next job would think its ranks were made externally.
     """
-    if devices <= 1:
+    if not distributed:
         yield
         return
     import torch

@@ -52,7 +52,7 @@ def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, c
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
-        strategy="ddp" if devices > 1 else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.ddp
+        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.ddp
         use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
         max_epochs=cfg.epochs,
@@ -72,7 +72,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
     finished, and ``OutputFolderTaken`` before writing anything.
     """
-    with job_scope(cfg.device.devices):
+    with job_scope(distributed(cfg)):
         return _run(cfg, out_dir, writer=process_rank() == 0)
 
 
@@ -150,6 +150,10 @@ def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
                 log_hparams(logger, cfg, record, monitor.steps if monitor else 0)
             logger.finalize("success" if record.status == "ok" else "failed")  # flushes the event file
     return record
+
+
+def distributed(cfg: DictConfig) -> bool:
+    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
 
 
 def need_gpus(accelerator: str, devices: int) -> None:
