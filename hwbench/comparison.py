@@ -54,6 +54,15 @@ COLUMNS = [
     Column("path", "results.json", shown=False),
 ]
 SHOWN = [c for c in COLUMNS if c.shown]
+SCALING_KEYS = ("world_size", "scaling_speedup", "scaling_efficiency")  # shown only where devices vary
+
+
+def shown_columns(rows: list[Row]) -> list[Column]:
+    """The console and Markdown columns: the scaling ones only when some run used several devices."""
+    scaled = any((r.get("world_size") or 1) > 1 for r in rows)
+    return [c for c in SHOWN if scaled or c.key not in SCALING_KEYS]
+
+
 NOT_OK_COLUMNS = [c for c in COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 

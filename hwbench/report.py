@@ -16,7 +16,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hwbench.comparison import COLUMNS, NOT_OK_COLUMNS, OVERALL_MARK, SHOWN, Column, Row, cell, label, run_labels
+from hwbench.comparison import (
+    COLUMNS,
+    NOT_OK_COLUMNS,
+    OVERALL_MARK,
+    Column,
+    Row,
+    cell,
+    label,
+    run_labels,
+    shown_columns,
+)
 
 NOT_OK_TITLE = "Runs without a result (skipped, failed, interrupted, diverged, or still running)"
 
@@ -36,12 +46,13 @@ def print_tables(console: Console, ok: list[Row], not_ok: list[Row], bases: dict
     if any(r["train_basis"] == "overall" for r in ok):
         notes.append(f"{OVERALL_MARK} overall: no steady-state window")
     table = Table(title="hwbench results", caption="\n".join(notes) or None, caption_justify="left")
-    for c in SHOWN:
+    shown = shown_columns(ok)
+    for c in shown:
         table.add_column(c.header, justify="left" if c.spec is None else "right")
     for i, row in enumerate(ok):
         if i and row["arch"] != ok[i - 1]["arch"]:
             table.add_section()  # a rule between networks
-        table.add_row(*(Text(cell(c, row)) for c in SHOWN))  # Text: a '[' in a name is not rich markup
+        table.add_row(*(Text(cell(c, row)) for c in shown))  # Text: a '[' in a name is not rich markup
     if ok:
         console.print(table)
     if not_ok:
@@ -72,7 +83,7 @@ def markdown_table(columns: list[Column], rows: list[Row]) -> str:
 def write_markdown(path: Path, ok: list[Row], not_ok: list[Row], bases: dict[str, Row], sources: list[Path]) -> None:
     parts = [f"# hwbench results\n\nFrom {', '.join(f'`{s}`' for s in sources)}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
     if ok:
-        parts.append(markdown_table(SHOWN, ok) + "\n")
+        parts.append(markdown_table(shown_columns(ok), ok) + "\n")
         parts.append(f"Speed-up: training samples/s against {baseline_note(bases)}.")
         if any(r["train_basis"] == "overall" for r in ok):
             parts.append(f"{OVERALL_MARK} overall: the run had no steady-state window.")
