@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -105,7 +106,11 @@ class Classifier(L.LightningModule):
         acc.update(torch.cat(out["logits"]).argmax(dim=1), torch.cat(out["target"]))
         mean_loss = loss.compute()
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
-        self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": acc.compute(), "step": self.optimizer_steps})
+        # torchmetrics' compute sums the ranks' states: whole-split figures, the same on every rank (sync_dist
+        # only says so to Lightning; one tiny all-reduce an epoch)
+        values = {f"{split}/loss": mean_loss, f"{split}/acc": acc.compute()}
+        self.log_dict(values, sync_dist=self.trainer.world_size > 1)
+        self.log("step", float(self.optimizer_steps), sync_dist=self.trainer.world_size > 1)
         # checked here, once an epoch, not per step (a host sync); EarlyStopping(check_finite=True) runs
         # before this hook and would see the loss an epoch late
         if split == "train" and not torch.isfinite(mean_loss):
@@ -118,16 +123,21 @@ class Classifier(L.LightningModule):
         optimizer = self.optimizers(use_pl_optimizer=False)
         scheduler = self.lr_schedulers()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
+        # DDP all-reduces gradients only through Lightning's backward (it re-arms the reducer for each of the
+        # group's backwards; a plain backward would not sync); one device keeps the hook-free plain backward
+        distributed = isinstance(self.trainer.strategy, ParallelStrategy)  # DDP, even on one device
         for batch in batches:
             if self.graphed and self._graphed_step(batch):
                 continue
             loss = self._step(batch, "train")
             optimizer.zero_grad(set_to_none=not self.graphed)  # a graph keeps writing the grads it captured
+            if distributed:
+                self.manual_backward(loss)  # under 16-mixed the precision plugin scales the loss with the scaler
+            else:
+                (loss if scaler is None else scaler.scale(loss)).backward()
             if scaler is None:
-                loss.backward()
                 optimizer.step()
             else:
-                scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
             if scheduler is not None:

@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hwbench.config import CONFIG_DIR, register
+from hwbench.ddp import process_rank
 from hwbench.errors import HwbenchError, Interrupted
 from hwbench.interrupts import signals_raise_interrupted
 
@@ -32,6 +33,8 @@ class Outcomes:
         except HwbenchError as err:  # the folder is taken: nothing was run or written
             line, status = f"{cfg.run_name}: {err}", "failed"
         else:
+            if process_rank() > 0:  # a DDP rank >= 1: rank 0 speaks for the job
+                return
             line, status = record.summary(), record.status
         if status == "ok" or (sweeping and status == "skipped"):
             print(line, flush=True)

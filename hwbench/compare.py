@@ -7,15 +7,24 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from hwbench.comparison import add_speedups, to_row
-from hwbench.report import make_console, plot_accuracy, plot_throughput, print_tables, write_csv, write_markdown
+from hwbench.comparison import add_scaling, add_speedups, to_row
+from hwbench.report import (
+    make_console,
+    plot_accuracy,
+    plot_scaling,
+    plot_throughput,
+    print_tables,
+    write_csv,
+    write_markdown,
+)
 from hwbench.results import find_records
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hwbench-compare",
-        description="Compare hwbench results: a table on the console, compare.csv, compare.md and PNG plots.",
+        description="Compare hwbench results: a table on the console, compare.csv, compare.md and PNG plots "
+        "(throughput, accuracy against time, scaling with devices).",
     )
     parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], metavar="DIR",
                         help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
@@ -39,11 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no results.json under {where}: run python -m hwbench first", file=sys.stderr)
         return 2
 
-    rows = sorted((to_row(p, r) for p, r in records), key=lambda r: (str(r["arch"]), r["device"], str(r["host"])))
+    rows = sorted(
+        (to_row(p, r) for p, r in records),
+        key=lambda r: (str(r["arch"]), r["device"], str(r["host"]), r["world_size"]),
+    )
     ok = [r for r in rows if r["status"] == "ok"]
     not_ok = [r for r in rows if r["status"] != "ok"]
     try:
         bases = add_speedups(rows, args.baseline)
+        scaling = add_scaling(rows)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -57,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(out / "compare.md", ok, not_ok, bases, args.dirs)
         plot_throughput(out / "throughput.png", ok)
         plot_accuracy(out / "accuracy_vs_time.png", ok)
+        plot_scaling(out / "scaling.png", scaling)
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
-    files = "compare.csv, compare.md, throughput.png, accuracy_vs_time.png"
+    files = "compare.csv, compare.md, throughput.png, accuracy_vs_time.png, scaling.png"
     summary = f"{len(rows)} records ({len(ok)} ok, {len(not_ok)} without a result); report in {out}/: {files}"
     console.print(summary, markup=False, highlight=False)
     return 0

@@ -5,6 +5,7 @@ Records may come from several machines (sweep folders copied together). ``hwbenc
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from pathlib import Path
@@ -31,7 +32,9 @@ COLUMNS = [
     Column("model", "GPU/CPU"),
     Column("threads", "threads", "d"),
     Column("precision", "precision"),
-    Column("batch_size", "batch", "d"),
+    Column("world_size", "devices", "d"),
+    Column("batch_size", "batch", "d"),  # per device
+    Column("global_batch_size", "global batch", "d", shown=False),
     Column("epochs", "epochs", "d"),
     Column("test_acc", "test acc", ".4f"),
     Column("train_samples_per_sec", "train samples/s", ",.0f"),
@@ -49,6 +52,8 @@ COLUMNS = [
     Column("peak_host_rss_mb", "peak RSS MB", shown=False),
     Column("gpu_peak_allocated_mb", "GPU peak MB", shown=False),
     Column("host_bound", "host-bound", shown=False),
+    Column("scaling_speedup", "vs 1 device", ".2f"),  # samples/s at N over samples/s at 1, same setup
+    Column("scaling_efficiency", "scaling eff.", ".0%"),  # that speed-up over N
     Column("status", "status", shown=False),
     Column("reason", "reason", shown=False),
     Column("run_name", "run name", shown=False),
@@ -56,6 +61,22 @@ COLUMNS = [
     Column("path", "results.json", shown=False),
 ]
 SHOWN = [c for c in COLUMNS if c.shown]
+SCALING_KEYS = ("world_size", "scaling_speedup", "scaling_efficiency")  # shown only where devices vary
+
+
+ONLY_WITH_VALUES = ("gpu_busy_percent", "samples_per_joule")  # GPU and RAPL figures: most CPU rows have none
+
+
+def shown_columns(rows: list[Row]) -> list[Column]:
+    """The console and Markdown columns: the scaling ones only when some run used several devices, the energy
+    and busy ones only when some run has them."""
+    scaled = any((r.get("world_size") or 1) > 1 for r in rows)
+    hidden = {k for k in ONLY_WITH_VALUES if all(r.get(k) is None for r in rows)} | (
+        set() if scaled else set(SCALING_KEYS)
+    )
+    return [c for c in SHOWN if c.key not in hidden]
+
+
 NOT_OK_COLUMNS = [c for c in COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 HOST_BOUND_NOTE = (
@@ -75,7 +96,7 @@ def cell(column: Column, row: Row) -> str:
         text = f"{value:{column.spec}}"
     except (TypeError, ValueError):  # a hand-edited record with '2' for 2: show it as it is
         return str(value)
-    if column.key == "speedup":
+    if column.key in ("speedup", "scaling_speedup"):
         text += "x"
     if column.key == "train_samples_per_sec" and row.get("train_basis") == "overall":
         text += OVERALL_MARK
@@ -120,7 +141,9 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "model": short_model(record.device_name) if record.device_name else None,
         "threads": fp.threads if fp else device_cfg.get("threads"),
         "precision": fp.precision if fp else device_cfg.get("precision"),
-        "batch_size": cfg.get("batch_size"),
+        "world_size": record.world_size,
+        "batch_size": record.per_device_batch_size or cfg.get("batch_size"),
+        "global_batch_size": record.global_batch_size or cfg.get("batch_size"),
         "epochs": record.epochs,
         "test_acc": record.metrics.test_acc if record.metrics else None,
         "train_samples_per_sec": speed.samples_per_sec if speed else None,
@@ -133,6 +156,9 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "speedup": None,
         **resources,
         "host_bound": record.host_bound,
+        "scaling_speedup": None,
+        "scaling_efficiency": None,
+        "scaling_group": scaling_key(record),
         "status": record.status,
         "reason": record.reason,
         "run_name": record.run_name,
@@ -140,6 +166,39 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "path": str(path),
         "epoch_table": record.epoch_table,  # for the accuracy plot; not a column
     }
+
+
+def scaling_key(record: ResultsRecord) -> str:
+    """What runs that differ only in their world size share: the host and the config less its device count
+    (and the CPU threads, which the ranks of one machine split between them, and where the files live)."""
+    cfg = {k: v for k, v in record.config.items() if k not in ("output_root", "run_name")}
+    device = {k: v for k, v in as_dict(cfg.get("device")).items() if k not in ("devices", "threads")}
+    data = {k: v for k, v in as_dict(cfg.get("data")).items() if k != "root"}
+    host = record.fingerprint.host if record.fingerprint else None
+    return json.dumps([host, cfg | {"device": device, "data": data}], sort_keys=True, default=str)
+
+
+def add_scaling(rows: list[Row]) -> list[list[Row]]:
+    """Set speed-up over 1 device and scaling efficiency on ok rows whose group has a 1-device run; return
+    the groups that span more than one world size (for the scaling plot), each sorted by world size."""
+    timed = [r for r in rows if r["status"] == "ok" and r["train_samples_per_sec"]]
+    groups = [
+        [r for r in timed if r["scaling_group"] == key] for key in dict.fromkeys(r["scaling_group"] for r in timed)
+    ]
+    scaling = []
+    for group in groups:
+        group.sort(key=lambda r: (r["world_size"], r["started"] or ""))
+        if len({r["world_size"] for r in group}) < 2:
+            continue
+        scaling.append(group)
+        ones = [r["train_samples_per_sec"] for r in group if r["world_size"] == 1]
+        if not ones:
+            continue
+        one = statistics.median(ones)  # a repeated 1-device run: its median is the reference
+        for r in group:
+            r["scaling_speedup"] = r["train_samples_per_sec"] / one
+            r["scaling_efficiency"] = r["scaling_speedup"] / r["world_size"]
+    return scaling
 
 
 def label(row: Row) -> str:
@@ -174,9 +233,16 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
     return bases
 
 
+def devices(row: Row) -> str:
+    return f" x{row['world_size']}" if (row.get("world_size") or 1) > 1 else ""
+
+
 def run_labels(rows: list[Row]) -> list[str]:
     """Short, unique labels: the setup, then the job folder where setups repeat, then a count where even
     job folders repeat (the same sweep run on two days)."""
-    names = [f"{r['host']}/{r['device']} {r['threads']} thr, prec {r['precision']}, bs {r['batch_size']}" for r in rows]
+    names = [
+        f"{r['host']}/{r['device']}{devices(r)} {r['threads']} thr, prec {r['precision']}, bs {r['batch_size']}"
+        for r in rows
+    ]
     names = [f"{n} [{r['job']}]" if names.count(n) > 1 else n for n, r in zip(names, rows, strict=True)]
     return [f"{n} #{names[: i + 1].count(n)}" if names.count(n) > 1 else n for i, n in enumerate(names)]

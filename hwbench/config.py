@@ -8,6 +8,7 @@ is checked once, in :func:`check`.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class DeviceConfig:
     accelerator: str = MISSING
     precision: str = MISSING
     threads: int | None = None
+    devices: int = 1
+    strategy: str = "auto"
     matmul_precision: str = MISSING
     cudnn_benchmark: bool = MISSING
 
@@ -88,6 +91,9 @@ def fresh_dir(path: str) -> str:
     Two jobs started in the same second resolve the same timestamped folder: each gets its own.
     """
     base = Path(path)
+    if shared_by_tasks():
+        base.mkdir(parents=True, exist_ok=True)
+        return str(base)
     for n in itertools.count(1):
         candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
@@ -98,14 +104,27 @@ def fresh_dir(path: str) -> str:
     raise AssertionError("unreachable")
 
 
+def shared_by_tasks() -> bool:
+    """SLURM started one task per GPU of a job: they all resolve the job's folder and must agree on it."""
+    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
 def fresh_subdir(parent: str, name: str) -> str:
     """A sweep job's folder under ``parent``, as :func:`fresh_dir` claims it (Hydra wants the name alone)."""
     return Path(fresh_dir(str(Path(parent) / name))).name
 
 
+def gpu_count() -> int:
+    import torch  # only when a launcher preset asks: the CLI parses arguments before torch loads
+
+    return torch.cuda.device_count()
+
+
 def register() -> None:
     """Make the schema and the folder-claiming resolvers known to Hydra (idempotent)."""
     ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
+    # a launcher preset's GPUs per node: this machine's count (submitit_local hides the GPUs it is not told of)
+    OmegaConf.register_new_resolver("hwbench_gpu_count", gpu_count, replace=True)
     # cached: resolved once per process and copied into every job's config, so a job keeps its folder
     OmegaConf.register_new_resolver("hwbench_fresh_dir", fresh_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("hwbench_fresh_subdir", fresh_subdir, use_cache=True, replace=True)
@@ -131,7 +150,8 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
     for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
-                "log_every_n_steps", "device.threads", "data.eval_batch_size", "data.train_limit"):  # fmt: skip
+                "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
+                "data.train_limit"):  # fmt: skip
         at_least(key, 1)
     at_least("data.val_size", 0)
     if cfg.lr <= 0:
@@ -149,7 +169,13 @@ def check(cfg: DictConfig) -> None:
     if cfg.execution == "graph":
         unsupported = {"compile": cfg.compile, "an LR scheduler (optim)": cfg.optim.get("scheduler"),
                        "device.precision=16-mixed (its GradScaler syncs with the host)":
-                       str(cfg.device.precision) == "16-mixed"}  # fmt: skip
+                       str(cfg.device.precision) == "16-mixed",
+                       "DDP (device.devices > 1 or device.strategy=ddp)":
+                       cfg.device.devices > 1 or cfg.device.strategy == "ddp"}  # fmt: skip
         for what, present in unsupported.items():
             if present:
                 raise ConfigError(f"execution=graph does not combine with {what}: use execution=eager for it")
+    one_of("device.strategy", cfg.device.strategy, ("auto", "ddp"))
+    if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
+                          f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip

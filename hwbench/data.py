@@ -38,17 +38,38 @@ class TensorBatches:
     """
 
     def __init__(
-        self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, group: int | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        group: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.x, self.y, self.batch_size, self.group = x, y, batch_size, group
+        self.rank, self.world_size = rank, world_size
+        # the same seed on every rank: every rank draws the same permutation and takes its own slice of it
         self.generator = torch.Generator(x.device).manual_seed(seed) if shuffle else None
 
     @property
     def steps(self) -> int:
-        """Batches per epoch."""
-        return math.ceil(len(self.x) / self.batch_size)
+        """Batches per epoch (per rank). Under DDP the last, incomplete global batch is dropped: every rank
+        must take the same number of steps, of the same size, for the gradient all-reduce to be the mean."""
+        if self.world_size == 1:
+            return math.ceil(len(self.x) / self.batch_size)
+        return len(self.x) // (self.batch_size * self.world_size)
+
+    def shard(self, perm: Tensor) -> Tensor:
+        """This rank's indices of an epoch's permutation: the rank-th slice of each global batch, so that the
+        ranks' k-th batches together are the k-th batch one process would take at batch_size x world_size."""
+        global_batches = perm[: self.steps * self.batch_size * self.world_size]
+        return global_batches.view(self.steps, self.world_size, self.batch_size)[:, self.rank].reshape(-1)
 
     def __len__(self) -> int:
+        if self.world_size > 1 and self.generator is None:  # an evaluation shard
+            return math.ceil(len(range(self.rank, len(self.x), self.world_size)) / self.batch_size)
         return self.steps if self.group is None else math.ceil(self.steps / self.group)
 
     def __iter__(self) -> Iterator[Batch] | Iterator[list[Batch]]:
@@ -56,7 +77,10 @@ class TensorBatches:
         if self.generator is not None:
             # one gather per epoch, then every batch is a free contiguous view
             perm = torch.randperm(len(x), device=x.device, generator=self.generator)
+            perm = perm if self.world_size == 1 else self.shard(perm)
             x, y = x[perm], y[perm]
+        elif self.world_size > 1:  # evaluation: items rank, rank + W, ...: disjoint, and the whole split together
+            x, y = x[self.rank :: self.world_size], y[self.rank :: self.world_size]
         batches = ((x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size))
         if self.group is None:
             yield from batches
@@ -100,18 +124,26 @@ class InMemoryDataModule(L.LightningDataModule):
             train_idx = train_idx[: self.train_limit]
         self.splits = {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
 
+    @property
+    def shard(self) -> dict[str, int]:
+        """This process's rank and the world size (DDP: each rank serves its own slice of every split)."""
+        if self.trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
+
     def train_dataloader(self) -> TensorBatches:
-        """Groups of ``steps_per_execution`` batches: each is one Lightning step of that many optimizer steps."""
-        return TensorBatches(
-            *self.splits["train"], self.batch_size, shuffle=True, seed=self.seed, group=self.steps_per_execution
-        )
+        """Groups of ``steps_per_execution`` batches: each is one Lightning step of that many optimizer steps.
+        ``batch_size`` is per device: the global batch is batch_size x world size."""
+        train = self.splits["train"]
+        group = self.steps_per_execution
+        return TensorBatches(*train, self.batch_size, shuffle=True, seed=self.seed, group=group, **self.shard)
 
     def val_dataloader(self) -> TensorBatches | list:
         # no validation split (val_size=0) means no validation loop, as Lightning expects
-        return TensorBatches(*self.splits["val"], self.eval_batch_size) if self.val_size else []
+        return TensorBatches(*self.splits["val"], self.eval_batch_size, **self.shard) if self.val_size else []
 
     def test_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["test"], self.eval_batch_size)
+        return TensorBatches(*self.splits["test"], self.eval_batch_size, **self.shard)
 
 
 class MNISTDataModule(InMemoryDataModule):

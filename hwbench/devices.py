@@ -40,7 +40,8 @@ def synchronize(torch_device: torch.device) -> None:
 
 def configure_torch(device_cfg: DictConfig) -> int:
     """Apply the device config's thread count, matmul precision and cuDNN autotuning; return the CPU threads."""
-    threads = device_cfg.threads or available_cores()
+    # DDP on one machine: the ranks share its cores (Lightning's own split, which it applies unless OMP is set)
+    threads = device_cfg.threads or max(1, available_cores() // device_cfg.get("devices", 1))
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(device_cfg.matmul_precision)
     torch.backends.cudnn.benchmark = device_cfg.cudnn_benchmark

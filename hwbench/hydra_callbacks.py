@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from hwbench.ddp import process_rank
 from hwbench.errors import OutputFolderTaken
 from hwbench.results import refuse_taken
 
@@ -19,6 +20,8 @@ class CheckOutputFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = writable_or_exit(config, "hydra.run.dir")
+        if process_rank() > 0:  # a DDP rank >= 1 joins the folder its rank 0 has claimed
+            return
         try:  # before Hydra writes its own files there
             refuse_taken(folder)
         except OutputFolderTaken as err:

@@ -79,10 +79,14 @@ class BenchmarkMonitor(Callback):
         self.finished: Mark | None = None  # where the last finished epoch ended
         self.pending: dict[str, Any] | None = None  # the last epoch, until its accuracies are logged
         self.max_epochs = 1
+        self.world_size = 1
+        self.barrier: Any = None  # the strategy's, under DDP
 
     # ---- clocks and counters -------------------------------------------------------------------
     def _now(self) -> float:
         synchronize(self.device)
+        if self.barrier is not None:  # every rank reaches the mark: rank 0's clock then times them all
+            self.barrier()
         return time.perf_counter()
 
     def _mark(self) -> Mark:
@@ -105,7 +109,10 @@ class BenchmarkMonitor(Callback):
     # ---- fit ------------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.device = trainer.strategy.root_device
-        self.peak_flops = get_available_flops(self.device, COMPUTE_DTYPE[self.precision])
+        self.world_size = trainer.world_size
+        self.barrier = trainer.strategy.barrier if self.world_size > 1 else None
+        peak = get_available_flops(self.device, COMPUTE_DTYPE[self.precision])
+        self.peak_flops = peak * self.world_size if peak is not None else None  # MFU against all the devices
         self.max_epochs = trainer.max_epochs or 1
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -118,7 +125,8 @@ class BenchmarkMonitor(Callback):
     ) -> None:
         # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
         self.steps += len(batch)
-        self.samples += sum(len(y) for _, y in batch)
+        # global samples: every rank takes batches of the same size (DDP drops the incomplete last global batch)
+        self.samples += sum(len(y) for _, y in batch) * self.world_size
         if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self._mark()
         if batch_idx + 1 == trainer.num_training_batches:
@@ -133,10 +141,12 @@ class BenchmarkMonitor(Callback):
         rates = self.rates(self.epoch_start_mark, end)
         seconds = end.seconds - self.epoch_start_mark.seconds
         perf = {"perf/epoch_seconds": seconds, **{f"perf/train_{k}": v for k, v in rates.items() if v is not None}}
-        pl_module.log_dict(perf | {"step": self.steps})  # x-axis: optimizer steps
+        if trainer.logger is not None:  # rank 0's clock: straight to its logger (no cross-rank reduction)
+            trainer.logger.log_metrics(perf, step=self.steps)  # x-axis: optimizer steps
         # accuracies are logged after this hook (LightningModule.on_train_epoch_end): read them next epoch
         self.pending = {"epoch": trainer.current_epoch + 1, "seconds": seconds, "train_seconds": end.seconds,
-                        "samples_per_sec": rates["samples_per_sec"]}  # fmt: skip
+                        "samples_per_sec": rates["samples_per_sec"],
+                        "samples": end.samples - self.epoch_start_mark.samples}  # fmt: skip
 
     def _close_epoch(self, trainer: Trainer) -> None:
         if self.pending is None:
@@ -187,6 +197,8 @@ class BenchmarkMonitor(Callback):
 
     # ---- test: inference speed ------------------------------------------------------------------
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:  # inference is one device's figure: rank 0 measures it alone
+            return
         x = self.data.splits["test"][0]
         with trainer.precision_plugin.forward_context():
             inference = measure_inference(pl_module, x, self.inference_batch_size, self.latency_runs)

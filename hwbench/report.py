@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import statistics
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -20,12 +21,12 @@ from hwbench.comparison import (
     HOST_BOUND_NOTE,
     NOT_OK_COLUMNS,
     OVERALL_MARK,
-    SHOWN,
     Column,
     Row,
     cell,
     label,
     run_labels,
+    shown_columns,
 )
 
 NOT_OK_TITLE = "Runs without a result (skipped, failed, interrupted, diverged, or still running)"
@@ -36,19 +37,25 @@ def baseline_note(bases: dict[str, Row]) -> str:
     return "; ".join(f"{arch}: {label(r)} ({r['job']})" for arch, r in bases.items())
 
 
+SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
+
+
 def print_tables(console: Console, ok: list[Row], not_ok: list[Row], bases: dict[str, Row]) -> None:
     notes = [f"speed-up: training samples/s against {baseline_note(bases)}"] if bases else []
+    if any(r["scaling_speedup"] is not None for r in ok):
+        notes.append(SCALING_NOTE)
     if any(r["train_basis"] == "overall" for r in ok):
         notes.append(f"{OVERALL_MARK} overall: no steady-state window")
     if any(r["host_bound"] for r in ok):
         notes.append(HOST_BOUND_NOTE)
     table = Table(title="hwbench results", caption="\n".join(notes) or None, caption_justify="left")
-    for c in SHOWN:
+    shown = shown_columns(ok)
+    for c in shown:
         table.add_column(c.header, justify="left" if c.spec is None else "right")
     for i, row in enumerate(ok):
         if i and row["arch"] != ok[i - 1]["arch"]:
             table.add_section()  # a rule between networks
-        table.add_row(*(Text(cell(c, row)) for c in SHOWN))  # Text: a '[' in a name is not rich markup
+        table.add_row(*(Text(cell(c, row)) for c in shown))  # Text: a '[' in a name is not rich markup
     if ok:
         console.print(table)
     if not_ok:
@@ -79,12 +86,14 @@ def markdown_table(columns: list[Column], rows: list[Row]) -> str:
 def write_markdown(path: Path, ok: list[Row], not_ok: list[Row], bases: dict[str, Row], sources: list[Path]) -> None:
     parts = [f"# hwbench results\n\nFrom {', '.join(f'`{s}`' for s in sources)}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
     if ok:
-        parts.append(markdown_table(SHOWN, ok) + "\n")
+        parts.append(markdown_table(shown_columns(ok), ok) + "\n")
         parts.append(f"Speed-up: training samples/s against {baseline_note(bases)}.")
         if any(r["train_basis"] == "overall" for r in ok):
             parts.append(f"{OVERALL_MARK} overall: the run had no steady-state window.")
         if any(r["host_bound"] for r in ok):
             parts.append(HOST_BOUND_NOTE + ".")
+        if any(r["scaling_speedup"] is not None for r in ok):
+            parts.append(f"{SCALING_NOTE}.\n\n![scaling with devices](scaling.png)")
         parts.append("\n![training throughput](throughput.png)\n\n![accuracy against time](accuracy_vs_time.png)\n")
     if not_ok:
         parts.append(f"## {NOT_OK_TITLE}\n\n" + markdown_table(NOT_OK_COLUMNS, not_ok) + "\n")
@@ -145,6 +154,34 @@ def plot_accuracy(path: Path, ok: list[Row]) -> None:
     ax.set_title("Validation accuracy against training time (dotted: 97%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
+    fig.savefig(path, dpi=120)
+
+
+def plot_scaling(path: Path, groups: list[list[Row]]) -> None:
+    """Training samples/s against devices, one line per setup, each beside its ideal (N x its 1-device speed)."""
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.subplots()
+    if not groups:
+        ax.text(0.5, 0.5, "no runs that differ only in their device count", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(path, dpi=120)
+        return
+    for i, group in enumerate(groups):
+        sizes = sorted({r["world_size"] for r in group})
+        speeds = [statistics.median(r["train_samples_per_sec"] for r in group if r["world_size"] == n) for n in sizes]
+        first = group[0]
+        name = f"{first['arch']} {first['host']}/{first['device']}, bs {first['batch_size']}/device"
+        ax.plot(sizes, speeds, marker="o", color=f"C{i % 10}", label=name)
+        if sizes[0] == 1:
+            ax.plot(sizes, [speeds[0] * n for n in sizes], linestyle="--", color=f"C{i % 10}", alpha=0.6,
+                    label=f"{name}: ideal")  # fmt: skip
+    ax.set_xticks(sorted({r["world_size"] for g in groups for r in g}))
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel("devices (world size)")
+    ax.set_ylabel("training samples/s, all devices")
+    ax.set_title("Scaling: throughput against devices (dashed: ideal, N x the 1-device speed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.savefig(path, dpi=120)
 
 

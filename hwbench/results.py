@@ -43,6 +43,7 @@ class Epoch(Model):
     seconds: Seconds
     train_seconds: Seconds
     samples_per_sec: Rate | None = None
+    samples: int | None = None  # training images of the epoch, all ranks together
     train_loss: Loss | None = None
     train_acc: Accuracy | None = None
     val_loss: Loss | None = None
@@ -132,6 +133,12 @@ class ResultsRecord(Model):
     inference: Inference | None = None
     compile_seconds: Seconds | None = None
     capture_seconds: Seconds | None = None  # execution=graph: warm-up and CUDA-graph capture, off the clock
+    # scale-out (absent in records before it: one device); samples/s above are global, all ranks together
+    world_size: int = 1
+    strategy: str | None = None  # Lightning's strategy class, e.g. DDPStrategy
+    backend: str | None = None  # the process group's: nccl, gloo; None on one device
+    per_device_batch_size: int | None = None
+    global_batch_size: int | None = None
     wall_seconds: Seconds | None = None
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
@@ -151,6 +158,8 @@ class ResultsRecord(Model):
         return cls(
             schema_version=SCHEMA_VERSION, status="running", run_name=cfg.run_name, arch=cfg.arch.name,
             device=cfg.device.name, epochs=cfg.epochs, started=now(), config=OmegaConf.to_container(cfg, resolve=True),
+            world_size=cfg.device.devices, per_device_batch_size=cfg.batch_size,
+            global_batch_size=cfg.batch_size * cfg.device.devices,
         )  # fmt: skip
 
     @property
@@ -188,7 +197,7 @@ class ResultsRecord(Model):
 
     def summary(self) -> str:
         """The one line a job ends with."""
-        name = f"{self.arch} {self.device} epochs={self.epochs}"
+        name = f"{self.arch} {self.device}{f' x{self.world_size}' if self.world_size > 1 else ''} epochs={self.epochs}"
         if self.status != "ok":
             return f"{name}: {self.status}: {self.reason}"
         speed = self.train_speed

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from hwbench.classifier import Classifier
 from hwbench.compiled import CUDA_GRAPH_MODES, CompileWarmup, compile_net
 from hwbench.config import check
+from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
 from hwbench.fingerprint import as_markdown, fingerprint
@@ -50,9 +51,12 @@ def build_model(cfg: DictConfig, net: torch.nn.Module) -> Classifier:
 
 def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
     every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
+    devices = cfg.device.devices
     return L.Trainer(
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
+        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.ddp
+        use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
         max_epochs=cfg.epochs,
         logger=logger,
@@ -71,10 +75,18 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
     finished, and ``OutputFolderTaken`` before writing anything.
     """
+    with job_scope(distributed(cfg)):
+        return _run(cfg, out_dir, writer=process_rank() == 0)
+
+
+def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
+    """``writer``: rank 0, the only process that writes the record (the others share its folder)."""
     start = time.perf_counter()
-    refuse_taken(out_dir)
+    if writer:
+        refuse_taken(out_dir)
     record = ResultsRecord.start(cfg)
-    write_record(out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
+    if writer:
+        write_record(out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
     logger: TensorBoardLogger | None = None
     trainer: L.Trainer | None = None
     monitor: BenchmarkMonitor | None = None
@@ -87,6 +99,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
             if cfg.execution == "graph" and accelerator != "cuda":
                 raise DeviceUnavailable(f"execution=graph captures CUDA graphs and this job runs on {accelerator}: "
                                         f"use a CUDA GPU (device=gpu) or execution=eager")  # fmt: skip
+            need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
             threads = configure_torch(cfg.device)
             quiet_blas_threads()
             keep_freed_host_memory()
@@ -105,6 +118,9 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
             callbacks = [c for c in (warmup, monitor, resources) if c is not None]
             trainer = make_trainer(cfg, accelerator, logger, callbacks)
             trainer.fit(model, datamodule=data)
+            record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
+            record.backend = getattr(trainer.strategy, "process_group_backend", None)
+            record.global_batch_size = cfg.batch_size * trainer.world_size
             if model.diverged_epoch is not None:
                 record.status, record.diverged_epoch = "diverged", model.diverged_epoch
                 record.reason = (
@@ -138,7 +154,8 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
             measured["resources"] = resources.summarize()
         done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
         record = ResultsRecord.model_validate(record.model_dump() | measured | done)
-        write_record(out_dir, record)
+        if writer:
+            write_record(out_dir, record)
         if logger is not None:
             if record.status == "ok":
                 step = monitor.steps if monitor else 0
@@ -151,6 +168,17 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
 
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def distributed(cfg: DictConfig) -> bool:
+    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
+
+
+def need_gpus(accelerator: str, devices: int) -> None:
+    """A job asking for more GPUs than the machine has is skipped (counted without a CUDA context)."""
+    present = torch.cuda.device_count() if accelerator == "cuda" else devices
+    if devices > present:
+        raise DeviceUnavailable(f"device.devices={devices} but this machine has {present} CUDA GPU(s)")
 
 
 def first_line(err: BaseException) -> str:
@@ -168,7 +196,7 @@ def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecor
         "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
         "device": cfg.device.name, "accelerator": fp.accelerator, "hardware": record.device_name,
         "host": fp.host, "cpu": fp.cpu, "gpu": fp.gpus[0].name if fp.gpus else "none",
-        "threads": fp.threads, "world_size": 1, "precision": str(cfg.device.precision),
+        "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
         "compile": str(cfg.compile), "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,

@@ -1,0 +1,137 @@
+"""Scale-out on the CPU: DDP with 2 gloo processes, a device.devices sweep, a submitit_local sweep, compare's
+scaling columns. Every DDP run is a real ``python -m hwbench`` subprocess: Lightning starts ranks >= 1 by
+re-running the command, so DDP must never start inside the pytest process."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwbench.compare import main as compare
+from hwbench.data import TensorBatches
+from hwbench.results import ResultsRecord, read_record
+
+TINY = ("device=cpu", "arch=ffnn", "data.val_size=0", "device.threads=1")  # one thread a rank: 2 cores
+
+
+def records(root: Path) -> dict[str, ResultsRecord]:
+    return {p.parent.name: read_record(p) for p in root.rglob("results.json")}
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_take_disjoint_slices_of_each_epochs_permutation(world_size: int) -> None:
+    n, b = 100, 4
+    x, y = torch.arange(n).float(), torch.arange(n)
+    single = TensorBatches(x, y, b * world_size, shuffle=True, seed=7)
+    ranks = [TensorBatches(x, y, b, shuffle=True, seed=7, rank=r, world_size=world_size) for r in range(world_size)]
+    for _ in range(2):  # two epochs: the same permutation on every rank, reshuffled between epochs
+        shards = [list(r) for r in ranks]
+        full = [yb for _, yb in single][: len(shards[0])]  # DDP drops the incomplete last global batch
+        assert all(len(s) == len(shards[0]) == n // (b * world_size) for s in shards)
+        seen = [torch.cat([yb for _, yb in s]).tolist() for s in shards]
+        assert sum(map(len, seen)) == len(set().union(*map(set, seen)))  # disjoint
+        for k, batch in enumerate(full):  # the ranks' k-th batches are one process's k-th batch at b x W
+            assert torch.equal(torch.cat([s[k][1] for s in shards]), batch)
+    evals = [TensorBatches(x, y, 8, rank=r, world_size=world_size) for r in range(world_size)]
+    assert sorted(torch.cat([yb for e in evals for _, yb in e]).tolist()) == list(range(n))  # whole split
+    assert [len(e) for e in evals] == [len(list(e)) for e in evals]
+
+
+@pytest.mark.parametrize(("steps", "limit", "group"), [(1, 64, 1), (8, 512, 4)], ids=["one step", "grouped"])
+def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path, steps, limit, group) -> None:
+    """SGD on the mean loss: the all-reduced mean of two ranks' gradients over b images each is the gradient
+    over the same 2b images, so the weights, and the test loss over the whole test split, agree."""
+    common = [*TINY, "epochs=2", "lr=0.1", f"data.train_limit={limit}", f"steps_per_execution={group}"]
+    ok(hwbench_cli("device.devices=2", "batch_size=32", *common, f"hydra.run.dir={tmp_path / 'ddp'}"))
+    ok(hwbench_cli("device.devices=1", "batch_size=64", *common, f"hydra.run.dir={tmp_path / 'one'}"))
+    ddp, one = read_record(tmp_path / "ddp/results.json"), read_record(tmp_path / "one/results.json")
+
+    assert (ddp.world_size, ddp.strategy, ddp.backend) == (2, "DDPStrategy", "gloo")
+    assert (ddp.per_device_batch_size, ddp.global_batch_size) == (32, 64)
+    assert (one.world_size, one.global_batch_size) == (1, 64)
+    assert [e.samples for e in ddp.epoch_table] == [limit, limit] == [e.samples for e in one.epoch_table]
+    assert ddp.config["device"]["devices"] == 2 and ddp.overall.samples_per_sec > 0
+    # the same updates: the same test loss and accuracy over all 10,000 test images (not rank 0's half)
+    assert ddp.metrics.test_loss == pytest.approx(one.metrics.test_loss, rel=1e-5)
+    assert ddp.metrics.test_acc == pytest.approx(one.metrics.test_acc, abs=2e-4)  # at most 2 argmax ties
+    assert ddp.overall.batches_per_sec > 0 and ddp.epoch_table[0].train_loss == pytest.approx(
+        one.epoch_table[0].train_loss, rel=1e-5
+    )  # the epoch's training loss: over both ranks' images
+    assert (tmp_path / "ddp/ddp_rank1.log").exists()  # rank 1 lived in the job's folder and wrote only its log
+    assert len(list((tmp_path / "ddp").glob("results*"))) == 1
+
+
+def test_devices_sweep_runs_both_jobs_and_compare_shows_the_efficiency(hwbench_cli, tmp_path, capsys) -> None:
+    result = ok(hwbench_cli("-m", "device.devices=1,2", "epochs=2", "data.train_limit=1024", *TINY))
+    assert result.stdout.count("Launching 2 jobs locally") == 1  # no child re-launched the sweep
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()  # one sweep folder, no stray runs/ folder
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["multiruns"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_ffnn_cpu_e2", "1_ffnn_cpu_e2"]
+    jobs = records(sweep)
+    assert [jobs[j].world_size for j in ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")] == [1, 2]
+    assert all(r.status == "ok" for r in jobs.values())
+    assert (sweep / "1_ffnn_cpu_e2" / "ddp_rank1.log").exists() and not (
+        sweep / "0_ffnn_cpu_e2" / "ddp_rank1.log"
+    ).exists()
+
+    assert compare([str(sweep), "--out", str(tmp_path / "report")]) == 0
+    stdout = capsys.readouterr().out
+    assert "scaling eff." in stdout and "vs 1 device" in stdout
+    rows = {r["job"]: r for r in csv.DictReader((tmp_path / "report" / "compare.csv").open())}
+    assert float(rows["0_ffnn_cpu_e2"]["scaling_efficiency"]) == 1.0
+    two = rows["1_ffnn_cpu_e2"]
+    speeds = [float(rows[j]["train_samples_per_sec"]) for j in ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")]
+    assert float(two["scaling_speedup"]) == pytest.approx(speeds[1] / speeds[0])
+    assert float(two["scaling_efficiency"]) == pytest.approx(speeds[1] / (2 * speeds[0]))
+    assert two["world_size"] == "2" and two["global_batch_size"] == "256"
+    assert (tmp_path / "report" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "scaling.png" in (tmp_path / "report" / "compare.md").read_text()
+
+
+def test_a_ddp_job_leaves_the_sweep_process_as_it_found_it(hwbench_cli, tmp_path) -> None:
+    # the basic launcher runs jobs in one process: the 1-device job after a DDP job must not see its ranks
+    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=256", *TINY))
+    jobs = sorted(records(tmp_path / "outputs").items())
+    assert [(r.world_size, r.strategy, r.status) for _, r in jobs] == [(2, "DDPStrategy", "ok"),
+                                                                        (1, "SingleDeviceStrategy", "ok")]  # fmt: skip
+
+
+def test_more_gpus_than_the_machine_has_is_a_skip_record(hwbench_cli, tmp_path) -> None:
+    n = max(2, torch.cuda.device_count() + 1)  # on a machine without CUDA: "no CUDA device"
+    result = ok(hwbench_cli("-m", "device=gpu", f"device.devices={n}", "arch=ffnn", "epochs=1"))
+    ((_, record),) = records(tmp_path / "outputs").items()
+    assert record.status == "skipped" and record.world_size == n
+    (line,) = [line for line in result.stdout.splitlines() if "skipped" in line]  # one line says why
+    assert line.startswith(f"ffnn gpu x{n} epochs=1: skipped: ")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
+def test_submitit_local_sweep_lands_in_one_sweep_folder(hwbench_cli, tmp_path, capsys) -> None:
+    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=256")
+    ok(hwbench_cli(*args, *TINY))
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    jobs = records(sweep)
+    assert sorted((r.world_size, r.status) for r in jobs.values()) == [(1, "ok"), (2, "ok")]
+    assert all(list((sweep / job).glob("events.out.tfevents*")) for job in jobs)
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+    assert compare([str(sweep), "--out", str(tmp_path / "report")]) == 0
+    assert "2 records (2 ok" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_gpu_ddp_job_starts_nccl(hwbench_cli, tmp_path) -> None:
+    ok(hwbench_cli("device=gpu", "device.strategy=ddp", "epochs=1", "arch=ffnn", "data.train_limit=2048"))
+    ((_, record),) = records(tmp_path / "outputs").items()
+    assert (record.status, record.strategy, record.backend, record.world_size) == ("ok", "DDPStrategy", "nccl", 1)
