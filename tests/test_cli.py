@@ -1,5 +1,7 @@
 """``python -m hwbench`` as a user runs it: real Hydra sweeps in a subprocess, real event files read back."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import scalars
@@ -88,3 +90,24 @@ def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli) -> None:
     fix = "fix the optim settings (python -m hwbench --cfg job shows them)"
     assert last == f"error: ffnn cpu epochs=1: failed: Invalid momentum value: -1: {fix}"
     assert "Traceback" not in result.stderr
+
+
+def test_importing_hwbench_changes_no_process_state() -> None:
+    """Side effects (log handlers, warning filters, Hydra resolvers) happen when an entry point asks, not on import."""
+    code = """
+import logging, warnings
+import lightning, torch, hydra, matplotlib
+from omegaconf import OmegaConf
+def state():
+    loggers = ("", "lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero")
+    return ([(n, list(logging.getLogger(n).handlers), list(logging.getLogger(n).filters)) for n in loggers],
+            list(warnings.filters), OmegaConf.has_resolver("hwbench_fresh_dir"))
+before = state()
+import hwbench.cli, hwbench.compare, hwbench.train, hwbench.config, hwbench.monitor, hwbench.resources
+assert state() == before, "importing hwbench changed the process"
+from hwbench.extras import extras
+extras()
+assert state() != before  # the setup the entry points call is what changes it
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
