@@ -2,7 +2,39 @@
 
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def keep_mask(shape: torch.Size, p: float) -> Tensor:
+    """A CPU Bernoulli(1 - p) mask (True: keep), drawn from random bytes: exact when p is a multiple of 1/256.
+
+    torch's CPU ``bernoulli_`` draws one 32-bit number per element on one core (8 ms for the CNN's
+    1.2M-element mask, 15% of its step); 64 random bits give 8 elements, and keeping a byte when it is
+    at least 256 p keeps it with probability exactly 1 - p (0.25 -> 64, 0.5 -> 128). Any other p: torch's.
+    """
+    threshold = p * 256
+    if not threshold.is_integer():
+        return torch.empty(shape, dtype=torch.bool).bernoulli_(1 - p)
+    n = shape.numel()
+    words = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), None)  # all 64 bits uniform
+    return (words.view(torch.uint8)[:n] >= int(threshold)).view(shape)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the same function (x * mask / (1 - p), mask ~ Bernoulli(1 - p)), cheaper masks on a CPU.
+
+    Only the random stream differs. On a GPU, under ``torch.compile`` or in place: torch's own (fused) dropout.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace or torch.compiler.is_compiling():
+            return F.dropout(x, self.p, self.training, self.inplace)
+        if self.p == 1:
+            return x * 0
+        noise = keep_mask(x.shape, self.p).to(x.dtype).div_(1 - self.p)  # as aten's dropout: mask / (1 - p)
+        return x * noise
 
 
 class FFNN(nn.Sequential):
@@ -22,16 +54,21 @@ class CNN(nn.Sequential):
 
     ``dropout``: the rates after the pool and after the dense layer (Keras' example: 0.25, 0.5); one
     number sets both, 0 removes it.
+
+    Built for speed without changing the function (a test checks the weights against the textbook
+    stack bit for bit): the second ReLU comes after the pool (max-pool and ReLU commute, forward and
+    gradient, ties included), so it touches a quarter of the elements; the ReLUs work in place (no
+    backward needs their input); ``Dropout`` draws its masks from random bytes on a CPU.
     """
 
     def __init__(self, dropout: float | Sequence[float] = (0.25, 0.5), num_classes: int = 10) -> None:
         after_pool, after_dense = (dropout, dropout) if isinstance(dropout, (int, float)) else dropout
         super().__init__(
-            nn.Conv2d(1, 32, 3), nn.ReLU(),
-            nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(after_pool),
+            nn.Conv2d(1, 32, 3), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3), nn.MaxPool2d(2), nn.ReLU(inplace=True),
+            Dropout(after_pool),
             nn.Flatten(),
-            nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(after_dense),
+            nn.Linear(64 * 12 * 12, 128), nn.ReLU(inplace=True), Dropout(after_dense),
             nn.Linear(128, num_classes),
         )  # fmt: skip
 
