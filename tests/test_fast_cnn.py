@@ -11,14 +11,14 @@ from torch import Tensor, nn
 
 import hwbench.models
 from hwbench.data import MNISTDataModule, TensorBatches
-from hwbench.models import CNN, Dropout, init_weights, keep_mask
+from hwbench.models import CNN, FFNN, Dropout, Linear, init_weights, keep_mask
 
 
-def textbook_cnn(dropout: float) -> nn.Sequential:
+def textbook_cnn(dropout: float, linear: type[nn.Linear] = nn.Linear) -> nn.Sequential:
     """Keras' mnist_cnn as one writes it in PyTorch: the reference the fast CNN must match."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout),
-        nn.Flatten(), nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(dropout * 2), nn.Linear(128, 10),
+        nn.Flatten(), linear(64 * 12 * 12, 128), nn.ReLU(), nn.Dropout(dropout * 2), linear(128, 10),
     )  # fmt: skip
 
 
@@ -46,9 +46,10 @@ def train(
 
 
 def same_start(dropout: float, channels_last: bool = False) -> tuple[nn.Module, nn.Module]:
-    """The textbook stack (NCHW, or channels-last as the fast CNN's convolutions run) and the fast CNN."""
+    """The textbook stack and the fast CNN. ``channels_last``: the reference runs in the fast CNN's layout and
+    with its oneDNN ``Linear``, to check the rest bit for bit; else it is plain NCHW with ``nn.Linear``."""
     torch.manual_seed(0)
-    reference = init_weights(textbook_cnn(dropout), "keras")
+    reference = init_weights(textbook_cnn(dropout, Linear if channels_last else nn.Linear), "keras")
     fast = CNN(dropout=(dropout, dropout * 2))
     fast.load_state_dict(reference.state_dict())  # the same parameter names: only parameter-free layers moved
     if channels_last:  # its batches go channels-last in train(): a layout, not a different function
@@ -78,9 +79,9 @@ def test_fast_dropout_with_torchs_masks_trains_bit_for_bit(data_root: str, monke
     assert same_weights(reference, fast)
 
 
-def test_channels_last_trains_like_nchw_within_rounding(data_root: str) -> None:
-    """Against the textbook NCHW stack only the convolutions' summation order differs: after 8 SGD steps
-    every weight agrees to float32 rounding (measured: the same 8 losses, weights within 1.5e-8)."""
+def test_channels_last_and_onednn_linear_train_like_nchw_within_rounding(data_root: str) -> None:
+    """Against the textbook NCHW stack only the summation order of the convolutions and matmuls differs:
+    after 8 SGD steps every weight agrees to float32 rounding."""
     reference, fast = same_start(0.0)
     data = batches(data_root, 8)
     eager, ours = train(reference, data), train(fast, data)
@@ -126,3 +127,31 @@ def test_dropout_scales_kept_values_and_gradients() -> None:
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, kept.float() / 0.75)
     assert torch.equal(Dropout(0.25).eval()(x), x)  # evaluation: the identity
+
+
+def test_onednn_linear_gradients_match_nn_linear() -> None:
+    torch.manual_seed(0)
+    fast, plain = Linear(784, 512), nn.Linear(784, 512)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(128, 784, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    g = torch.randn(128, 512)
+    fast(x).backward(g)
+    plain(x2).backward(g)
+    torch.testing.assert_close(fast(x), plain(x2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    for p, q in zip(fast.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_ffnn_with_onednn_linear_trains_like_nn_linear(data_root: str) -> None:
+    torch.manual_seed(0)
+    fast = init_weights(FFNN(), "keras")
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.0), nn.Linear(512, 512),
+                          nn.ReLU(), nn.Dropout(0.0), nn.Linear(512, 10))  # fmt: skip
+    plain.load_state_dict(fast.state_dict())
+    data = batches(data_root, 20)
+    eager, ours = train(plain, data, lr=0.1), train(fast, data, lr=0.1)
+    assert max(abs(a - b) for a, b in zip(eager, ours, strict=True)) < 1e-4 and ours[-1] < ours[0] - 1
+    for p, q in zip(plain.parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
