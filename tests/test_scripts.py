@@ -11,9 +11,9 @@ from matplotlib.image import imread
 from conftest import REPO, cuda
 
 
-def script(name: str, *args: str, data_root: str, cwd: Path) -> subprocess.CompletedProcess:
+def script(name: str, *args: str, data_root: str, cwd: Path, folder: str = "scripts") -> subprocess.CompletedProcess:
     env = {**os.environ, "HWBENCH_DATA": data_root}
-    cmd = [sys.executable, str(REPO / "scripts" / name), *args]
+    cmd = [sys.executable, str(REPO / folder / name), *args]
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -56,7 +56,7 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
 def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> None:
     args = ["device.threads=1", "data.train_limit=2000", "--device", "cpu", "--arch", "ffnn"]
     args += ["--repeats", "1", "--epochs", "2"]
-    result = script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path)
+    result = script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path, folder="benchmarks")
     (row,) = json_line(result.stdout, "bench_overhead")
     assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
     assert row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]  # one repeat: one pair
@@ -77,13 +77,16 @@ def test_speedrun_compiles_and_trains_on_the_gpu(data_root: str, tmp_path: Path)
 @cuda
 def test_bench_overhead_on_the_gpu(data_root: str, tmp_path: Path) -> None:
     args = ["data.train_limit=2000", "--device", "gpu", "--arch", "cnn", "--repeats", "1", "--epochs", "2"]
-    (row,) = json_line(script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path).stdout, "bench_overhead")
+    (row,) = json_line(
+        script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path, folder="benchmarks").stdout,
+        "bench_overhead",
+    )
     assert row["device"] == "gpu" and row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]
 
 
 @cuda
 def test_bench_overhead_compares_graphed_paths_on_the_gpu(data_root: str, tmp_path: Path) -> None:
     args = ["execution=graph", "data.train_limit=5120", "--device", "gpu", "--arch", "ffnn", "--repeats", "1"]
-    result = script("bench_overhead.py", *args, "--epochs", "3", data_root=data_root, cwd=tmp_path)
+    result = script("bench_overhead.py", *args, "--epochs", "3", data_root=data_root, cwd=tmp_path, folder="benchmarks")
     (row,) = json_line(result.stdout, "bench_overhead")
     assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0

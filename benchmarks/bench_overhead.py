@@ -9,9 +9,9 @@ slow drifts of a shared machine cancel out (medians of the speeds are printed to
 It also runs (a) on ``data=synthetic`` (random tensors made on the device): real MNIST should cost
 nothing over it.
 
-    python scripts/bench_overhead.py                       # ffnn and cnn on the CPU (and the GPU if present)
-    python scripts/bench_overhead.py --arch ffnn --device gpu --batch-size 128 1024 --repeats 5
-    python scripts/bench_overhead.py --device gpu execution=graph    # graphed: hwbench vs the docs' recipe
+    python benchmarks/bench_overhead.py                       # ffnn and cnn on the CPU (and the GPU if present)
+    python benchmarks/bench_overhead.py --arch ffnn --device gpu --batch-size 128 1024 --repeats 5
+    python benchmarks/bench_overhead.py --device gpu execution=graph    # graphed: hwbench vs the docs' recipe
 """
 
 from __future__ import annotations

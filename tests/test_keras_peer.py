@@ -1,0 +1,62 @@
+"""benchmarks/keras_peer.py runs end to end at tiny size, with and without TensorFlow (never timed in a test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "keras_peer.py"
+TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
+
+
+def script(*args: str, hide: str = "") -> str:
+    """Python code that runs the script with ``args``; ``hide``: a module to present as not installed
+    (``sys.modules[name] = None`` is how Python spells that to find_spec and import alike)."""
+    return (
+        f"import runpy, sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); "  # as `python benchmarks/keras_peer.py`
+        f"{f'sys.modules[{hide!r}] = None; ' if hide else ''}"
+        f"sys.argv = ['keras_peer.py', *{list(args)!r}]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
+    )
+
+
+def run(code: str, data_root: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HWBENCH_DATA": data_root}
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def rows(stdout: str) -> list[dict]:
+    (line,) = [line for line in stdout.splitlines() if line.startswith('{"keras_peer"')]
+    return json.loads(line)["keras_peer"]
+
+
+def test_without_tensorflow_the_keras_column_is_skipped_in_one_line(data_root: str, tmp_path: Path) -> None:
+    result = run(script("--arch", "ffnn", *TINY, hide="tensorflow"), data_root, tmp_path)
+    skips = [line for line in result.stdout.splitlines() if "skipping the Keras column" in line]
+    assert len(skips) == 1 and "pip install -e '.[peers]'" in skips[0]
+    (row,) = rows(result.stdout)
+    assert row["arch"] == "ffnn" and row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
+    assert "keras_samples_per_sec" not in row
+
+
+def test_all_three_paths_report_their_fields(data_root: str, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason="the [peers] extra is not installed")
+    pytest.importorskip("keras")
+    result = run(script(*TINY), data_root, tmp_path)
+    ffnn, cnn = rows(result.stdout)
+    assert (ffnn["arch"], cnn["arch"]) == ("ffnn", "cnn")
+    for row in (ffnn, cnn):
+        assert row["threads"] == 1 and row["train_images"] == 1000 and row["repeats"] == 1
+        assert len(row["keras_all"]) == len(row["hwbench_all"]) == len(row["hand_loop_all"]) == 1
+        assert row["keras_samples_per_sec"] > 0 and isinstance(row["keras_jit_compile"], bool)
+        assert row["hwbench_vs_keras"] == pytest.approx(row["hwbench_samples_per_sec"] / row["keras_samples_per_sec"])
+        assert row["keras"].startswith("3.")
+    assert "hwbench/Keras" in result.stdout  # the table
