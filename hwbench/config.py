@@ -68,16 +68,19 @@ class HwbenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # the top-level keys; their values and comments are in conf/config.yaml
     epochs: int = MISSING
-    batch_size: int = MISSING
+    batch_size: int = MISSING  # per device
     lr: float = MISSING
     seed: int = MISSING
-    init: str = MISSING
+    init: str = MISSING  # keras | torch
     one_hot_targets: bool = MISSING
-    steps_per_execution: int = MISSING
+
+    steps_per_execution: int = MISSING  # optimizer steps per Lightning step
+    execution: str = MISSING  # eager | graph
     compile: Any = MISSING  # false, true or a torch.compile mode: a union OmegaConf cannot type
-    execution: str = MISSING
     channels_last: bool = MISSING
+
     log_every_n_steps: int = MISSING
     warmup_steps: int = MISSING
     inference_batch_size: int = MISSING

@@ -32,6 +32,8 @@ class Model(BaseModel):
 
 
 class Rates(Model):
+    """Throughput over a window of training steps (Lightning's ``Throughput``); MFU where the peak is known."""
+
     samples_per_sec: Rate
     batches_per_sec: Rate
     flops_per_sec: Rate | None = None
@@ -39,6 +41,8 @@ class Rates(Model):
 
 
 class Epoch(Model):
+    """One finished epoch: its seconds, the training seconds so far (validation excluded), losses, accuracies."""
+
     epoch: int
     seconds: Seconds
     train_seconds: Seconds
@@ -51,12 +55,16 @@ class Epoch(Model):
 
 
 class Gpu(Model):
+    """One of the machine's GPUs, as torch reports it."""
+
     name: str
     memory_gb: float | None = None
     capability: str | None = None
 
 
 class Fingerprint(Model):
+    """The machine (hwbench/fingerprint.py); the fields compare reads are required, the rest kept as written."""
+
     host: str
     cpu: str
     threads: int
