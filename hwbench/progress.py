@@ -6,16 +6,24 @@ from typing import Any
 
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 
 class StepProgressBar(TQDMProgressBar):
     """TQDM, refreshed at most once per Lightning step (the rich bar redraws every step and cost 30% of the
     FFNN's CPU speed), counting optimizer steps and their rate."""
 
+    @property
+    def total_train_batches(self) -> int | float:
+        return self.trainer.train_dataloader.steps  # optimizer steps this epoch
+
+    def init_train_tqdm(self) -> Tqdm:
+        bar = super().init_train_tqdm()
+        bar.unit = "step"
+        return bar
+
     def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
         super().on_train_epoch_start(trainer)
-        self.train_progress_bar.total = trainer.train_dataloader.steps  # optimizer steps this epoch
-        self.train_progress_bar.unit = "step"
         self.steps_done = 0
 
     def on_train_batch_end(
