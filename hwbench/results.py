@@ -31,6 +31,14 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="strings")
 
 
+class Gpu(Model):
+    """One of the machine's GPUs, as torch reports it."""
+
+    name: str
+    memory_gb: float | None = None
+    capability: str | None = None
+
+
 class Rates(Model):
     """Throughput over a window of training steps (Lightning's ``Throughput``); MFU where the peak is known."""
 
@@ -54,16 +62,10 @@ class Epoch(Model):
     val_acc: Accuracy | None = None
 
 
-class Gpu(Model):
-    """One of the machine's GPUs, as torch reports it."""
-
-    name: str
-    memory_gb: float | None = None
-    capability: str | None = None
-
-
 class Fingerprint(Model):
-    """The machine (hwbench/fingerprint.py); the fields compare reads are required, the rest kept as written."""
+    """The machine that ran (hwbench/fingerprint.py): host, CPU, GPUs, software versions.
+
+    The fields compare reads are required; the others are kept as written."""
 
     host: str
     cpu: str
