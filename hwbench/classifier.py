@@ -49,7 +49,7 @@ class Classifier(L.LightningModule):
         self.diverged_epoch: int | None = None  # the epoch whose mean training loss was not finite
         self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
         self.one_hot_targets, self.channels_last, self.copy_logits = one_hot_targets, channels_last, copy_logits
-        self.graphed, self.graph = graphed, None  # execution=graph: the captured step, made on the first batch
+        self.graphed, self.graph = graphed, None  # execution=graph: the step GraphCapture captures before training
         self.metrics = nn.ModuleDict()
         for split in ("train", "val", "test"):
             self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # a diverged run logs NaN

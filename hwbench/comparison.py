@@ -178,10 +178,15 @@ def scaling_key(record: ResultsRecord) -> str:
     return json.dumps([host, cfg | {"device": device, "data": data}], sort_keys=True, default=str)
 
 
+def timed_rows(rows: list[Row]) -> list[Row]:
+    """The rows with a training speed: ok runs only."""
+    return [r for r in rows if r["status"] == "ok" and r["train_samples_per_sec"]]
+
+
 def add_scaling(rows: list[Row]) -> list[list[Row]]:
     """Set speed-up over 1 device and scaling efficiency on ok rows whose group has a 1-device run; return
     the groups that span more than one world size (for the scaling plot), each sorted by world size."""
-    timed = [r for r in rows if r["status"] == "ok" and r["train_samples_per_sec"]]
+    timed = timed_rows(rows)
     groups = [
         [r for r in timed if r["scaling_group"] == key] for key in dict.fromkeys(r["scaling_group"] for r in timed)
     ]
@@ -213,7 +218,7 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
     of one sweep, whose labels are the same); without one, the slowest row of each arch is the baseline.
     Raises ValueError when it names nothing, or more than one row of an arch.
     """
-    timed = [r for r in rows if r["status"] == "ok" and r["train_samples_per_sec"]]
+    timed = timed_rows(rows)
     bases: dict[str, Row] = {}
     for arch in dict.fromkeys(r["arch"] for r in timed):
         candidates = [r for r in timed if r["arch"] == arch]

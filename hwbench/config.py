@@ -18,12 +18,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hwbench.errors import ConfigError
+from hwbench.mnist_files import MNIST_TRAIN_SIZE
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # inside the package: works from a wheel too
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
-MNIST_TRAIN_SIZE = 60_000
 
 
 @dataclass

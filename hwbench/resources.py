@@ -97,7 +97,7 @@ class ResourceMonitor(Callback):
         self.device = torch.device("cpu")
         self.rapl = Rapl()
         self.nvml: Nvml | None = None
-        self.seconds, self.samples, self.cpu_joules, self.gpu_joules = 0.0, 0, 0.0, 0.0
+        self.seconds, self.cpu_joules, self.gpu_joules = 0.0, 0.0, 0.0
         self.start: tuple[float, list[int] | None, int | None] | None = None
         self.profiler: torch.profiler.profile | None = None
         self.rss_reset = False
@@ -127,7 +127,6 @@ class ResourceMonitor(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.samples += sum(len(y) for _, y in batch)
         if self.profiler is not None:
             synchronize(self.device)
             wall_us = (time.perf_counter() - self.profile_start) * 1e6
@@ -149,8 +148,9 @@ class ResourceMonitor(Callback):
         return (self.device.type == "cuda" and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
                 and groups >= 3 and batch_idx == groups + BUSY_PROFILED_STEP)  # fmt: skip
 
-    def summarize(self) -> dict[str, Any]:
-        """The figures for the results record (call once the run is over)."""
+    def summarize(self, samples: int) -> dict[str, Any]:
+        """The figures for the results record (call once the run is over); ``samples``: the images this
+        process trained on in the finished epochs, the window the energy covers."""
         r: dict[str, Any] = {"peak_host_rss_mb": peak_rss_mb(), "peak_host_rss_scope": "job" if self.rss_reset
                              else "process (this OS cannot reset the peak)"}  # fmt: skip
         r["energy_seconds"] = self.seconds
@@ -170,5 +170,5 @@ class ResourceMonitor(Callback):
         if joules:
             r["energy_source"] = "gpu" if "gpu_energy_j" in r else "cpu"
             r["average_watts"] = joules / self.seconds
-            r["samples_per_joule"] = self.samples / joules
+            r["samples_per_joule"] = samples / joules
         return r | self.results

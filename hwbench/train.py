@@ -151,7 +151,8 @@ def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
         if warmup is not None:
             measured["capture_seconds" if isinstance(warmup, GraphCapture) else "compile_seconds"] = warmup.seconds
         if resources is not None:
-            measured["resources"] = resources.summarize()
+            trained = monitor.finished.samples // monitor.world_size if monitor and monitor.finished else 0
+            measured["resources"] = resources.summarize(trained)  # the monitor counts; energy is per process
         done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
         record = ResultsRecord.model_validate(record.model_dump() | measured | done)
         if writer:
