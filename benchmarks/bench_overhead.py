@@ -12,6 +12,7 @@ nothing over it.
     python benchmarks/bench_overhead.py                       # ffnn and cnn on the CPU (and the GPU if present)
     python benchmarks/bench_overhead.py --arch ffnn --device gpu --batch-size 128 1024 --repeats 5
     python benchmarks/bench_overhead.py --device gpu execution=graph    # graphed: hwbench vs the docs' recipe
+    python benchmarks/bench_overhead.py --device gpu execution=fused    # fused: hwbench vs the same by hand
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from hwbench.devices import (
     resolve_accelerator,
     synchronize,
 )
+from hwbench.execution import Eager
 from hwbench.extras import extras
 from hwbench.train import build_net, run
 
@@ -60,13 +62,15 @@ def config(arch: str, device: str, batch_size: int, epochs: int, overrides: list
 def hwbench_samples_per_sec(cfg: DictConfig) -> float:
     with tempfile.TemporaryDirectory() as out:
         record = run(cfg, Path(out))
-    if record.steady is None:
+    if record.training is None or record.training.steady is None:
         raise SystemExit(f"error: {record.summary()}")
-    return record.steady.samples_per_sec
+    return record.training.steady.samples_per_sec
 
 
 def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
-    """The ceiling: the same net, data, batches and optimiser in the plainest loop PyTorch allows."""
+    """The ceiling: the same net, data, batches and optimiser in the plainest loop PyTorch allows, executed
+    the way the config's strategy executes (eager; a compiled net; a graph per step; or, for ``fused``, a
+    compiled step with a fused optimizer and a group of steps per graph)."""
     device = torch.device(resolve_accelerator(cfg.device.accelerator))
     configure_torch(cfg.device)
     quiet_blas_threads()
@@ -75,59 +79,74 @@ def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
     data = instantiate(cfg.data)
     data.setup()
     x, y = (t.to(device) for t in data.splits["train"])
-    net = build_net(cfg).to(device)  # the same net as hwbench's: compiled on the warm-up epoch's first step
+    execution = instantiate(cfg.execution)
+    net = build_net(cfg, Eager()).to(device)
+    if execution.kind == "compiled":
+        torch.compiler.reset()
+        net = torch.compile(net, mode=execution.mode)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    optimizer = instantiate(cfg.optim.optimizer)(net.parameters())
-    batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    fused = {"fused": True} if execution.kind == "fused" else {}
+    optimizer = instantiate(cfg.optim.optimizer)(net.parameters(), **fused)
+    group = execution.steps_per_graph or 1
+    batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed, group=group)
     precision = str(cfg.device.precision)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.half
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
-    def autocast() -> torch.autocast:  # no cache: a CUDA graph must not capture autocast's cached casts
-        return torch.autocast(device.type, dtype=dtype, enabled="mixed" in precision, cache_enabled=False)
+    def forward_loss(xb: Tensor, yb: Tensor) -> Tensor:  # no autocast cache: a graph must not capture it
+        with torch.autocast(device.type, dtype=dtype, enabled="mixed" in precision, cache_enabled=False):
+            return F.cross_entropy(net(xb.contiguous(memory_format=memory_format)), yb)
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
-        with autocast():
-            loss = F.cross_entropy(net(xb.contiguous(memory_format=memory_format)), yb)
-        optimizer.zero_grad(set_to_none=cfg.execution == "eager")  # a graph keeps its gradient tensors
+    if execution.mode is not None and execution.kind == "fused":
+        torch.compiler.reset()
+        forward_loss = torch.compile(forward_loss, mode=execution.mode, dynamic=False)
+
+    def step(xb: Tensor, yb: Tensor) -> None:
+        loss = forward_loss(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
     net.train()
-    replay = capture(step, *next(iter(batches))) if cfg.execution == "graph" else None
+    graphs = execution.kind in ("graph", "fused")
+    replay = capture(step, group, *(t[: group * cfg.batch_size] for t in (x, y))) if graphs else None
     for epoch in range(cfg.epochs):
         if epoch == 1:  # the first epoch is warm-up, as in hwbench's steady-state figure
             synchronize(device)
             start, samples = time.perf_counter(), 0
-        for xb, yb in batches:
-            if replay is not None and len(yb) == cfg.batch_size:
-                replay(xb, yb)
-            else:
-                step(xb, yb)
+        for steps in batches:
+            if replay is not None and len(steps) == group and all(len(yb) == cfg.batch_size for _, yb in steps):
+                replay(*zip(*steps, strict=True))
+            else:  # the epoch's last group: eager (compiled) steps
+                for xb, yb in steps:
+                    step(xb, yb)
             if epoch >= 1:
-                samples += len(yb)
+                samples += sum(len(yb) for _, yb in steps)
     synchronize(device)
     return samples / (time.perf_counter() - start)
 
 
-def capture(step: Callable[[Tensor, Tensor], None], x: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], None]:
+def capture(step: Callable[[Tensor, Tensor], None], steps: int, x: Tensor, y: Tensor) -> Callable[..., None]:
     """PyTorch's whole-network capture recipe, as its docs write it: warm up on a side stream, capture
-    one step on static inputs, then copy each batch in and replay."""
+    ``steps`` steps on static inputs, then copy each group's batches in and replay."""
     static_x, static_y = x.clone(), y.clone()
+    xs, ys = static_x.chunk(steps), static_y.chunk(steps)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            step(static_x, static_y)
+            for xb, yb in zip(xs, ys, strict=True):
+                step(xb, yb)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        step(static_x, static_y)
+        for xb, yb in zip(xs, ys, strict=True):
+            step(xb, yb)
 
-    def replay(xb: Tensor, yb: Tensor) -> None:
-        static_x.copy_(xb)
-        static_y.copy_(yb)
+    def replay(xbs: tuple[Tensor, ...], ybs: tuple[Tensor, ...]) -> None:
+        torch.cat(xbs, out=static_x)
+        torch.cat(ybs, out=static_y)
         graph.replay()
 
     return replay

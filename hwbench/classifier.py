@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from hwbench.errors import ConfigError
-from hwbench.graphed import GraphedStep
+from hwbench.execution import Eager, Execution
 
 NUM_CLASSES = 10
 
@@ -26,11 +24,10 @@ def _empty_outputs() -> dict[str, list]:
 class Classifier(L.LightningModule):
     """Cross-entropy on the net's logits (softmax folded into the loss), accuracy from torchmetrics.
 
-    A training step gets a group of batches (``steps_per_execution``) and takes one plain optimizer step
-    per batch, as a hand-written loop would, so Lightning's per-step machinery is paid once per group.
-    Each step only keeps references to its loss and logits on the device (no kernel, log or host sync of
-    its own); torchmetrics turns them into the epoch's loss and accuracy at the epoch's end. A net
-    compiled with CUDA graphs reuses its output buffer: ``copy_logits`` keeps a copy instead.
+    A training step gets a group of batches (``steps_per_execution``) and hands them to the execution
+    strategy, which takes one optimizer step per batch (``hwbench.execution``): Lightning's per-step machinery
+    is paid once per group. Each step only keeps references to its loss and logits on the device (no kernel,
+    log or host sync of its own); torchmetrics turns them into the epoch's loss and accuracy at the epoch's end.
     """
 
     def __init__(
@@ -38,18 +35,17 @@ class Classifier(L.LightningModule):
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        execution: Execution | None = None,
         one_hot_targets: bool = False,
         channels_last: bool = False,
-        copy_logits: bool = False,
-        graphed: bool = False,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False  # the optimizer steps are taken in training_step, see above
+        self.automatic_optimization = False  # the strategy takes the optimizer steps, see above
+        self.execution = execution or Eager()
         self.optimizer_steps = 0
         self.diverged_epoch: int | None = None  # the epoch whose mean training loss was not finite
         self.net, self.make_optimizer, self.make_scheduler = net, optimizer, scheduler
-        self.one_hot_targets, self.channels_last, self.copy_logits = one_hot_targets, channels_last, copy_logits
-        self.graphed, self.graph = graphed, None  # execution=graph: the step GraphCapture captures before training
+        self.one_hot_targets, self.channels_last = one_hot_targets, channels_last
         self.metrics = nn.ModuleDict()
         for split in ("train", "val", "test"):
             self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # a diverged run logs NaN
@@ -66,43 +62,27 @@ class Classifier(L.LightningModule):
         target = F.one_hot(y, NUM_CLASSES).to(logits.dtype) if self.one_hot_targets else y
         return F.cross_entropy(logits, target)
 
-    def _keep(self, split: str, loss: Tensor, logits: Tensor, y: Tensor, copy: bool) -> None:
+    def keep(self, split: str, loss: Tensor, logits: Tensor, targets: Sequence[Tensor], copy: bool = False) -> None:
+        """One or more steps' outputs, for the epoch's metrics: ``loss`` holds a mean loss per target batch,
+        ``logits`` the batches' logits one after another. ``copy``: the buffers are reused by the next step."""
         out = self.outputs[split]
-        out["loss"].append(loss.detach().clone() if copy else loss.detach())
-        out["size"].append(len(y))
-        out["logits"].append(logits.detach().clone() if copy else logits.detach())
-        out["target"].append(y)
+        loss, logits = loss.detach(), logits.detach()
+        out["loss"].append(loss.clone().reshape(-1) if copy else loss.reshape(-1))
+        out["logits"].append(logits.clone() if copy else logits)
+        out["size"].extend(len(t) for t in targets)
+        out["target"].extend(targets)
 
-    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
         x, y = batch
         logits = self(x)
-        loss = self.loss(logits, y)
-        self._keep(split, loss, logits, y, copy=self.copy_logits)
-        return loss
-
-    def capture(self, x: Tensor, y: Tensor) -> None:
-        """execution=graph: capture the training step for batches shaped like ``x`` (``GraphCapture`` calls
-        this before training, off the clock)."""
-        bf16 = self.trainer.precision == "bf16-mixed"  # autocast's cache must be off inside a graph
-        autocast = (lambda: torch.autocast("cuda", torch.bfloat16, cache_enabled=False)) if bf16 else nullcontext
-        self.graph = GraphedStep(self, self.optimizers(use_pl_optimizer=False), self.loss, x, y, autocast)
-
-    def _graphed_step(self, batch: tuple[Tensor, Tensor]) -> bool:
-        """One replay of the captured step; False for a batch of another shape (the epoch's last), which
-        then takes the eager step: the same math on other buffers."""
-        x, y = batch
-        if self.graph is None or x.shape != self.graph.static_x.shape:
-            return False
-        loss, logits = self.graph(x, y)
-        self._keep("train", loss, logits, y, copy=True)  # the next replay overwrites the static outputs
-        return True
+        self.keep(split, self.loss(logits, y), logits, [y])
 
     def _log_epoch(self, split: str) -> None:
         out, self.outputs[split] = self.outputs[split], _empty_outputs()
         if not out["loss"]:
             return
         loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
-        loss.update(torch.stack(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
+        loss.update(torch.cat(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
         acc.update(torch.cat(out["logits"]).argmax(dim=1), torch.cat(out["target"]))
         mean_loss = loss.compute()
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
@@ -120,35 +100,14 @@ class Classifier(L.LightningModule):
         acc.reset()
 
     def training_step(self, batches: list[tuple[Tensor, Tensor]], batch_idx: int) -> None:
-        optimizer = self.optimizers(use_pl_optimizer=False)
-        scheduler = self.lr_schedulers()
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
-        # DDP all-reduces gradients only through Lightning's backward (it re-arms the reducer for each of the
-        # group's backwards; a plain backward would not sync); one device keeps the hook-free plain backward
-        distributed = isinstance(self.trainer.strategy, ParallelStrategy)  # DDP, even on one device
-        for batch in batches:
-            if self.graphed and self._graphed_step(batch):
-                continue
-            loss = self._step(batch, "train")
-            optimizer.zero_grad(set_to_none=not self.graphed)  # a graph keeps writing the grads it captured
-            if distributed:
-                self.manual_backward(loss)  # under 16-mixed the precision plugin scales the loss with the scaler
-            else:
-                (loss if scaler is None else scaler.scale(loss)).backward()
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            if scheduler is not None:
-                scheduler.step()
+        self.execution.train(self, batches)
         self.optimizer_steps += len(batches)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._evaluate(batch, "test")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -161,7 +120,8 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         try:  # the optimizer's own checks are the ones that know its valid values
-            optimizer = self.make_optimizer(self.parameters())
+            options = self.execution.optimizer_options(getattr(self.make_optimizer, "func", self.make_optimizer))
+            optimizer = self.make_optimizer(self.parameters(), **options)
             if self.make_scheduler is None:
                 return optimizer
             # schedulers are built for the run's total optimizer steps (e.g. OneCycleLR's total_steps)

@@ -128,7 +128,8 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
     accelerator = fp.accelerator if fp else device_cfg.get("accelerator")
     device = str(record.device or device_cfg.get("name") or "?")
     speed = record.train_speed
-    steady_epochs = record.epoch_table[1:] if len(record.epoch_table) > 1 else record.epoch_table  # 1st: warm-up
+    epochs = record.training.epochs if record.training else []
+    steady_epochs = epochs[1:] if len(epochs) > 1 else epochs  # the first is warm-up
     epoch_seconds = [e.seconds for e in steady_epochs]
     inference = record.inference
     resources = {key: getattr(record.resources, key, None) for key in RESOURCE_KEYS}
@@ -149,7 +150,7 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "train_samples_per_sec": speed.samples_per_sec if speed else None,
         "train_basis": record.train_basis,
         "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
-        "seconds_to_97": record.time_to_val_acc.get("0.97"),
+        "seconds_to_97": record.training.time_to_val_acc.get("0.97") if record.training else None,
         "mfu": speed.mfu if speed else None,
         "inference_samples_per_sec": inference.samples_per_sec if inference else None,
         "latency_ms_p50": inference.latency_ms_p50 if inference else None,
@@ -164,7 +165,7 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         "run_name": record.run_name,
         "started": record.started,
         "path": str(path),
-        "epoch_table": record.epoch_table,  # for the accuracy plot; not a column
+        "epoch_table": epochs,  # for the accuracy plot; not a column
     }
 
 

@@ -22,7 +22,7 @@ from hwbench.mnist_files import MNIST_TRAIN_SIZE
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # inside the package: works from a wheel too
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
@@ -76,9 +76,8 @@ class HwbenchConfig:
     init: str = MISSING  # keras | torch
     one_hot_targets: bool = MISSING
 
+    execution: Any = MISSING  # the execution strategy's constructor and arguments (``_target_``), per strategy
     steps_per_execution: int = MISSING  # optimizer steps per Lightning step
-    execution: str = MISSING  # eager | graph
-    compile: Any = MISSING  # false, true or a torch.compile mode: a union OmegaConf cannot type
     channels_last: bool = MISSING
 
     log_every_n_steps: int = MISSING
@@ -140,6 +139,11 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         return compose("config", list(overrides))
 
 
+def one_of(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 def check(cfg: DictConfig) -> None:
     """Catch values that would fail deep inside training, and say how to fix them."""
 
@@ -147,10 +151,6 @@ def check(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value < minimum:
             raise ConfigError(f"{key} must be at least {minimum}, got {value}: set e.g. {key}={max(minimum, 5)}")
-
-    def one_of(key: str, value: Any, choices: tuple) -> None:
-        if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
     for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
                 "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
@@ -166,18 +166,7 @@ def check(cfg: DictConfig) -> None:
                           f"training images less data.val_size), got {cfg.data.train_limit}")  # fmt: skip
     one_of("device.precision", str(cfg.device.precision), PRECISIONS)
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
-    one_of("compile", cfg.compile, COMPILE_MODES)
     one_of("init", cfg.init, ("keras", "torch"))
-    one_of("execution", cfg.execution, ("eager", "graph"))
-    if cfg.execution == "graph":
-        unsupported = {"compile": cfg.compile, "an LR scheduler (optim)": cfg.optim.get("scheduler"),
-                       "device.precision=16-mixed (its GradScaler syncs with the host)":
-                       str(cfg.device.precision) == "16-mixed",
-                       "DDP (device.devices > 1 or device.strategy=ddp)":
-                       cfg.device.devices > 1 or cfg.device.strategy == "ddp"}  # fmt: skip
-        for what, present in unsupported.items():
-            if present:
-                raise ConfigError(f"execution=graph does not combine with {what}: use execution=eager for it")
     one_of("device.strategy", cfg.device.strategy, ("auto", "ddp"))
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "

@@ -39,11 +39,14 @@ def synchronize(torch_device: torch.device) -> None:
 
 
 def configure_torch(device_cfg: DictConfig) -> int:
-    """Apply the device config's thread count, matmul precision and cuDNN autotuning; return the CPU threads."""
+    """Apply the device config's thread count, float32 matmul and convolution precision and cuDNN autotuning;
+    return the CPU threads."""
     # DDP on one machine: the ranks share its cores (Lightning's own split, which it applies unless OMP is set)
     threads = device_cfg.threads or max(1, available_cores() // device_cfg.get("devices", 1))
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(device_cfg.matmul_precision)
+    # convolutions too: cuDNN takes TF32 for float32 by default, whatever the matmul precision says
+    torch.backends.cudnn.allow_tf32 = device_cfg.matmul_precision != "highest"
     torch.backends.cudnn.benchmark = device_cfg.cudnn_benchmark
     return threads
 

@@ -143,15 +143,3 @@ def init_weights(net: nn.Module, scheme: str) -> nn.Module:
                     nn.init.zeros_(layer.bias)
     return net
 
-
-class FastCNN(nn.Sequential):
-    """The speedrun's small convnet: two conv-BN-ReLU-pool blocks, then one linear layer."""
-
-    def __init__(self, width: tuple[int, int] = (32, 64), num_classes: int = 10) -> None:
-        c1, c2 = width
-        super().__init__(
-            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, num_classes),
-        )  # fmt: skip

@@ -16,30 +16,37 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
-from lightning.fabric.utilities.throughput import Throughput, get_available_flops, measure_flops
+from lightning.fabric.utilities.throughput import Throughput, measure_flops
 from torch import Tensor, nn
 
 from hwbench.data import InMemoryDataModule
 from hwbench.devices import synchronize
+from hwbench.peaks import peak_flops, precision_class
+from hwbench.results import Epoch, Flops, Inference, Peak, Rates, Training
 
 log = logging.getLogger(__name__)
 ACCURACY_TARGETS = (0.97, 0.98, 0.99)
 INPUT_SHAPE = (1, 28, 28)
-COMPUTE_DTYPE = {"32": torch.float32, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}  # for the peak
 
 
-def flops_per_sample(net: nn.Module) -> dict[str, int]:
+def flops_per_sample(net: nn.Module) -> Flops:
     """Forward and training (forward + backward) FLOPs for one image, from torch's flop counter."""
     meta = copy.deepcopy(net).to("meta")
     x = torch.empty(2, *INPUT_SHAPE, device="meta")
     y = torch.zeros(2, dtype=torch.long, device="meta")
     forward = measure_flops(meta, lambda: meta(x))
     train = measure_flops(meta, lambda: meta(x), lambda logits: F.cross_entropy(logits, y))
-    return {"forward": forward // 2, "train": train // 2}
+    return Flops(forward=forward // 2, train=train // 2)
+
+
+def scalars(prefix: str, rates: Rates) -> dict[str, float]:
+    """A part's figures as TensorBoard scalars under ``prefix``."""
+    return {f"{prefix}_{k}": v for k, v in rates.model_dump(exclude_none=True).items()}
 
 
 class Mark(NamedTuple):
-    """A point in training: seconds of training so far (validation excluded), optimizer steps, samples."""
+    """A point in training: seconds of training so far (validation excluded), optimizer steps, samples (this
+    rank's: every rank takes batches of the same size, so the global count is this times the world size)."""
 
     seconds: float
     steps: int
@@ -55,7 +62,7 @@ class BenchmarkMonitor(Callback):
 
     def __init__(
         self,
-        flops: dict[str, int],
+        flops: Flops,
         precision: str,
         data: InMemoryDataModule,
         warmup_steps: int = 50,
@@ -69,9 +76,11 @@ class BenchmarkMonitor(Callback):
             latency_runs,
         )
         self.device = torch.device("cpu")
-        self.peak_flops: float | None = None
-        self.epochs: list[dict[str, Any]] = []  # one entry per finished epoch
-        self.results: dict[str, Any] = {}  # the run's figures, for the results record
+        self.peak: Peak | None = None
+        self.mfu_unavailable: str | None = None
+        self.epochs: list[Epoch] = []  # one entry per finished epoch
+        self.training: Training | None = None  # the record's parts, once measured
+        self.inference: Inference | None = None
         self.train_seconds, self.steps, self.samples = 0.0, 0, 0
         self.epoch_start, self.epoch_start_mark = 0.0, Mark(0.0, 0, 0)
         self.epoch_end: Mark | None = None
@@ -92,28 +101,34 @@ class BenchmarkMonitor(Callback):
     def _mark(self) -> Mark:
         return Mark(self.train_seconds + self._now() - self.epoch_start, self.steps, self.samples)
 
-    def rates(self, start: Mark, end: Mark) -> dict[str, float | None]:
-        """Samples/s, batches/s, FLOP/s and MFU (where the peak is known) between two marks."""
-        window = Throughput(available_flops=self.peak_flops, window_size=2)
-        window.update(time=start.seconds, batches=start.steps, samples=start.samples, flops=0)
-        flops = self.flops["train"] * (end.samples - start.samples)
-        window.update(time=end.seconds, batches=end.steps, samples=end.samples, flops=flops)
+    def rates(self, start: Mark, end: Mark) -> Rates:
+        """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known) between two marks."""
+        peak = self.peak.flops_per_sec * self.world_size if self.peak else None  # MFU against all the devices
+        window = Throughput(available_flops=peak, window_size=2)
+        w = self.world_size
+        window.update(time=start.seconds, batches=start.steps, samples=start.samples * w, flops=0)
+        flops = self.flops.train * (end.samples - start.samples) * w
+        window.update(time=end.seconds, batches=end.steps, samples=end.samples * w, flops=flops)
         m = window.compute()
-        return {
-            "samples_per_sec": m["device/samples_per_sec"],
-            "batches_per_sec": m["device/batches_per_sec"],
-            "flops_per_sec": m["device/flops_per_sec"],
-            "mfu": m.get("device/mfu"),
-        }
+        return Rates(samples_per_sec=m["device/samples_per_sec"], batches_per_sec=m["device/batches_per_sec"],
+                     flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"))  # fmt: skip
 
     # ---- fit ------------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.device = trainer.strategy.root_device
         self.world_size = trainer.world_size
         self.barrier = trainer.strategy.barrier if self.world_size > 1 else None
-        peak = get_available_flops(self.device, COMPUTE_DTYPE[self.precision])
-        self.peak_flops = peak * self.world_size if peak is not None else None  # MFU against all the devices
         self.max_epochs = trainer.max_epochs or 1
+        if self.device.type != "cuda":
+            self.mfu_unavailable = "no peak FLOP/s is known for CPUs: no MFU"
+            return
+        name = torch.cuda.get_device_name(self.device)
+        precision = precision_class(self.precision, torch.get_float32_matmul_precision())
+        flops, source = peak_flops(name, precision)
+        if flops is None:
+            self.mfu_unavailable = source
+        else:
+            self.peak = Peak(flops_per_sec=flops, precision=precision, source=source)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close_epoch(trainer)
@@ -125,8 +140,7 @@ class BenchmarkMonitor(Callback):
     ) -> None:
         # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
         self.steps += len(batch)
-        # global samples: every rank takes batches of the same size (DDP drops the incomplete last global batch)
-        self.samples += sum(len(y) for _, y in batch) * self.world_size
+        self.samples += sum(len(y) for _, y in batch)
         if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self._mark()
         if batch_idx + 1 == trainer.num_training_batches:
@@ -140,13 +154,13 @@ class BenchmarkMonitor(Callback):
             self.warmup_end = end
         rates = self.rates(self.epoch_start_mark, end)
         seconds = end.seconds - self.epoch_start_mark.seconds
-        perf = {"perf/epoch_seconds": seconds, **{f"perf/train_{k}": v for k, v in rates.items() if v is not None}}
+        perf = {"perf/epoch_seconds": seconds, **scalars("perf/train", rates)}
         if trainer.logger is not None:  # rank 0's clock: straight to its logger (no cross-rank reduction)
             trainer.logger.log_metrics(perf, step=self.steps)  # x-axis: optimizer steps
         # accuracies are logged after this hook (LightningModule.on_train_epoch_end): read them next epoch
         self.pending = {"epoch": trainer.current_epoch + 1, "seconds": seconds, "train_seconds": end.seconds,
-                        "samples_per_sec": rates["samples_per_sec"],
-                        "samples": end.samples - self.epoch_start_mark.samples}  # fmt: skip
+                        "samples_per_sec": rates.samples_per_sec,
+                        "samples": (end.samples - self.epoch_start_mark.samples) * self.world_size}  # fmt: skip
 
     def _close_epoch(self, trainer: Trainer) -> None:
         if self.pending is None:
@@ -155,11 +169,13 @@ class BenchmarkMonitor(Callback):
         for key in ("train/acc", "train/loss", "val/acc", "val/loss"):
             if key in trainer.callback_metrics:
                 e[key.replace("/", "_")] = float(trainer.callback_metrics[key])
-        self.epochs.append(e)
-        val = f", val acc {e['val_acc']:.4f}" if "val_acc" in e else ""
+        epoch = Epoch(**e)
+        self.epochs.append(epoch)
+        val = f", val acc {epoch.val_acc:.4f}" if epoch.val_acc is not None else ""
+        loss = float("nan") if epoch.train_loss is None else epoch.train_loss
         log.info(
-            f"epoch {e['epoch']}/{self.max_epochs} done: {e['seconds']:.2f} s, "
-            f"{e['samples_per_sec']:,.0f} samples/s, train loss {e.get('train_loss', float('nan')):.4f}{val}"
+            f"epoch {epoch.epoch}/{self.max_epochs} done: {epoch.seconds:.2f} s, "
+            f"{epoch.samples_per_sec:,.0f} samples/s, train loss {loss:.4f}{val}"
         )
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -175,25 +191,30 @@ class BenchmarkMonitor(Callback):
         steady_start = self.warmup_end if self.warmup_end and self.warmup_end.steps < end.steps else None
         steady = self.rates(steady_start, end) if steady_start else None
         time_to = {
-            f"{target:.2f}": next((e["train_seconds"] for e in self.epochs if e.get("val_acc", 0) >= target), None)
+            f"{target:.2f}": next((e.train_seconds for e in self.epochs if (e.val_acc or 0) >= target), None)
             for target in ACCURACY_TARGETS
         }
-        self.results.update(
-            train_seconds=end.seconds,
-            flops_per_sample=self.flops,
-            peak_flops=self.peak_flops,
-            overall=overall,
-            steady=steady,
-            steady_excludes=("first epoch" if self.max_epochs > 1 else f"first {steady_start.steps} steps")
-            if steady_start else None,
+        excludes = (
+            ("first epoch" if self.max_epochs > 1 else f"first {steady_start.steps} steps") if steady_start else None
+        )
+        self.training = Training(
+            seconds=end.seconds, epochs=self.epochs, overall=overall, steady=steady, steady_excludes=excludes,
+            partial=partial, flops_per_sample=self.flops, peak=self.peak, mfu_unavailable=self.mfu_unavailable,
             time_to_val_acc=time_to,
-            partial=partial,
         )  # fmt: skip
-        scalars = {f"perf/overall_{k}": v for k, v in overall.items() if v is not None}
-        scalars |= {f"perf/steady_{k}": v for k, v in (steady or {}).items() if v is not None}
-        scalars |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
+        figures = scalars("perf/overall", overall) | (scalars("perf/steady", steady) if steady else {})
+        figures |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
         if trainer.logger is not None:
-            trainer.logger.log_metrics(scalars, step=end.steps)
+            trainer.logger.log_metrics(figures, step=end.steps)
+
+    def record_parts(self) -> dict[str, Training | Inference]:
+        parts = {"training": self.training, "inference": self.inference}
+        return {name: part for name, part in parts.items() if part is not None}
+
+    @property
+    def trained_samples(self) -> int:
+        """The images this rank trained on in the finished epochs."""
+        return self.finished.samples if self.finished else 0
 
     # ---- test: inference speed ------------------------------------------------------------------
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -202,11 +223,10 @@ class BenchmarkMonitor(Callback):
         x = self.data.splits["test"][0]
         with trainer.precision_plugin.forward_context():
             inference = measure_inference(pl_module, x, self.inference_batch_size, self.latency_runs)
-        inference["flops_per_sec"] = inference["samples_per_sec"] * self.flops["forward"]
-        self.results["inference"] = inference
+        self.inference = Inference(**inference, flops_per_sec=inference["samples_per_sec"] * self.flops.forward)
         if trainer.logger is not None:  # the batch size is a setting (in the record), not a time series
-            figures = {f"perf/inference_{k}": v for k, v in inference.items() if k != "batch_size"}
-            trainer.logger.log_metrics(figures, step=self.steps)
+            figures = self.inference.model_dump(exclude={"batch_size"}, exclude_none=True)
+            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in figures.items()}, step=self.steps)
 
 
 @torch.inference_mode()

@@ -10,16 +10,21 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
 
 from hwbench.devices import synchronize
+from hwbench.results import Resources
+
+if TYPE_CHECKING:
+    from hwbench.execution.strategy import Execution
+    from hwbench.monitor import BenchmarkMonitor
 
 POWERCAP = Path("/sys/class/powercap")
 MIN_ENERGY_SECONDS = 1.0  # NVML's counter updates every 20-100 ms, RAPL's every ~1 ms: shorter windows are coarse
-BUSY_PROFILED_STEP = -2  # the first epoch's second-to-last Lightning step: warmed up, and outside steady state
+BUSY_PROFILED_STEP = -2  # the profiler's step: the first epoch's second-to-last, warmed up and outside steady state
 
 
 def reset_peak_rss() -> bool:
@@ -87,19 +92,97 @@ class Nvml:
         return None if self.handle is None else pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
 
 
-class ResourceMonitor(Callback):
-    """Peak host RSS and GPU memory over the run; CPU and GPU energy over the training steps only
-    (validation excluded, as in the training clock); the GPU's busy fraction in one profiled Lightning step
-    of the warm-up epoch."""
+class ReplayTimer:
+    """CUDA events around CUDA-graph replays, recorded while armed: the GPU's time inside the replays.
+
+    A replay runs its kernels back to back, so its event pair spans GPU work only; the gaps between replays
+    (the host's copies and Python) count as idle. Events touch nothing inside the graph, unlike a profiler.
+    """
 
     def __init__(self) -> None:
-        self.results: dict[str, Any] = {}
+        self.armed = False
+        self.pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def replay(self, graph: torch.cuda.CUDAGraph) -> None:
+        if not self.armed:
+            graph.replay()
+            return
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        self.pairs.append((start, end))
+
+    def seconds(self) -> float:
+        """The replays' GPU time since arming (call after synchronizing the device); disarms."""
+        seconds = sum(start.elapsed_time(end) for start, end in self.pairs) / 1e3
+        self.armed, self.pairs = False, []
+        return seconds
+
+
+class BusyProbe:
+    """How busy the GPU was in the first (warm-up) epoch, by the one method the execution strategy allows:
+    events around its graph replays over the whole epoch, else torch's profiler (CUPTI) over one Lightning
+    step (never near a CUDA graph: pytorch/pytorch#75504), else no figure and the reason."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.timer = execution.busy_timer()
+        self.unavailable = execution.hides_kernels()
+        self.method = ("CUDA events around graph replays, first epoch" if self.timer is not None
+                       else "torch profiler (CUPTI kernel time), one Lightning step of the first epoch")  # fmt: skip
+        self.percent: float | None = None
+        self.profiler: torch.profiler.profile | None = None
+        self.wall_start = 0.0
+
+    def watches(self, trainer: Trainer) -> bool:
+        return self.unavailable is None and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
+
+    def epoch_start(self, trainer: Trainer, now: float) -> None:
+        if self.timer is not None and self.watches(trainer):
+            self.timer.armed, self.wall_start = True, now
+
+    def epoch_end(self, now: float) -> None:
+        """``now``: read after synchronizing the device."""
+        if self.timer is not None and self.timer.armed:
+            self.percent = min(100.0, 100 * self.timer.seconds() / (now - self.wall_start))
+
+    def batch_start(self, trainer: Trainer, batch_idx: int, device: torch.device) -> None:
+        groups = trainer.num_training_batches
+        if self.timer is None and self.watches(trainer) and groups >= 3 and batch_idx == groups + BUSY_PROFILED_STEP:
+            synchronize(device)
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            self.profiler.__enter__()
+            self.wall_start = time.perf_counter()
+
+    def batch_end(self, device: torch.device) -> None:
+        if self.profiler is not None:
+            synchronize(device)
+            wall_us = (time.perf_counter() - self.wall_start) * 1e6
+            self.profiler.__exit__(None, None, None)
+            kernel_us = sum(e.self_device_time_total for e in self.profiler.key_averages())
+            self.percent = min(100.0, 100 * kernel_us / wall_us)
+            self.profiler = None
+
+    def figures(self) -> dict[str, Any]:
+        if self.percent is not None:
+            return {"gpu_busy_percent": self.percent, "gpu_busy_method": self.method}
+        reason = self.unavailable or "the run has a single epoch: busy is measured in the warm-up epoch only"
+        return {"gpu_busy_unavailable": reason}
+
+
+class ResourceMonitor(Callback):
+    """Peak host RSS and GPU memory over the run; CPU and GPU energy over the training steps only
+    (validation excluded, as in the training clock); the GPU's busy fraction in the warm-up epoch."""
+
+    def __init__(self, execution: Execution, counts: BenchmarkMonitor) -> None:
+        self.counts = counts  # the monitor counts the images trained; energy per image divides by them
         self.device = torch.device("cpu")
         self.rapl = Rapl()
         self.nvml: Nvml | None = None
+        self.busy: BusyProbe | None = None
+        self.execution = execution
         self.seconds, self.cpu_joules, self.gpu_joules = 0.0, 0.0, 0.0
         self.start: tuple[float, list[int] | None, int | None] | None = None
-        self.profiler: torch.profiler.profile | None = None
         self.rss_reset = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -109,6 +192,7 @@ class ResourceMonitor(Callback):
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
                 self.nvml = Nvml(self.device)
+                self.busy = BusyProbe(self.execution)
 
     def _read(self) -> tuple[float, list[int] | None, int | None]:
         synchronize(self.device)
@@ -116,24 +200,18 @@ class ResourceMonitor(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.start = self._read()
+        if self.busy is not None:
+            self.busy.epoch_start(trainer, self.start[0])
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._profiles(trainer, batch_idx):
-            synchronize(self.device)
-            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-            self.profiler.__enter__()
-            self.profile_start = time.perf_counter()
+        if self.busy is not None:
+            self.busy.batch_start(trainer, batch_idx, self.device)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.profiler is not None:
-            synchronize(self.device)
-            wall_us = (time.perf_counter() - self.profile_start) * 1e6
-            self.profiler.__exit__(None, None, None)
-            kernel_us = sum(e.self_device_time_total for e in self.profiler.key_averages())
-            self.results["gpu_busy_percent"] = min(100.0, 100 * kernel_us / wall_us)
-            self.profiler = None
+        if self.busy is not None:
+            self.busy.batch_end(self.device)
         if batch_idx + 1 == trainer.num_training_batches and self.start is not None:
             (t0, cpu0, gpu0), (t1, cpu1, gpu1) = self.start, self._read()
             self.seconds += t1 - t0
@@ -141,16 +219,14 @@ class ResourceMonitor(Callback):
                 self.cpu_joules += self.rapl.joules(cpu0, cpu1)
             if gpu0 is not None and gpu1 is not None:
                 self.gpu_joules += (gpu1 - gpu0) / 1e3
+            if self.busy is not None:
+                self.busy.epoch_end(t1)
             self.start = None
 
-    def _profiles(self, trainer: Trainer, batch_idx: int) -> bool:
-        groups = trainer.num_training_batches
-        return (self.device.type == "cuda" and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
-                and groups >= 3 and batch_idx == groups + BUSY_PROFILED_STEP)  # fmt: skip
-
-    def summarize(self, samples: int) -> dict[str, Any]:
-        """The figures for the results record (call once the run is over); ``samples``: the images this
-        process trained on in the finished epochs, the window the energy covers."""
+    def record_parts(self) -> dict[str, Resources]:
+        """The record's resources part (once the run is over); energy per image over the images this process
+        trained on in the finished epochs, the window the energy covers."""
+        samples = self.counts.trained_samples
         r: dict[str, Any] = {"peak_host_rss_mb": peak_rss_mb(), "peak_host_rss_scope": "job" if self.rss_reset
                              else "process (this OS cannot reset the peak)"}  # fmt: skip
         r["energy_seconds"] = self.seconds
@@ -166,9 +242,11 @@ class ResourceMonitor(Callback):
                 r["gpu_energy_unavailable"] = self.nvml.unavailable
             elif self.seconds:
                 r["gpu_energy_j"] = self.gpu_joules
+            if self.busy is not None:
+                r |= self.busy.figures()
         joules = r.get("gpu_energy_j", r.get("cpu_energy_j"))
         if joules:
             r["energy_source"] = "gpu" if "gpu_energy_j" in r else "cpu"
             r["average_watts"] = joules / self.seconds
             r["samples_per_joule"] = samples / joules
-        return r | self.results
+        return {"resources": Resources(**r)}

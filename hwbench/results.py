@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hwbench.errors import OutputFolderTaken
 
 RECORD_NAME = "results.json"
-SCHEMA_VERSION = 2  # 1: the unversioned records of hwbench 0.1, which still read
+SCHEMA_VERSION = 3  # 1: the unversioned records of hwbench 0.1; 2: flat training figures. Both still read
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -26,12 +26,14 @@ Accuracy = Annotated[float, Field(ge=0, le=1)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
 
-class Model(BaseModel):
-    # extra fields are kept (a newer hwbench may add some); NaN is written as "NaN", which json reads back
-    model_config = ConfigDict(extra="allow", ser_json_inf_nan="strings")
+class Part(BaseModel):
+    """A typed part of the record. Unknown fields are refused: a misspelled one fails, never rides along.
+    NaN is written as "NaN", which json reads back."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
-class Gpu(Model):
+class Gpu(Part):
     """One of the machine's GPUs, as torch reports it."""
 
     name: str
@@ -39,7 +41,7 @@ class Gpu(Model):
     capability: str | None = None
 
 
-class Rates(Model):
+class Rates(Part):
     """Throughput over a window of training steps (Lightning's ``Throughput``); MFU where the peak is known."""
 
     samples_per_sec: Rate
@@ -48,7 +50,7 @@ class Rates(Model):
     mfu: Rate | None = None
 
 
-class Epoch(Model):
+class Epoch(Part):
     """One finished epoch: its seconds, the training seconds so far (validation excluded), losses, accuracies."""
 
     epoch: int
@@ -62,10 +64,10 @@ class Epoch(Model):
     val_acc: Accuracy | None = None
 
 
-class Fingerprint(Model):
+class Fingerprint(Part):
     """The machine that ran (hwbench/fingerprint.py): host, CPU, GPUs, software versions.
 
-    The fields compare reads are required; the others are kept as written."""
+    The fields compare reads are required; the others may be missing from older records."""
 
     host: str
     cpu: str
@@ -73,19 +75,29 @@ class Fingerprint(Model):
     accelerator: str
     precision: str
     gpus: list[Gpu] = []
+    os: str | None = None
+    physical_cores: int | None = None
+    logical_cores: int | None = None
+    ram_gb: float | None = None
+    driver: str | None = None
+    cuda: str | None = None
+    cudnn: int | None = None
+    python: str | None = None
+    torch: str | None = None
+    lightning: str | None = None
 
 
-class Metrics(Model):
+class Metrics(Part):
     test_acc: Accuracy
     test_loss: Loss
 
 
-class Flops(Model):
+class Flops(Part):
     forward: int
     train: int
 
 
-class Inference(Model):
+class Inference(Part):
     batch_size: int
     samples_per_sec: Rate
     latency_ms_p50: Seconds
@@ -93,7 +105,7 @@ class Inference(Model):
     flops_per_sec: Rate | None = None
 
 
-class Resources(Model):
+class Resources(Part):
     """Memory and energy; a counter this machine lacks is named in its ``*_unavailable`` field."""
 
     peak_host_rss_mb: Rate | None = None
@@ -109,17 +121,53 @@ class Resources(Model):
     gpu_energy_unavailable: str | None = None
     average_watts: Rate | None = None
     samples_per_joule: Rate | None = None
-    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # kernel time over wall time
+    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # GPU time over wall time
+    gpu_busy_method: str | None = None  # how it was read (hwbench.resources.BusyProbe)
+    gpu_busy_unavailable: str | None = None
 
 
-class Interruption(Model):
+class Interruption(Part):
     signal: str
     epochs_finished: int
     steps_finished: int
 
 
-class ResultsRecord(Model):
-    schema_version: int = 1  # absent in version 1
+class ExecutionPart(Part):
+    """How the steps executed (hwbench/execution): the strategy, its variant, and its preparation off the clock."""
+
+    kind: str  # eager | compiled | graph | fused
+    mode: str | None = None  # the torch.compile mode, where one compiles
+    steps_per_graph: int | None = None  # optimizer steps per CUDA-graph replay
+    prepare_seconds: Seconds | None = None  # compiling and capturing, before the training clock starts
+
+
+class Peak(Part):
+    """The device's dense peak FLOP/s that MFU divides by, what precision it is for, and where it comes from."""
+
+    flops_per_sec: Rate
+    precision: str  # fp32 | tf32 | bf16 | fp16
+    source: str
+
+
+class Training(Part):
+    """What the training clock measured (hwbench/monitor.py): epochs, steady and overall throughput, MFU."""
+
+    seconds: Seconds | None = None  # the training loop's own time, validation excluded
+    epochs: list[Epoch] = []
+    overall: Rates | None = None
+    steady: Rates | None = None
+    steady_excludes: str | None = None
+    partial: bool = False  # the figures cover only the epochs that finished
+    flops_per_sample: Flops | None = None
+    peak: Peak | None = None
+    mfu_unavailable: str | None = None
+    time_to_val_acc: dict[str, Seconds | None] = {}
+
+
+class ResultsRecord(Part):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings", validate_assignment=True)
+
+    schema_version: int = SCHEMA_VERSION
     status: Status
     reason: str | None = None
     run_name: str | None = None
@@ -128,36 +176,32 @@ class ResultsRecord(Model):
     epochs: int | None = None
     started: str | None = None
     finished: str | None = None
+    wall_seconds: Seconds | None = None
     config: dict[str, Any] = {}
     fingerprint: Fingerprint | None = None
-    epoch_table: list[Epoch] = []
-    metrics: Metrics | None = None
-    train_seconds: Seconds | None = None
-    overall: Rates | None = None
-    steady: Rates | None = None
-    steady_excludes: str | None = None
-    partial: bool = False  # the figures cover only the epochs that finished
-    flops_per_sample: Flops | None = None
-    peak_flops: float | None = None
-    time_to_val_acc: dict[str, Seconds | None] = {}
-    inference: Inference | None = None
-    compile_seconds: Seconds | None = None
-    capture_seconds: Seconds | None = None  # execution=graph: warm-up and CUDA-graph capture, off the clock
-    # scale-out (absent in records before it: one device); samples/s above are global, all ranks together
+    execution: ExecutionPart | None = None
+    # scale-out; samples/s are global, all ranks together
     world_size: int = 1
     strategy: str | None = None  # Lightning's strategy class, e.g. DDPStrategy
     backend: str | None = None  # the process group's: nccl, gloo; None on one device
     per_device_batch_size: int | None = None
     global_batch_size: int | None = None
-    wall_seconds: Seconds | None = None
+    training: Training | None = None
+    metrics: Metrics | None = None
+    inference: Inference | None = None
+    resources: Resources | None = None
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
-    resources: Resources | None = None
     traceback: str | None = None  # an unexpected failure's, so the screen shows one line
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return upgrade(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _ok_has_results(self) -> ResultsRecord:
-        if self.status == "ok" and (self.metrics is None or self.overall is None):
+        if self.status == "ok" and (self.metrics is None or self.training is None or self.training.overall is None):
             raise ValueError("status is ok but metrics or overall throughput is missing")
         return self
 
@@ -175,11 +219,13 @@ class ResultsRecord(Model):
     @property
     def train_speed(self) -> Rates | None:
         """The headline training speed: steady state when there is one, else overall."""
-        return self.steady or self.overall
+        return (self.training.steady or self.training.overall) if self.training else None
 
     @property
     def train_basis(self) -> str | None:
-        return "steady" if self.steady else "overall" if self.overall else None
+        if self.training is None:
+            return None
+        return "steady" if self.training.steady else "overall" if self.training.overall else None
 
     @property
     def host_bound(self) -> bool:
@@ -254,12 +300,46 @@ def read_record(path: Path) -> ResultsRecord:
         raise ValueError(f"not readable JSON ({err})") from err
     if not isinstance(data, dict):
         raise ValueError("not a results record (not a JSON object)")
+    version = data.get("schema_version", 1)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ValueError(f"written by a newer hwbench (schema version {version}; this one reads 1 to "
+                         f"{SCHEMA_VERSION}): upgrade hwbench to read it")  # fmt: skip
     try:
         return ResultsRecord.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "record"
         raise ValueError(f"{where}: {first['msg']} ({err.error_count()} problem(s))") from err
+
+
+# version 2 kept the training clock's figures at the top level, and the preparation time under two names
+V2_TRAINING = {"epoch_table": "epochs", "train_seconds": "seconds", "overall": "overall", "steady": "steady",
+               "steady_excludes": "steady_excludes", "partial": "partial", "flops_per_sample": "flops_per_sample",
+               "time_to_val_acc": "time_to_val_acc"}  # fmt: skip
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A record of an older schema version in the current version's shape, its version number kept: the one
+    place where reading is lenient. (read_record refuses a newer version than this hwbench knows.)"""
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version >= 3:
+        return data  # a bad version is named by validation; the current one is read strictly
+    moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
+    upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
+    if any(key in data for key in V2_TRAINING):
+        upgraded["training"] = {new: data[old] for old, new in V2_TRAINING.items() if old in data}
+    cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
+    compiled = cfg.get("compile")
+    if cfg.get("execution") == "graph":
+        upgraded["execution"] = {"kind": "graph", "prepare_seconds": data.get("capture_seconds")}
+    elif compiled:
+        mode = "default" if compiled is True else compiled
+        upgraded["execution"] = {"kind": "compiled", "mode": mode, "prepare_seconds": data.get("compile_seconds")}
+    elif cfg:
+        upgraded["execution"] = {"kind": "eager"}
+    if "execution" in data:  # already upgraded once (validating an upgraded record again)
+        upgraded["execution"] = data["execution"]
+    return upgraded
 
 
 def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, ResultsRecord]]:

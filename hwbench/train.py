@@ -13,39 +13,46 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from hwbench.classifier import Classifier
-from hwbench.compiled import CUDA_GRAPH_MODES, CompileWarmup, compile_net
 from hwbench.config import check
 from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
+from hwbench.execution import Execution, PrepareExecution
 from hwbench.fingerprint import as_markdown, fingerprint
-from hwbench.graphed import GraphCapture
 from hwbench.interrupts import signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor, flops_per_sample
 from hwbench.progress import StepProgressBar
 from hwbench.resources import ResourceMonitor
-from hwbench.results import Fingerprint, Interruption, Metrics, ResultsRecord, now, refuse_taken, write_record
+from hwbench.results import (
+    ExecutionPart,
+    Fingerprint,
+    Interruption,
+    Metrics,
+    ResultsRecord,
+    now,
+    refuse_taken,
+    write_record,
+)
 
 
-def build_net(cfg: DictConfig) -> torch.nn.Module:
-    """The config's network: initialised, in its memory format, compiled if asked (hwbench and the overhead
-    benchmark's hand loop both train this)."""
+def build_net(cfg: DictConfig, execution: Execution) -> torch.nn.Module:
+    """The config's network: initialised, in its memory format, as the strategy runs it (hwbench and the
+    overhead benchmark's hand loop both train this)."""
     net = init_weights(instantiate(cfg.arch.net), cfg.init)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    return compile_net(net, cfg.compile) if cfg.compile else net
+    return execution.build_net(net)
 
 
-def build_model(cfg: DictConfig, net: torch.nn.Module) -> Classifier:
+def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> Classifier:
     return Classifier(
         net,
         optimizer=instantiate(cfg.optim.optimizer),
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        execution=execution,
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
-        copy_logits=cfg.compile in CUDA_GRAPH_MODES,
-        graphed=cfg.execution == "graph",
     )
 
 
@@ -73,98 +80,114 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     """Train and test one configuration and write its results record, whatever happens.
 
     Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
-    finished, and ``OutputFolderTaken`` before writing anything.
+    finished, and ``OutputFolderTaken`` before writing anything. Only rank 0 writes (the other ranks of a
+    DDP job share its folder).
     """
     with job_scope(distributed(cfg)):
-        return _run(cfg, out_dir, writer=process_rank() == 0)
+        return Job(cfg, out_dir, writes=process_rank() == 0).run()
 
 
-def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
-    """``writer``: rank 0, the only process that writes the record (the others share its folder)."""
-    start = time.perf_counter()
-    if writer:
-        refuse_taken(out_dir)
-    record = ResultsRecord.start(cfg)
-    if writer:
-        write_record(out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
-    logger: TensorBoardLogger | None = None
-    trainer: L.Trainer | None = None
-    monitor: BenchmarkMonitor | None = None
-    warmup: CompileWarmup | GraphCapture | None = None
-    resources: ResourceMonitor | None = None
-    try:
-        with signals_raise_interrupted():
-            check(cfg)
-            accelerator = resolve_accelerator(cfg.device.accelerator)
-            if cfg.execution == "graph" and accelerator != "cuda":
-                raise DeviceUnavailable(f"execution=graph captures CUDA graphs and this job runs on {accelerator}: "
-                                        f"use a CUDA GPU (device=gpu) or execution=eager")  # fmt: skip
-            need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
-            threads = configure_torch(cfg.device)
-            quiet_blas_threads()
-            keep_freed_host_memory()
-            record.fingerprint = Fingerprint(**fingerprint(threads, str(cfg.device.precision), accelerator))
-            L.seed_everything(cfg.seed, verbose=False)
-            net = build_net(cfg)
-            model, data = build_model(cfg, net), instantiate(cfg.data)
-            flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
-            monitor = BenchmarkMonitor(
-                flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size
+class Job:
+    """One job: build, fit, test, then the record, assembled from the parts its measuring callbacks return
+    (whatever was built before a failure or a signal still gives its part)."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool) -> None:
+        self.cfg, self.out_dir, self.writes = cfg, out_dir, writes
+        self.measuring: list[PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
+        self.logger: TensorBoardLogger | None = None
+        self.trainer: L.Trainer | None = None
+
+    def run(self) -> ResultsRecord:
+        start = time.perf_counter()
+        if self.writes:
+            refuse_taken(self.out_dir)
+        record = ResultsRecord.start(self.cfg)
+        if self.writes:
+            write_record(self.out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
+        try:
+            with signals_raise_interrupted():
+                self.train_and_test(record)
+        except DeviceUnavailable as err:
+            record.status, record.reason = "skipped", str(err)
+        except HwbenchError as err:
+            record.status, record.reason = "failed", str(err)
+        except Interrupted as err:
+            monitor = self.monitor
+            if monitor is not None and self.trainer is not None:
+                monitor.summarize(self.trainer, partial=True)
+            epochs, steps = (len(monitor.epochs), monitor.steps) if monitor else (0, 0)
+            record.status, record.reason = "interrupted", f"{err.signal_name} after {epochs} epoch(s)"
+            record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
+            raise
+        except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
+            record.status, record.reason = "failed", f"{type(err).__name__}: {first_line(err)}"
+            record.traceback = traceback.format_exc()
+        finally:
+            self.assemble(record)
+            record.finished, record.wall_seconds = now(), time.perf_counter() - start
+            if self.writes:
+                write_record(self.out_dir, record)
+            self.close_logger(record)
+        return record
+
+    def assemble(self, record: ResultsRecord) -> None:
+        """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
+        for callback in self.measuring:
+            for name, part in callback.record_parts().items():
+                setattr(record, name, part)
+
+    @property
+    def monitor(self) -> BenchmarkMonitor | None:
+        return next((c for c in self.measuring if isinstance(c, BenchmarkMonitor)), None)
+
+    def train_and_test(self, record: ResultsRecord) -> None:
+        cfg = self.cfg
+        check(cfg)
+        execution: Execution = instantiate(cfg.execution)
+        record.execution = ExecutionPart(kind=execution.kind, mode=execution.mode,
+                                         steps_per_graph=execution.steps_per_graph)  # fmt: skip
+        accelerator = resolve_accelerator(cfg.device.accelerator)
+        execution.refuse(cfg, accelerator)
+        need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
+        threads = configure_torch(cfg.device)
+        quiet_blas_threads()
+        keep_freed_host_memory()
+        record.fingerprint = Fingerprint(**fingerprint(threads, str(cfg.device.precision), accelerator))
+        L.seed_everything(cfg.seed, verbose=False)
+        net = build_net(cfg, execution)
+        model, data = build_model(cfg, net, execution), instantiate(cfg.data)
+        flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
+        monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size)
+        self.measuring = [PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
+        self.logger = TensorBoardLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
+        self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
+        self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, list(self.measuring))
+        trainer.fit(model, datamodule=data)
+        record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
+        record.backend = getattr(trainer.strategy, "process_group_backend", None)
+        record.global_batch_size = cfg.batch_size * trainer.world_size
+        if model.diverged_epoch is not None:
+            record.status, record.diverged_epoch = "diverged", model.diverged_epoch
+            record.reason = (
+                f"the training loss is not finite in epoch {model.diverged_epoch}: training stopped there; "
+                f"lower the learning rate (lr={cfg.lr})"
             )
-            warmup = CompileWarmup(data) if cfg.compile else GraphCapture(data) if cfg.execution == "graph" else None
-            resources = ResourceMonitor()
-            logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
-            logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
-            callbacks = [c for c in (warmup, monitor, resources) if c is not None]
-            trainer = make_trainer(cfg, accelerator, logger, callbacks)
-            trainer.fit(model, datamodule=data)
-            record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
-            record.backend = getattr(trainer.strategy, "process_group_backend", None)
-            record.global_batch_size = cfg.batch_size * trainer.world_size
-            if model.diverged_epoch is not None:
-                record.status, record.diverged_epoch = "diverged", model.diverged_epoch
-                record.reason = (
-                    f"the training loss is not finite in epoch {model.diverged_epoch}: training stopped there; "
-                    f"lower the learning rate (lr={cfg.lr})"
-                )
-            else:
-                (test,) = trainer.test(model, datamodule=data, verbose=False)
-                record.metrics = Metrics(test_acc=test["test/acc"], test_loss=test["test/loss"])
-                record.status = "ok"
-    except DeviceUnavailable as err:
-        record.status, record.reason = "skipped", str(err)
-    except HwbenchError as err:
-        record.status, record.reason = "failed", str(err)
-    except Interrupted as err:
-        epochs = len(monitor.epochs) if monitor else 0
-        if monitor is not None and trainer is not None:
-            monitor.summarize(trainer, partial=True)
-        record.status, record.reason = "interrupted", f"{err.signal_name} after {epochs} epoch(s)"
-        steps = monitor.steps if monitor else 0
-        record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
-        raise
-    except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
-        record.status, record.reason = "failed", f"{type(err).__name__}: {first_line(err)}"
-        record.traceback = traceback.format_exc()
-    finally:
-        measured = {**monitor.results, "epoch_table": monitor.epochs} if monitor else {}
-        if warmup is not None:
-            measured["capture_seconds" if isinstance(warmup, GraphCapture) else "compile_seconds"] = warmup.seconds
-        if resources is not None:
-            trained = monitor.finished.samples // monitor.world_size if monitor and monitor.finished else 0
-            measured["resources"] = resources.summarize(trained)  # the monitor counts; energy is per process
-        done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
-        record = ResultsRecord.model_validate(record.model_dump() | measured | done)
-        if writer:
-            write_record(out_dir, record)
-        if logger is not None:
-            if record.status == "ok":
-                step = monitor.steps if monitor else 0
-                figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
-                logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
-                log_hparams(logger, cfg, record, step)
-            logger.finalize("success" if record.status == "ok" else "failed")  # flushes the event file
-    return record
+            return
+        (test,) = trainer.test(model, datamodule=data, verbose=False)
+        record.metrics = Metrics(test_acc=test["test/acc"], test_loss=test["test/loss"])
+        self.assemble(record)
+        record.status = "ok"
+
+    def close_logger(self, record: ResultsRecord) -> None:
+        """The run's last TensorBoard figures (resources, the HParams row), then flush the event file."""
+        if self.logger is None:
+            return
+        if record.status == "ok":
+            step = self.monitor.steps if self.monitor else 0
+            figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
+            self.logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
+            log_hparams(self.logger, self.cfg, record, step)
+        self.logger.finalize("success" if record.status == "ok" else "failed")
 
 
 def is_number(value: object) -> bool:
@@ -200,7 +223,9 @@ def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecor
         "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
-        "compile": str(cfg.compile), "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,
+        "execution": record.execution.kind if record.execution else "eager",
+        "execution_mode": str(record.execution.mode if record.execution else None),
+        "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,
         "inference_batch_size": cfg.inference_batch_size,
     }  # fmt: skip
     metrics = {"hp/test_acc": record.metrics.test_acc, "hp/train_samples_per_sec": record.train_speed.samples_per_sec}

@@ -51,7 +51,7 @@ def row(arch: str, epochs: int, records: list[ResultsRecord]) -> dict:
         "ours_max": max(accs),
         "seeds": [r.config["seed"] for r in records],
         "accs": accs,
-        "train_seconds_median": statistics.median(r.train_seconds for r in records),
+        "train_seconds_median": statistics.median(r.training.seconds for r in records),
         "device": records[0].device_label,
     }
 

@@ -63,7 +63,7 @@ def test_compile_time_is_kept_out_of_training_and_changes_nothing(make_cfg, tmp_
 
     overrides = ("arch=ffnn", "epochs=1", "data.train_limit=1000", "steps_per_execution=4")
     eager = run(make_cfg(*overrides), tmp_path / "eager")
-    compiled = run(make_cfg(*overrides, "compile=default"), tmp_path / "compiled")
-    assert eager.compile_seconds is None and compiled.compile_seconds > 0
+    compiled = run(make_cfg(*overrides, "execution=compiled"), tmp_path / "compiled")
+    assert eager.execution.prepare_seconds is None and compiled.execution.prepare_seconds > 0
     # the warm-up step is undone: the compiled run trains the same model, up to float reassociation
     assert abs(compiled.metrics.test_acc - eager.metrics.test_acc) < 0.01

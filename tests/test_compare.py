@@ -84,7 +84,6 @@ def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_p
     skipped = {
         "status": "skipped", "reason": "skipped: no CUDA device", "run_name": "ffnn_gpu_e2", "arch": "ffnn",
         "device": "gpu", "epochs": 2, "started": "2026-01-01T00:00:00+00:00", "config": {"batch_size": 128},
-        "epoch_table": [],
     }  # fmt: skip
     write_record(other / "multiruns" / "x" / "0_ffnn_gpu_e2", ResultsRecord.model_validate(skipped))
     broken = other / "multiruns" / "x" / "1_cnn_gpu_e2" / "results.json"
@@ -107,7 +106,7 @@ def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_p
 
 def test_baseline_names_the_row_that_gets_1x(outputs: Path, tmp_path: Path, capsys) -> None:
     records = {job: read_record(next(outputs.rglob(f"{job}/results.json"))) for job in JOBS}
-    speed = {job: record.steady.samples_per_sec for job, record in records.items()}
+    speed = {job: record.training.steady.samples_per_sec for job, record in records.items()}
     fast, slow = sorted(JOBS, key=speed.get, reverse=True)  # not the default baseline, which is the slowest
 
     assert compare([str(outputs), "--baseline", f"/{fast}/", "--out", str(tmp_path / "report")]) == 0

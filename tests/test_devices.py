@@ -76,7 +76,7 @@ def test_gpu_run_records_gpu_figures(make_cfg, tmp_path: Path) -> None:
 
     record = run(make_cfg("device=gpu", "arch=cnn", "epochs=2", "data.train_limit=5000"), tmp_path)
     assert record.status == "ok" and record.on_gpu and record.device_name == torch.cuda.get_device_name()
-    assert record.steady.samples_per_sec > 0
+    assert record.training.steady.samples_per_sec > 0
     assert record.inference.latency_ms_p50 > 0
 
 

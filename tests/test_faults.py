@@ -54,8 +54,8 @@ def test_a_stop_signal_after_the_first_epoch_keeps_the_finished_epochs(data_root
     finished = record.interruption.epochs_finished
     assert record.interruption.signal == sig.name and 1 <= finished < 100
     assert record.interruption.steps_finished >= finished * 8  # 1,000 images at batch 128: 8 steps an epoch
-    assert len(record.epoch_table) == finished and record.partial
-    assert record.overall.samples_per_sec > 0  # over the finished epochs
+    assert len(record.training.epochs) == finished and record.training.partial
+    assert record.training.overall.samples_per_sec > 0  # over the finished epochs
     assert record.metrics is None  # never tested: no accuracy passes for a finished run's
 
 
@@ -79,8 +79,8 @@ def test_a_diverged_run_is_flagged_and_stopped(hwbench_cli, tmp_path) -> None:
     )
     (record,) = records(tmp_path / "outputs").values()
     assert record.status == "diverged" and record.diverged_epoch == 1
-    assert len(record.epoch_table) == 1  # stopped at the end of that epoch
-    assert record.metrics is None and record.overall.samples_per_sec > 0  # what was measured stays
+    assert len(record.training.epochs) == 1  # stopped at the end of that epoch
+    assert record.metrics is None and record.training.overall.samples_per_sec > 0  # what was measured stays
 
 
 def test_a_sweep_records_a_diverged_job_goes_on_and_compare_never_ranks_it(hwbench_cli, tmp_path, capsys) -> None:

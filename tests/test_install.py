@@ -46,7 +46,7 @@ def test_the_wheel_installs_and_runs_from_anywhere(data_root: str, tmp_path: Pat
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert where.startswith(str(site))  # the installed copy, not the checkout
     help_ = hwbench("--help")
-    assert help_.returncode == 0 and "arch: cnn, fastcnn, ffnn" in help_.stdout
+    assert help_.returncode == 0 and "arch: cnn, ffnn, speedrun" in help_.stdout
     result = hwbench("epochs=1", "device=cpu", "data.train_limit=500")
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = (elsewhere / "outputs").rglob("results.json")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwbench.compare import main as compare
-from hwbench.results import RECORD_NAME, ResultsRecord, read_record
+from hwbench.results import RECORD_NAME, ResultsRecord, read_record, write_record
 
 OK = {  # a complete record as hwbench writes it, pared to the fields compare reads
     "schema_version": 2, "status": "ok", "reason": None, "run_name": "ffnn_cpu_e2", "arch": "ffnn",
@@ -92,7 +92,7 @@ def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
     assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     captured = capsys.readouterr()
     (warning,) = captured.err.strip().splitlines()
-    assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: steady.samples_per_sec:")
+    assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: training.steady.samples_per_sec:")
     assert "1 records (1 ok" in captured.out
 
 
@@ -134,3 +134,36 @@ def test_compare_shows_energy_and_marks_host_bound_gpu_rows(tmp_path: Path, caps
     assert rows["cpu"]["host_bound"] == "False" and rows["cpu"]["peak_host_rss_mb"] == "900.0"
     assert rows["cpu"]["samples_per_joule"] == ""  # no counter, no figure
     assert "host-bound" in (tmp_path / "report" / "compare.md").read_text()
+
+
+def test_a_misspelled_field_is_refused_when_written(tmp_path: Path) -> None:
+    record = ResultsRecord.model_validate(OK)
+    with pytest.raises(ValueError, match="steady_samples"):
+        record.steady_samples = 1.0  # a part's name mistyped: refused on assignment, never kept silently
+    typo = json.loads(record.model_dump_json()) | {"trainnig": {"seconds": 1.0}}
+    with pytest.raises(ValueError, match="trainnig"):
+        write_record(tmp_path, ResultsRecord.model_validate(typo))
+    assert not (tmp_path / RECORD_NAME).exists()
+
+
+def test_a_record_from_a_newer_hwbench_is_named_and_skipped(tmp_path: Path, capsys) -> None:
+    newer = json.loads(ResultsRecord.model_validate(OK).model_dump_json()) | {"schema_version": 99}
+    for name, record in (("good", OK), ("newer", newer)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
+    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.strip().splitlines()
+    assert warning == (f"warning: skipping {tmp_path / 'newer' / RECORD_NAME}: written by a newer hwbench (schema "
+                       f"version 99; this one reads 1 to 3): upgrade hwbench to read it")  # fmt: skip
+    assert "1 records (1 ok" in captured.out
+
+
+def test_an_old_record_reads_in_the_current_shape() -> None:
+    """Version 2 kept the training figures at the top level and named the preparation time by strategy."""
+    graphed = copy.deepcopy(OK) | {"capture_seconds": 1.5, "config": {"execution": "graph", "compile": False}}
+    record = ResultsRecord.model_validate(graphed)
+    assert record.schema_version == 2 and record.training.epochs[1].samples_per_sec == 36000.0
+    assert record.execution.kind == "graph" and record.execution.prepare_seconds == 1.5
+    again = ResultsRecord.model_validate(record.model_dump())  # validating it again changes nothing
+    assert again == record

@@ -59,13 +59,13 @@ def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path, step
     assert (ddp.world_size, ddp.strategy, ddp.backend) == (2, "DDPStrategy", "gloo")
     assert (ddp.per_device_batch_size, ddp.global_batch_size) == (32, 64)
     assert (one.world_size, one.global_batch_size) == (1, 64)
-    assert [e.samples for e in ddp.epoch_table] == [limit, limit] == [e.samples for e in one.epoch_table]
-    assert ddp.config["device"]["devices"] == 2 and ddp.overall.samples_per_sec > 0
+    assert [e.samples for e in ddp.training.epochs] == [limit, limit] == [e.samples for e in one.training.epochs]
+    assert ddp.config["device"]["devices"] == 2 and ddp.training.overall.samples_per_sec > 0
     # the same updates: the same test loss and accuracy over all 10,000 test images (not rank 0's half)
     assert ddp.metrics.test_loss == pytest.approx(one.metrics.test_loss, rel=1e-5)
     assert ddp.metrics.test_acc == pytest.approx(one.metrics.test_acc, abs=2e-4)  # at most 2 argmax ties
-    assert ddp.overall.batches_per_sec > 0 and ddp.epoch_table[0].train_loss == pytest.approx(
-        one.epoch_table[0].train_loss, rel=1e-5
+    assert ddp.training.overall.batches_per_sec > 0 and ddp.training.epochs[0].train_loss == pytest.approx(
+        one.training.epochs[0].train_loss, rel=1e-5
     )  # the epoch's training loss: over both ranks' images
     assert (tmp_path / "ddp/ddp_rank1.log").exists()  # rank 1 lived in the job's folder and wrote only its log
     assert len(list((tmp_path / "ddp").glob("results*"))) == 1
