@@ -53,7 +53,7 @@ def configure_torch(device_cfg: DictConfig) -> int:
 
 def quiet_blas_threads() -> None:
     """numpy (loaded by TensorBoard and matplotlib) brings OpenBLAS, whose idle threads spin on the cores torch
-    is timed on (a 2-thread CPU run came out 30x slower); hwbench never needs it parallel."""
+    is timed on (see the README's overhead notes); hwbench never needs it parallel."""
     threadpool_limits(limits=1, user_api="blas")
 
 

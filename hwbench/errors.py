@@ -30,3 +30,10 @@ class Interrupted(BaseException):
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
         super().__init__(f"interrupted by {self.signal_name}")
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An error's message on one line (a multi-line message's first line often ends in a colon: the reason
+    follows), cut at ``limit`` characters; the error's type when it has no message."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

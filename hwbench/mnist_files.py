@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from hwbench.errors import DataError
+from hwbench.errors import DataError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,6 @@ def _fetch(raw: Path) -> None:
         f"MNIST is not in {raw} and could not be fetched ({'; '.join(failures)}); "
         f"put the four files there: {', '.join(MD5SUMS)}"
     )
-
-
-def one_line(err: BaseException) -> str:
-    """All of an error's message on one line (torchvision's first line ends in a colon; the reason follows)."""
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def _from_torchvision(raw: Path) -> None:

@@ -142,4 +142,3 @@ def init_weights(net: nn.Module, scheme: str) -> nn.Module:
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
     return net
-

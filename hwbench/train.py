@@ -16,7 +16,7 @@ from hwbench.classifier import Classifier
 from hwbench.config import check
 from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
-from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
+from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, one_line
 from hwbench.execution import Execution, PrepareExecution
 from hwbench.fingerprint import as_markdown, fingerprint
 from hwbench.interrupts import signals_raise_interrupted
@@ -120,7 +120,7 @@ class Job:
             record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
             raise
         except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
-            record.status, record.reason = "failed", f"{type(err).__name__}: {first_line(err)}"
+            record.status, record.reason = "failed", f"{type(err).__name__}: {one_line(err)}"
             record.traceback = traceback.format_exc()
         finally:
             self.assemble(record)
@@ -203,10 +203,6 @@ def need_gpus(accelerator: str, devices: int) -> None:
     present = torch.cuda.device_count() if accelerator == "cuda" else devices
     if devices > present:
         raise DeviceUnavailable(f"device.devices={devices} but this machine has {present} CUDA GPU(s)")
-
-
-def first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, step: int) -> None:
