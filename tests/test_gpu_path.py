@@ -62,8 +62,8 @@ def test_every_run_records_peak_host_memory_and_why_energy_is_missing(make_cfg, 
 
 def fit(net: torch.nn.Module, execution: Execution, optimizer, scheduler=None) -> list[torch.Tensor]:
     """Two epochs of 17 full batches and a short one, in Lightning steps of 8: a whole group, the epoch's last
-    group with its short batch. Random images: a max-pool's ties in MNIST's blank margins would route gradients
-    by rounding, which the two kernels' paths do differently."""
+    group with its short batch. Random images: MNIST's blank margins give the max-pool exact ties, whose
+    gradient other kernels may route elsewhere (suspected from an H200 run, not established)."""
     torch.backends.cudnn.allow_tf32 = False  # float32 convolutions on both sides, as matmul precision highest
     model = Classifier(net, optimizer, scheduler, execution=execution)
     data = SyntheticDataModule(train_limit=17 * 128 + 72, val_size=1000, steps_per_execution=8)
