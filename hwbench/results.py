@@ -22,6 +22,7 @@ Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"
 
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
@@ -73,6 +74,8 @@ class Fingerprint(Model):
     accelerator: str
     precision: str
     gpus: list[Gpu] = []
+    cpu_isa: str | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
+    cpu_kernels: dict[str, str] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
 
 
 class Metrics(Model):
@@ -110,6 +113,28 @@ class Resources(Model):
     average_watts: Rate | None = None
     samples_per_joule: Rate | None = None
     gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # kernel time over wall time
+
+
+class KernelChoice(Model):
+    """How one kind of layer (linear, conv2d, dropout) ran on the CPU, and why that way."""
+
+    kernel: str  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
+    how: Literal["measured", "forced", "only one applies", "compiled"]
+    ms_per_step: dict[str, Milliseconds] = {}  # measured: each candidate's median training step (no update)
+
+
+class CpuKernels(Model):
+    """The CPU kernels of the net's layers (hwbench/cpu_kernels), chosen before training, off the clock."""
+
+    layers: dict[str, KernelChoice]  # by kind, the kinds the net has
+    seconds: Seconds  # the choosing's time; 0 when cached
+    cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
+    rounds: int  # alternated rounds of timing per candidate
+
+    @property
+    def chosen(self) -> dict[str, str]:
+        """Each kind's kernel, as the fingerprint names them."""
+        return {kind: choice.kernel for kind, choice in self.layers.items()}
 
 
 class Interruption(Model):
@@ -153,6 +178,7 @@ class ResultsRecord(Model):
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
     resources: Resources | None = None
+    cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers
     traceback: str | None = None  # an unexpected failure's, so the screen shows one line
 
     @model_validator(mode="after")

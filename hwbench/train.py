@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from hwbench.classifier import Classifier
 from hwbench.compiled import CUDA_GRAPH_MODES, CompileWarmup, compile_net
 from hwbench.config import check
+from hwbench.cpu_kernels.autotune import CpuKernelChoice
 from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted
@@ -92,6 +93,7 @@ def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
     monitor: BenchmarkMonitor | None = None
     warmup: CompileWarmup | GraphCapture | None = None
     resources: ResourceMonitor | None = None
+    kernels: CpuKernelChoice | None = None
     try:
         with signals_raise_interrupted():
             check(cfg)
@@ -113,9 +115,10 @@ def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
             )
             warmup = CompileWarmup(data) if cfg.compile else GraphCapture(data) if cfg.execution == "graph" else None
             resources = ResourceMonitor()
+            kernels = CpuKernelChoice(cfg.device.cpu_kernels, data)  # in its setup: before any clock starts
             logger = TensorBoardLogger(save_dir=out_dir, name="", version="", default_hp_metric=False)
             logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
-            callbacks = [c for c in (warmup, monitor, resources) if c is not None]
+            callbacks = [c for c in (kernels, warmup, monitor, resources) if c is not None]
             trainer = make_trainer(cfg, accelerator, logger, callbacks)
             trainer.fit(model, datamodule=data)
             record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
@@ -153,6 +156,9 @@ def _run(cfg: DictConfig, out_dir: Path, writer: bool) -> ResultsRecord:
         if resources is not None:
             trained = monitor.finished.samples // monitor.world_size if monitor and monitor.finished else 0
             measured["resources"] = resources.summarize(trained)  # the monitor counts; energy is per process
+        if kernels is not None and kernels.part is not None and record.fingerprint is not None:
+            measured["cpu_kernels"] = kernels.part
+            record.fingerprint.cpu_kernels = kernels.part.chosen
         done = {"finished": now(), "wall_seconds": time.perf_counter() - start}
         record = ResultsRecord.model_validate(record.model_dump() | measured | done)
         if writer:
