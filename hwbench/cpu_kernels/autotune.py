@@ -10,12 +10,12 @@ AMD EPYC with AVX-512 and lose on an Intel Xeon, so hwbench measures instead of 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -60,14 +60,14 @@ def time_candidates(
 
 
 class ChoiceCache:
-    """The choices made in this process, by net, input shape, threads, precision and settings: the jobs of a
-    sweep share a process and pay for a choice once."""
+    """The choices made in this process, by the net's kernel layers, input shape, threads, precision and
+    settings: the jobs of a sweep share a process and pay for a choice once."""
 
     def __init__(self) -> None:
         self.choices: dict[tuple, CpuKernels] = {}
 
 
-@cache
+@functools.cache  # one cache per process, made on first use
 def process_cache() -> ChoiceCache:
     return ChoiceCache()
 
