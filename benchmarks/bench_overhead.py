@@ -31,9 +31,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor
+from torch import Tensor, nn
 
 from hwbench.config import compose_config
+from hwbench.cpu_kernels.autotune import choose_kernels
 from hwbench.data import TensorBatches
 from hwbench.devices import (
     configure_torch,
@@ -44,6 +45,7 @@ from hwbench.devices import (
 )
 from hwbench.execution import Eager
 from hwbench.extras import extras
+from hwbench.results import ResultsRecord
 from hwbench.train import build_net, run
 
 # images per epoch on a CPU: the CNN's full epoch takes a minute on 2 cores; 10,000 still give seconds of
@@ -59,18 +61,28 @@ def config(arch: str, device: str, batch_size: int, epochs: int, overrides: list
     )  # fmt: skip
 
 
-def hwbench_samples_per_sec(cfg: DictConfig) -> float:
+def hwbench_record(cfg: DictConfig) -> ResultsRecord:
+    """One run through hwbench's normal path; exits with its summary line if it has no steady-state figure."""
     with tempfile.TemporaryDirectory() as out:
         record = run(cfg, Path(out))
     if record.training is None or record.training.steady is None:
         raise SystemExit(f"error: {record.summary()}")
-    return record.training.steady.samples_per_sec
+    return record
 
 
-def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
+def hwbench_samples_per_sec(cfg: DictConfig) -> float:
+    return hwbench_record(cfg).training.steady.samples_per_sec  # type: ignore[union-attr]
+
+
+def eager_net(cfg: DictConfig) -> nn.Module:
+    return build_net(cfg, Eager())
+
+
+def hand_loop_samples_per_sec(cfg: DictConfig, make_net: Callable[[DictConfig], nn.Module] = eager_net) -> float:
     """The ceiling: the same net, data, batches and optimiser in the plainest loop PyTorch allows, executed
     the way the config's strategy executes (eager; a compiled net; a graph per step; or, for ``fused``, a
-    compiled step with a fused optimizer and a group of steps per graph)."""
+    compiled step with a fused optimizer and a group of steps per graph). ``make_net``: another net, e.g.
+    keras_peer's stock torch layers; hwbench's CPU layers get hwbench's kernel choice."""
     device = torch.device(resolve_accelerator(cfg.device.accelerator))
     configure_torch(cfg.device)
     quiet_blas_threads()
@@ -80,21 +92,25 @@ def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
     data.setup()
     x, y = (t.to(device) for t in data.splits["train"])
     execution = instantiate(cfg.execution)
-    net = build_net(cfg, Eager()).to(device)
-    if execution.kind == "compiled":
+    net = make_net(cfg).to(device)
+    if execution.kind == "compiled":  # compiled on the warm-up epoch's first step
         torch.compiler.reset()
         net = torch.compile(net, mode=execution.mode)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    fused = {"fused": True} if execution.kind == "fused" else {}
-    optimizer = instantiate(cfg.optim.optimizer)(net.parameters(), **fused)
+    make_optimizer = instantiate(cfg.optim.optimizer)
+    options = execution.optimizer_options(make_optimizer.func)  # fused, capturable: constructor arguments only
+    optimizer = make_optimizer(net.parameters(), **options)
     group = execution.steps_per_graph or 1
     batches = TensorBatches(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed, group=group)
     precision = str(cfg.device.precision)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.half
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
-    def forward_loss(xb: Tensor, yb: Tensor) -> Tensor:  # no autocast cache: a graph must not capture it
-        with torch.autocast(device.type, dtype=dtype, enabled="mixed" in precision, cache_enabled=False):
+    def autocast() -> torch.autocast:  # no cache: a CUDA graph must not capture autocast's cached casts
+        return torch.autocast(device.type, dtype=dtype, enabled="mixed" in precision, cache_enabled=False)
+
+    def forward_loss(xb: Tensor, yb: Tensor) -> Tensor:
+        with autocast():
             return F.cross_entropy(net(xb.contiguous(memory_format=memory_format)), yb)
 
     if execution.mode is not None and execution.kind == "fused":
@@ -108,6 +124,9 @@ def hand_loop_samples_per_sec(cfg: DictConfig) -> float:
         scaler.step(optimizer)
         scaler.update()
 
+    if device.type == "cpu":  # as hwbench chooses, before its clock starts (once per process and shapes)
+        first = x[: cfg.batch_size].contiguous(memory_format=memory_format)
+        choose_kernels(net, first, y[: cfg.batch_size], cfg.device.cpu_kernels, autocast)
     net.train()
     graphs = execution.kind in ("graph", "fused")
     replay = capture(step, group, *(t[: group * cfg.batch_size] for t in (x, y))) if graphs else None

@@ -23,15 +23,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hwbench.cpu_kernels import Dropout
+from hwbench.cpu_kernels.autotune import choose_kernels
 from hwbench.data import MNISTDataModule, TensorBatches
 from hwbench.devices import available_cores, keep_freed_host_memory
-from hwbench.models import CNN, Dropout, init_weights
+from hwbench.models import CNN, init_weights
 
 
 def cnn(pool_first: bool = False, inplace: bool = False, fast_dropout: bool = False) -> nn.Sequential:
     """The CNN's layers; the flags switch single levers on (all off: the textbook eager stack)."""
     relu = lambda: nn.ReLU(inplace=inplace)  # noqa: E731
-    drop = Dropout if fast_dropout else nn.Dropout
+
+    def drop(p: float) -> nn.Module:
+        if not fast_dropout:
+            return nn.Dropout(p)
+        layer = Dropout(p)
+        layer.kernel = "bytes"
+        return layer
+
     pool_relu = [nn.MaxPool2d(2), relu()] if pool_first else [relu(), nn.MaxPool2d(2)]
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), relu(), nn.Conv2d(32, 64, 3), *pool_relu, drop(0.25), nn.Flatten(),
@@ -40,7 +49,8 @@ def cnn(pool_first: bool = False, inplace: bool = False, fast_dropout: bool = Fa
 
 
 def variant(name: str) -> nn.Module:
-    """``eager``, ``compile`` (``compile:MODE``), ``hwbench`` (the CNN hwbench builds now), or levers
+    """``eager``, ``compile`` (``compile:MODE``), ``hwbench`` (hwbench's CNN, its kernels chosen as a run
+    chooses them on this machine), or levers
     joined by ``+``: ``pool`` (pool before the second ReLU), ``inplace`` (in-place ReLUs), ``dropout``
     (hwbench's Dropout), ``cl`` (channels_last), e.g. ``cl+pool``, ``hwbench+cl``."""
     levers = set(name.split("+"))
@@ -72,6 +82,9 @@ def main() -> None:
     for name in args.variants:
         torch.manual_seed(0)
         net = init_weights(variant(name), "keras").train()
+        if "hwbench" in name.split("+"):
+            fmt = torch.channels_last if "cl" in name.split("+") else torch.contiguous_format
+            choose_kernels(net, batches[0][0].contiguous(memory_format=fmt), batches[0][1], {})
         nets[name] = (net, torch.optim.SGD(net.parameters(), lr=0.01))
     channels_last = {n for n in nets if "cl" in n.split("+")}
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env python
-"""hwbench against the paper's own stack (Keras 3 on TensorFlow) on the same CPU.
+"""hwbench against the paper's own stack (Keras 3 on TensorFlow) and a stock PyTorch loop on the same CPU.
 
-Trains the paper's two networks three ways, alternated, ``--repeats`` times each: (a) hwbench's normal
-path, (b) the plain PyTorch loop of ``benchmarks/bench_overhead.py``, (c) Keras 3 on TensorFlow with
-``model.fit``, built as Keras' mnist_mlp / mnist_cnn examples build them (Glorot-uniform weights, zero
-biases, SGD lr 0.01, sparse categorical cross-entropy from logits). All three get the same MNIST arrays
-(the training split after the 5,000 held-out images; the CNN's first 10,000 on a CPU, as in
-bench_overhead), the same batch size, thread count and epochs; the first epoch is warm-up in all three.
-Prints the median steady-state training samples/s of each and the medians of the back-to-back ratios,
-as a table and one JSON line. Without TensorFlow (``pip install -e '.[peers]'``) the Keras column is
-skipped with one line and the rest still runs.
+Trains the paper's two networks four ways, alternated, ``--repeats`` times each: (a) hwbench's normal
+path, (b) the plain PyTorch loop of ``benchmarks/bench_overhead.py`` on hwbench's net (its CPU kernels
+chosen as hwbench chooses them), (c) the same loop on the stock net a PyTorch user would write (torch's own
+``nn.Linear``, ``nn.Conv2d``, ``nn.Dropout``, in the textbook order; no hwbench layer), (d) Keras 3 on
+TensorFlow with ``model.fit``, built as Keras' mnist_mlp / mnist_cnn examples build them (Glorot-uniform
+weights, zero biases, SGD lr 0.01, sparse categorical cross-entropy from logits). All four get the same
+MNIST arrays (the training split after the 5,000 held-out images; the CNN's first 10,000 on a CPU, as in
+bench_overhead), the same batch size, thread count and epochs; the first epoch is warm-up in all four.
+Prints the CPU, the median steady-state training samples/s of each and the medians of the back-to-back
+ratios, as a table and one JSON line. Without TensorFlow (``pip install -e '.[peers]'``) the Keras column
+is skipped with one line and the rest still runs.
 
 Keras runs in its own process, as a Keras user runs it (no torch in it, nor hwbench's allocator
 setting); its fit is left at Keras' defaults (``jit_compile="auto"``, which Keras resolves to False on
@@ -36,6 +38,33 @@ from typing import Any
 import bench_overhead  # the sibling script: its hwbench path and hand loop are the ones reused
 
 TIMED_FROM_EPOCH = 1  # epoch 0 is warm-up, as in bench_overhead and hwbench's steady state
+
+
+def stock_net(cfg: Any) -> Any:
+    """The config's network as a PyTorch user writes it: torch's own layers, ReLU before the max-pool, the
+    config's initialisation. The anchor hwbench's kernel choice has to beat."""
+    from torch import nn
+
+    from hwbench.models import init_weights
+
+    net, dropout = cfg.arch.net, cfg.arch.net.dropout
+    if cfg.arch.name == "ffnn":
+        hidden = net.hidden
+        layers = [nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Dropout(dropout),
+                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 10)]  # fmt: skip
+    else:
+        after_pool, after_dense = (dropout, dropout) if isinstance(dropout, (int, float)) else dropout
+        layers = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Dropout(after_pool), nn.Flatten(), nn.Linear(64 * 12 * 12, 128), nn.ReLU(),
+                  nn.Dropout(after_dense), nn.Linear(128, 10)]  # fmt: skip
+    return init_weights(nn.Sequential(*layers), cfg.init)
+
+
+def hwbench_samples_per_sec(cfg: Any, kernels: list[dict[str, str] | None]) -> float:
+    """hwbench's path; appends the CPU kernels it chose to ``kernels``."""
+    record = bench_overhead.hwbench_record(cfg)
+    kernels.append(record.fingerprint.cpu_kernels if record.fingerprint else None)
+    return record.steady.samples_per_sec  # type: ignore[union-attr]
 
 
 def keras_available() -> bool:
@@ -122,6 +151,9 @@ def main() -> None:
     from rich.table import Table
 
     from hwbench.devices import available_cores
+    from hwbench.fingerprint import cpu_description
+
+    cpu = cpu_description()
 
     use_keras = not args.no_keras and keras_available()
     if not args.no_keras and not use_keras:
@@ -132,7 +164,10 @@ def main() -> None:
         threads = cfg.device.threads or available_cores()
         hw: list[float] = []
         hand: list[float] = []
+        stock: list[float] = []
         peer: list[dict[str, Any]] = []
+        kernels: list[dict[str, str] | None] = []
+
         with tempfile.TemporaryDirectory() as tmp:
             arrays = Path(tmp) / "mnist_train.npz"
             if use_keras:  # the very tensors the torch paths train on, NCHW -> NHWC (one channel: a reshape)
@@ -143,8 +178,9 @@ def main() -> None:
 
                 np.savez(arrays, x=x.permute(0, 2, 3, 1).contiguous().numpy(), y=y.numpy())
             paths: list[tuple[Any, list]] = [
-                (partial(bench_overhead.hwbench_samples_per_sec, cfg), hw),
+                (partial(hwbench_samples_per_sec, cfg, kernels), hw),
                 (partial(bench_overhead.hand_loop_samples_per_sec, cfg), hand),
+                (partial(bench_overhead.hand_loop_samples_per_sec, cfg, stock_net), stock),
             ]
             if use_keras:
                 paths.append((partial(keras_samples_per_sec, arch, arrays, args, threads), peer))
@@ -153,33 +189,39 @@ def main() -> None:
                     results.append(measure())
         keras_sps = [p["samples_per_sec"] for p in peer]
         row: dict[str, Any] = {
-            "arch": arch, "device": "cpu", "threads": threads, "batch_size": args.batch_size,
+            "arch": arch, "device": "cpu", "cpu": cpu, "threads": threads, "batch_size": args.batch_size,
             "train_images": cfg.data.train_limit or "all", "epochs": args.epochs, "repeats": args.repeats,
             "hwbench_samples_per_sec": statistics.median(hw), "hand_loop_samples_per_sec": statistics.median(hand),
+            "stock_loop_samples_per_sec": statistics.median(stock),
             "hwbench_vs_hand_loop": statistics.median(a / b for a, b in zip(hw, hand, strict=True)),
-            "hwbench_all": hw, "hand_loop_all": hand, "torch": torch.__version__,
+            "hwbench_vs_stock_loop": statistics.median(a / b for a, b in zip(hw, stock, strict=True)),
+            "hwbench_all": hw, "hand_loop_all": hand, "stock_loop_all": stock, "cpu_kernels": kernels,
+            "torch": torch.__version__,
         }  # fmt: skip
         if peer:
             row.update({
                 "keras_samples_per_sec": statistics.median(keras_sps),
                 "hwbench_vs_keras": statistics.median(a / b for a, b in zip(hw, keras_sps, strict=True)),
-                "hand_loop_vs_keras": statistics.median(a / b for a, b in zip(hand, keras_sps, strict=True)),
+                "stock_loop_vs_keras": statistics.median(a / b for a, b in zip(stock, keras_sps, strict=True)),
                 "keras_all": keras_sps, "keras_jit_compile": peer[0]["jit_compile"],
                 "tensorflow": peer[0]["tensorflow"], "keras": peer[0]["keras"],
             })  # fmt: skip
         rows.append(row)
 
-    table = Table(title="hwbench vs a hand loop vs Keras 3 + TensorFlow, CPU (median steady-state training samples/s)")
-    columns = ["arch", "threads", "hwbench", "hand loop", "Keras", "hwbench/hand", "hwbench/Keras", "hand/Keras"]
+    table = Table(title=f"hwbench vs a hand loop, a stock torch loop and Keras 3 + TensorFlow on {cpu} "
+                  f"(median steady-state training samples/s)")  # fmt: skip
+    columns = ["arch", "threads", "hwbench", "hand loop", "stock torch", "Keras", "hwbench/hand", "hwbench/stock",
+               "hwbench/Keras", "stock/Keras"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "arch" else "right")
     for r in rows:
         keras_cells = (
-            [f"{r['keras_samples_per_sec']:,.0f}", f"{r['hwbench_vs_keras']:.3f}", f"{r['hand_loop_vs_keras']:.3f}"]
+            [f"{r['keras_samples_per_sec']:,.0f}", f"{r['hwbench_vs_keras']:.3f}", f"{r['stock_loop_vs_keras']:.3f}"]
             if "keras_samples_per_sec" in r else ["-", "-", "-"]
         )  # fmt: skip
         table.add_row(r["arch"], str(r["threads"]), f"{r['hwbench_samples_per_sec']:,.0f}",
-                      f"{r['hand_loop_samples_per_sec']:,.0f}", keras_cells[0], f"{r['hwbench_vs_hand_loop']:.3f}",
+                      f"{r['hand_loop_samples_per_sec']:,.0f}", f"{r['stock_loop_samples_per_sec']:,.0f}",
+                      keras_cells[0], f"{r['hwbench_vs_hand_loop']:.3f}", f"{r['hwbench_vs_stock_loop']:.3f}",
                       *keras_cells[1:])  # fmt: skip
     Console(width=150).print(table)
     print(json.dumps({"keras_peer": rows}))

@@ -45,6 +45,13 @@ class DataConfig:
 
 
 @dataclass
+class CpuKernelsConfig:
+    linear: str = MISSING
+    conv2d: str = MISSING
+    dropout: str = MISSING
+
+
+@dataclass
 class DeviceConfig:
     name: str = MISSING
     accelerator: str = MISSING
@@ -54,6 +61,7 @@ class DeviceConfig:
     strategy: str = "auto"
     matmul_precision: str = MISSING
     cudnn_benchmark: bool = MISSING
+    cpu_kernels: CpuKernelsConfig = field(default_factory=CpuKernelsConfig)
 
 
 @dataclass
@@ -168,6 +176,10 @@ def check(cfg: DictConfig) -> None:
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
     one_of("init", cfg.init, ("keras", "torch"))
     one_of("device.strategy", cfg.device.strategy, ("auto", "ddp"))
+    from hwbench.cpu_kernels.autotune import AUTO, KINDS  # torch: not loaded while the CLI parses arguments
+
+    for kind, kernels in KINDS.items():
+        one_of(f"device.cpu_kernels.{kind}", cfg.device.cpu_kernels[kind], (AUTO, *kernels))
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip

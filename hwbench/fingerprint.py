@@ -28,6 +28,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> str:
+    """The widest vector instruction set torch's CPU kernels use on this machine (AVX2, AVX512, ...)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_description() -> str:
+    """The CPU as a table caption names it: model, vendor's family and model numbers (x86), ISA."""
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    family = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+    vendor = f"{fields.get('vendor_id', '')} {family}".strip()
+    return f"{cpu_model()} ({vendor + ', ' if vendor else ''}{cpu_isa()})"
+
+
 def nvidia_driver() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
@@ -53,6 +71,7 @@ def fingerprint(threads: int, precision: str, accelerator: str) -> dict[str, Any
         "host": socket.gethostname(),
         "os": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
         "threads": threads,

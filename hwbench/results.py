@@ -22,6 +22,7 @@ Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"
 
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
@@ -85,6 +86,8 @@ class Fingerprint(Part):
     python: str | None = None
     torch: str | None = None
     lightning: str | None = None
+    cpu_isa: str | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
+    cpu_kernels: dict[str, str] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
 
 
 class Metrics(Part):
@@ -124,6 +127,28 @@ class Resources(Part):
     gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # GPU time over wall time
     gpu_busy_method: str | None = None  # how it was read (hwbench.resources.BusyProbe)
     gpu_busy_unavailable: str | None = None
+
+
+class KernelChoice(Part):
+    """How one kind of layer (linear, conv2d, dropout) ran on the CPU, and why that way."""
+
+    kernel: str  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
+    how: Literal["measured", "forced", "only one applies", "compiled"]
+    ms_per_step: dict[str, Milliseconds] = {}  # measured: each candidate's median training step (no update)
+
+
+class CpuKernels(Part):
+    """The CPU kernels of the net's layers (hwbench/cpu_kernels), chosen before training, off the clock."""
+
+    layers: dict[str, KernelChoice]  # by kind, the kinds the net has
+    seconds: Seconds  # the choosing's time; 0 when cached
+    cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
+    rounds: int  # alternated rounds of timing per candidate
+
+    @property
+    def chosen(self) -> dict[str, str]:
+        """Each kind's kernel, as the fingerprint names them."""
+        return {kind: choice.kernel for kind, choice in self.layers.items()}
 
 
 class Interruption(Part):
@@ -180,6 +205,7 @@ class ResultsRecord(Part):
     config: dict[str, Any] = {}
     fingerprint: Fingerprint | None = None
     execution: ExecutionPart | None = None
+    cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
     # scale-out; samples/s are global, all ranks together
     world_size: int = 1
     strategy: str | None = None  # Lightning's strategy class, e.g. DDPStrategy

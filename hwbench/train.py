@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from hwbench.classifier import Classifier
 from hwbench.config import check
+from hwbench.cpu_kernels.autotune import CpuKernelChoice
 from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, one_line
@@ -93,7 +94,7 @@ class Job:
 
     def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool) -> None:
         self.cfg, self.out_dir, self.writes = cfg, out_dir, writes
-        self.measuring: list[PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
+        self.measuring: list[CpuKernelChoice | PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
         self.logger: TensorBoardLogger | None = None
         self.trainer: L.Trainer | None = None
 
@@ -135,6 +136,8 @@ class Job:
         for callback in self.measuring:
             for name, part in callback.record_parts().items():
                 setattr(record, name, part)
+        if record.cpu_kernels is not None and record.fingerprint is not None:  # the machine as it ran: its kernels
+            record.fingerprint.cpu_kernels = record.cpu_kernels.chosen
 
     @property
     def monitor(self) -> BenchmarkMonitor | None:
@@ -158,7 +161,8 @@ class Job:
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
         flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
         monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size)
-        self.measuring = [PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
+        kernels = CpuKernelChoice(cfg.device.cpu_kernels, data)  # in its setup: before any clock starts
+        self.measuring = [kernels, PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
         self.logger = TensorBoardLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
         self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
         self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, list(self.measuring))

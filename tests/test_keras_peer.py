@@ -1,4 +1,5 @@
-"""benchmarks/keras_peer.py runs end to end at tiny size, with and without TensorFlow (never timed in a test)."""
+"""benchmarks/keras_peer.py runs end to end at tiny size, with and without TensorFlow (never timed in a test): hwbench,
+the hand loop, the stock torch loop and Keras, on the CPU its table names."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from hwbench.fingerprint import cpu_description
 
 SCRIPT = REPO / "benchmarks" / "keras_peer.py"
 TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
@@ -44,6 +46,7 @@ def test_without_tensorflow_the_keras_column_is_skipped_in_one_line(data_root: s
     assert len(skips) == 1 and "pip install -e '.[peers]'" in skips[0]
     (row,) = rows(result.stdout)
     assert row["arch"] == "ffnn" and row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
+    assert row["stock_loop_samples_per_sec"] > 0  # the stock torch loop needs no TensorFlow
     assert "keras_samples_per_sec" not in row
 
 
@@ -56,7 +59,11 @@ def test_all_three_paths_report_their_fields(data_root: str, tmp_path: Path) -> 
     for row in (ffnn, cnn):
         assert row["threads"] == 1 and row["train_images"] == 1000 and row["repeats"] == 1
         assert len(row["keras_all"]) == len(row["hwbench_all"]) == len(row["hand_loop_all"]) == 1
+        assert row["hwbench_vs_stock_loop"] == pytest.approx(row["hwbench_all"][0] / row["stock_loop_all"][0])
+        assert row["cpu"] == cpu_description() and set(row["cpu_kernels"][0]) >= {"linear", "dropout"}
         assert row["keras_samples_per_sec"] > 0 and isinstance(row["keras_jit_compile"], bool)
         assert row["hwbench_vs_keras"] == pytest.approx(row["hwbench_samples_per_sec"] / row["keras_samples_per_sec"])
         assert row["keras"].startswith("3.")
-    assert "hwbench/Keras" in result.stdout  # the table
+    assert cnn["cpu_kernels"][0].keys() == {"conv2d", "dropout", "linear"}
+    assert "hwbench/Keras" in result.stdout and "hwbench/stock" in result.stdout  # the table
+    assert cpu_description() in " ".join(result.stdout.split())  # its title names the CPU (wrapped or not)

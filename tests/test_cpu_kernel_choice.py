@@ -1,0 +1,162 @@
+"""The CPU kernel choice: it takes the fastest measured candidate, a forced setting wins, a choice is made once per
+process and shapes, it leaves no trace in training, and the record names it. No test asserts a duration: the
+candidates' speeds are made unequal on purpose (a fake clock, or a kernel made slow by a sleep)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hwbench.cpu_kernels.autotune as autotune
+import hwbench.cpu_kernels.layers
+from hwbench.cpu_kernels.autotune import ChoiceCache, choose_kernels, kernel_layers, time_candidates
+from hwbench.execution import Compiled
+from hwbench.models import CNN, FFNN, init_weights
+from hwbench.results import read_record
+
+AUTO = {"linear": "auto", "conv2d": "auto", "dropout": "auto"}
+BATCH = (torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,)))
+
+
+class FakeClock:
+    """A clock that only candidates move: each call of a candidate adds its cost."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def candidate(self, costs: list[float], calls: list[str], name: str) -> Callable[[], None]:
+        def run() -> None:
+            self.now += costs[len([c for c in calls if c == name]) % len(costs)]
+            calls.append(name)
+
+        return run
+
+
+def test_time_candidates_takes_each_ones_median_over_alternated_rounds() -> None:
+    clock, calls = FakeClock(), []
+    costs = {"a": [0.010, 0.010, 0.500, 0.010, 0.010, 0.010], "b": [0.008]}  # a: one disturbed call
+    candidates = {name: clock.candidate(cost, calls, name) for name, cost in costs.items()}
+    ms = time_candidates(candidates, rounds=5, block_seconds=0.0, clock=clock)
+    assert ms == pytest.approx({"a": 10.0, "b": 8.0})  # the median leaves the disturbed round out
+    assert calls[:2] == ["a", "b"]  # one untimed call each, then rounds in alternating order
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+
+
+def test_time_candidates_times_blocks_of_at_least_block_seconds() -> None:
+    clock, calls = FakeClock(), []
+    ms = time_candidates({"a": clock.candidate([0.004], calls, "a")}, rounds=3, block_seconds=0.02, clock=clock)
+    assert ms == pytest.approx({"a": 4.0}) and len(calls) == 1 + 3 * 5
+
+
+def slow(fn: Callable, seconds: float = 0.02) -> Callable:
+    """``fn``, made deterministically slower: a candidate that must lose."""
+
+    def run(*args, **kwargs):
+        time.sleep(seconds)
+        return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.mark.parametrize("slow_kernel", ["torch", "onednn"])
+def test_auto_takes_the_faster_of_the_measured_candidates(monkeypatch: pytest.MonkeyPatch, slow_kernel: str) -> None:
+    if slow_kernel == "torch":
+        monkeypatch.setattr(F, "linear", slow(F.linear))  # nn.Linear's forward
+    else:
+        monkeypatch.setattr(
+            hwbench.cpu_kernels.layers, "_onednn_linear", slow(hwbench.cpu_kernels.layers._onednn_linear)
+        )
+    net = FFNN()
+    part = choose_kernels(net, *BATCH, AUTO, cache=ChoiceCache())
+    linear = part.layers["linear"]
+    fast = "onednn" if slow_kernel == "torch" else "torch"
+    assert (linear.kernel, linear.how) == (fast, "measured")
+    assert (
+        set(linear.ms_per_step) == {"torch", "onednn"} and min(linear.ms_per_step, key=linear.ms_per_step.get) == fast
+    )
+    assert all(layer.kernel == fast for layer in kernel_layers(net)["linear"])  # the net runs what was chosen
+    assert part.layers["dropout"].how == "only one applies"  # the paper's FFNN: dropout 0
+
+
+def test_a_forced_kernel_wins_over_a_faster_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hwbench.cpu_kernels.layers, "_onednn_linear", slow(hwbench.cpu_kernels.layers._onednn_linear))
+    net = FFNN()
+    part = choose_kernels(net, *BATCH, {**AUTO, "linear": "onednn"}, cache=ChoiceCache())
+    assert part.layers["linear"].model_dump() == {"kernel": "onednn", "how": "forced", "ms_per_step": {}}
+    assert all(layer.kernel == "onednn" for layer in kernel_layers(net)["linear"])
+
+
+def test_every_kind_of_the_cnn_is_chosen_and_the_choice_is_cached_per_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ChoiceCache()
+    settings = {"linear": "torch", "conv2d": "auto", "dropout": "auto"}
+    first = choose_kernels(CNN(), *BATCH, settings, cache=cache, rounds=1)
+    assert list(first.layers) == ["conv2d", "dropout", "linear"]  # the convolutions' layout first
+    assert {first.layers[k].how for k in ("conv2d", "dropout")} == {"measured"} and not first.cached
+    monkeypatch.setattr(autotune, "time_candidates", lambda *a, **k: pytest.fail("measured again"))
+    another = CNN()
+    again = choose_kernels(another, *BATCH, settings, cache=cache)
+    assert again.cached and again.seconds == 0 and again.layers == first.layers
+    assert {layer.kind: layer.kernel for layers in kernel_layers(another).values() for layer in layers} == first.chosen
+    with pytest.raises(pytest.fail.Exception, match="measured again"):  # another batch size: measured anew
+        choose_kernels(CNN(), BATCH[0][:16], BATCH[1][:16], settings, cache=cache)
+
+
+def test_choosing_leaves_weights_gradients_and_the_random_stream_as_they_were() -> None:
+    torch.manual_seed(0)
+    net = init_weights(CNN(), "keras")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    choose_kernels(net.eval(), *BATCH, {**AUTO, "linear": "torch"}, cache=ChoiceCache(), rounds=1)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters()) and not net.training
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_compiled_net_runs_torchs_kernels_unmeasured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(autotune, "time_candidates", lambda *a, **k: pytest.fail("measured a compiled net"))
+    net = Compiled("default").build_net(CNN())
+    part = choose_kernels(net, *BATCH, {**AUTO, "linear": "onednn"}, cache=ChoiceCache())
+    assert {c.how for c in part.layers.values()} == {"compiled"} and set(part.chosen.values()) == {"torch"}
+
+
+def test_a_net_without_kernel_layers_has_no_choice() -> None:
+    assert choose_kernels(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), *BATCH, AUTO) is None
+
+
+def test_the_record_names_the_choice_and_a_sweep_measures_once(hwbench_cli, tmp_path: Path) -> None:
+    result = hwbench_cli("-m", "device=cpu", "epochs=1", "data.train_limit=512", "data.val_size=0",
+                         "device.cpu_kernels.linear=auto,onednn", "seed=0,1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = sorted((tmp_path / "outputs").rglob("results.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    records = [read_record(p) for p in paths]  # in the sweep's order
+    assert len(records) == 4
+    for record in records:
+        setting = record.config["device"]["cpu_kernels"]["linear"]
+        part, linear = record.cpu_kernels, record.cpu_kernels.layers["linear"]
+        assert record.fingerprint.cpu_kernels == part.chosen and record.fingerprint.cpu_isa
+        if setting == "onednn":
+            assert (linear.kernel, linear.how, linear.ms_per_step) == ("onednn", "forced", {})
+        else:  # measured by the sweep's first auto job; the second takes its choice
+            assert linear.how == "measured" and set(linear.ms_per_step) == {"torch", "onednn"}
+            assert linear.kernel == min(linear.ms_per_step, key=linear.ms_per_step.get)
+    auto = [r for r in records if r.config["device"]["cpu_kernels"]["linear"] == "auto"]
+    assert [r.cpu_kernels.cached for r in auto] == [False, True]
+    assert "cpu kernels: " in result.stdout + result.stderr  # the log line
+
+
+def test_a_bad_kernel_name_gets_one_line_naming_the_choices(hwbench_cli) -> None:
+    result = hwbench_cli("device=cpu", "device.cpu_kernels.linear=mkl")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        "device.cpu_kernels.linear must be one of auto, torch, onednn, got 'mkl'"
+        in result.stderr.strip().splitlines()[-1]
+    )
