@@ -1,5 +1,7 @@
 """Errors a user can fix: reported as one line that names the fix, never as a traceback."""
 
+import errno
+
 
 class HwbenchError(Exception):
     """A problem with the user's input or machine, with a message that says how to fix it."""
@@ -19,6 +21,19 @@ class DeviceUnavailable(HwbenchError):
 
 class OutputFolderTaken(HwbenchError):
     """The job's folder already holds another run's results: writing there would mix or lose them."""
+
+
+class OutputUnwritable(HwbenchError):
+    """A job's outputs could not be written (a full disk, a quota, a read-only or vanished folder): a sweep
+    stops there, since every later job would write to the same place."""
+
+    def __init__(self, folder: object, err: OSError) -> None:
+        self.folder = folder
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk or quota
+            fix = "free some space there or set output_root to another disk"
+        else:
+            fix = "set output_root to a folder you can write"
+        super().__init__(f"cannot write {folder} ({err.strerror or err}): {fix}")
 
 
 class Interrupted(BaseException):
