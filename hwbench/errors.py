@@ -1,7 +1,5 @@
 """Errors a user can fix: reported as one line that names the fix, never as a traceback."""
 
-import errno
-
 
 class HwbenchError(Exception):
     """A problem with the user's input or machine, with a message that says how to fix it."""
@@ -27,13 +25,14 @@ class OutputUnwritable(HwbenchError):
     """A job's outputs could not be written (a full disk, a quota, a read-only or vanished folder): a sweep
     stops there, since every later job would write to the same place."""
 
-    def __init__(self, folder: object, err: OSError) -> None:
+    def __init__(self, folder: object, words: str, full: bool) -> None:
         self.folder = folder
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk or quota
-            fix = "free some space there or set output_root to another disk"
-        else:
-            fix = "set output_root to a folder you can write"
-        super().__init__(f"cannot write {folder} ({err.strerror or err}): {fix}")
+        fix = (
+            "free some space there or set output_root to another disk"
+            if full
+            else "set output_root to a folder you can write"
+        )
+        super().__init__(f"cannot write {folder} ({words}): {fix}")
 
 
 class Interrupted(BaseException):

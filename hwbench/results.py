@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hwbench.errors import OutputFolderTaken, OutputUnwritable
+from hwbench.errors import OutputFolderTaken
+from hwbench.outputs import writing
 
 RECORD_NAME = "results.json"
 SCHEMA_VERSION = 3  # 1: the unversioned records of hwbench 0.1; 2: flat training figures. Both still read
@@ -279,17 +280,16 @@ def write_record(folder: str | Path, record: ResultsRecord) -> Path:
     path = Path(folder) / RECORD_NAME
     tmp = path.with_name(f".results-{secrets.token_hex(6)}.json")  # hidden: compare looks for results.json only
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("x", encoding="utf-8") as f:  # "x": created with 0666 less the umask (mkstemp's is 0600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:  # a full disk, or a signal while held off (hwbench.interrupts)
+        with writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("x", encoding="utf-8") as f:  # "x": created with 0666 less the umask (mkstemp's is 0600)
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:  # a full disk, or anything else that stops the write half-way
         with contextlib.suppress(OSError):  # never created (a read-only folder), or cannot go either
             tmp.unlink()
-        if isinstance(err, OSError):
-            raise OutputUnwritable(path.parent, err) from err
         raise
     return path
 

@@ -3,12 +3,15 @@ line on the screen, and what the results record keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 
 from hwbench.compare import main as compare
 from hwbench.errors import OutputUnwritable
+from hwbench.outputs import JobLogFile, quiet_tensorboard_thread
 from hwbench.results import ResultsRecord, read_record, write_record
 
 TINY = ("device=cpu", "data.train_limit=1000")
@@ -217,6 +221,34 @@ def test_a_record_that_cannot_be_written_leaves_the_last_one_and_no_temporary(sm
         write_record(small_disk / "job", ResultsRecord(status="failed", run_name="second", reason="x" * 10_000))
     assert (small_disk / "job" / "results.json").read_text() == before
     assert temporaries(small_disk) == []
+
+
+def test_tensorboard_and_the_log_file_on_a_full_disk_stay_quiet_and_the_job_is_told(small_disk, capfd, monkeypatch):
+    """TensorBoard's writer thread and the log file meet the full disk first: neither prints a traceback, and
+    TensorBoard's error reaches the job (in the main thread) as OutputUnwritable naming the folder."""
+    from hwbench.train import JobLogger  # Lightning loads only here
+
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)  # Python's own, which prints; not pytest's
+    quiet_tensorboard_thread()
+    logger = JobLogger(save_dir=small_disk / "job", name="", version="")
+    logger.log_metrics({"loss": 1.0}, step=0)
+    log = logging.getLogger("hwbench.test_full_disk")
+    log.addHandler(handler := JobLogFile(small_disk / "job" / "hwbench.log"))
+    log.info("before the disk filled up")
+    fill(small_disk)
+    try:
+        for step in range(1, 200):
+            log.warning("x" * 1000)  # a line a minute for hours
+            with contextlib.suppress(OutputUnwritable):  # the thread may not have met the disk yet
+                logger.log_metrics({"loss": 1.0 / step, "padding": float(step)}, step=step)
+        with pytest.raises(OutputUnwritable, match=f"cannot write {small_disk / 'job'} \\(No space left on device"):
+            logger.finalize("success")
+    finally:
+        log.removeHandler(handler)
+        with contextlib.suppress(OSError):
+            handler.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err and "Exception in thread" not in err, err[-3000:]
 
 
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
