@@ -64,7 +64,7 @@ def hwbench_samples_per_sec(cfg: Any, kernels: list[dict[str, str] | None]) -> f
     """hwbench's path; appends the CPU kernels it chose to ``kernels``."""
     record = bench_overhead.hwbench_record(cfg)
     kernels.append(record.fingerprint.cpu_kernels if record.fingerprint else None)
-    return record.steady.samples_per_sec  # type: ignore[union-attr]
+    return record.training.steady.samples_per_sec  # type: ignore[union-attr]
 
 
 def keras_available() -> bool:

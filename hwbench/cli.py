@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 
 from hwbench.config import CONFIG_DIR, register
 from hwbench.ddp import process_rank
-from hwbench.errors import HwbenchError, Interrupted
+from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
 from hwbench.interrupts import signals_raise_interrupted
+from hwbench.outputs import exit_unwritable
 
 
 @dataclass
@@ -28,8 +29,11 @@ class Outcomes:
 
         hydra_cfg = HydraConfig.get()
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+        folder = Path(hydra_cfg.runtime.output_dir)
         try:
-            record = run(cfg, Path(hydra_cfg.runtime.output_dir))
+            record = run(cfg, folder)
+        except OutputUnwritable as err:  # a full disk: every later job would meet it too
+            exit_unwritable(err, sweeping)
         except HwbenchError as err:  # the folder is taken: nothing was run or written
             line, status = f"{cfg.run_name}: {err}", "failed"
         else:
@@ -40,7 +44,7 @@ class Outcomes:
             print(line, flush=True)
         elif sweeping:
             print(line, file=sys.stderr, flush=True)
-            self.not_ok.append(f"{cfg.run_name} ({status})")
+            self.not_ok.append(f"{folder.name} ({status})")  # the folder: jobs of a sweep may share a name
         else:
             sys.exit(f"error: {line}")
 

@@ -8,7 +8,9 @@ is checked once, in :func:`check`.
 from __future__ import annotations
 
 import itertools
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # inside the package
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -147,6 +150,18 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         return compose("config", list(overrides))
 
 
+def numbers(node: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a resolved config, with its dotted key."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from numbers(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from numbers(v, f"{key}[{i}]")
+    elif isinstance(node, float):
+        yield key, node
+
+
 def one_of(key: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
@@ -165,8 +180,7 @@ def check(cfg: DictConfig) -> None:
                 "data.train_limit"):  # fmt: skip
         at_least(key, 1)
     at_least("data.val_size", 0)
-    if cfg.lr <= 0:
-        raise ConfigError(f"lr must be a positive number, got {cfg.lr!r}: set e.g. lr=0.01")
+    check_numbers(cfg)
     if cfg.data.val_size >= MNIST_TRAIN_SIZE:
         raise ConfigError(f"data.val_size must be below {MNIST_TRAIN_SIZE}, got {cfg.data.val_size}")
     if cfg.data.train_limit is not None and cfg.data.train_limit > MNIST_TRAIN_SIZE - cfg.data.val_size:
@@ -183,3 +197,21 @@ def check(cfg: DictConfig) -> None:
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """What a type lets through: NaN and infinity anywhere, lr's sign, the seeds' and dropout's ranges."""
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):  # nan passes a plain `lr <= 0` test
+        raise ConfigError(f"lr must be a positive, finite number, got {cfg.lr!r}: set e.g. lr=0.01")
+    for key, value in numbers(OmegaConf.to_container(cfg, resolve=True)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}: give it a finite value "
+                              f"(python -m hwbench --cfg job shows the config)")  # fmt: skip
+    for key in ("seed", "data.seed"):
+        seed = OmegaConf.select(cfg, key)
+        if not 0 <= seed <= MAX_SEED:  # numpy's range, which Lightning's seed_everything enforces deep inside
+            raise ConfigError(f"{key} must be between 0 and {MAX_SEED}, got {seed}: set e.g. {key}=0")
+    dropout = OmegaConf.select(cfg, "arch.net.dropout")
+    for p in dropout if OmegaConf.is_list(dropout) else [dropout]:
+        if isinstance(p, (int, float)) and not 0 <= p <= 1:  # else torch's message hides under Hydra's instantiate
+            raise ConfigError(f"arch.net.dropout must be between 0 and 1, got {dropout}: set e.g. arch.net.dropout=0.5")

@@ -21,6 +21,20 @@ class OutputFolderTaken(HwbenchError):
     """The job's folder already holds another run's results: writing there would mix or lose them."""
 
 
+class OutputUnwritable(HwbenchError):
+    """A job's outputs could not be written (a full disk, a quota, a read-only or vanished folder): a sweep
+    stops there, since every later job would write to the same place."""
+
+    def __init__(self, folder: object, words: str, full: bool) -> None:
+        self.folder = folder
+        fix = (
+            "free some space there or set output_root to another disk"
+            if full
+            else "set output_root to a folder you can write"
+        )
+        super().__init__(f"cannot write {folder} ({words}): {fix}")
+
+
 class Interrupted(BaseException):
     """A signal (SIGINT, SIGTERM, SIGUSR1) asked the run to stop; the exit status is 128 + its number."""
 

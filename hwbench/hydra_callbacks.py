@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import errno
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hwbench.ddp import process_rank
-from hwbench.errors import OutputFolderTaken
+from hwbench.errors import OutputFolderTaken, OutputUnwritable
+from hwbench.outputs import exit_unwritable, writing
 from hwbench.results import refuse_taken
+
+PROBE_BYTES = 64 * 1024  # room for Hydra's own files (multirun.yaml, .hydra/) before it writes them
+CONFIG_COPY = ".hydra"  # Hydra's usual folder for its copy of a job's config
 
 
 class CheckOutputFolder(Callback):
@@ -30,18 +39,55 @@ class CheckOutputFolder(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         writable_or_exit(config, "hydra.sweep.dir")
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
+        hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
+        if process_rank() > 0:  # rank 0 has written it
+            return
+        save_config_copy(config)
+
+
+def save_config_copy(config: DictConfig) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra's run_job writes them."""
+    job = copy.deepcopy(config)
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    overrides = config.hydra.overrides.task
+    files = {"config.yaml": job, "hydra.yaml": HydraConfig.instance().cfg, "overrides.yaml": overrides}
+    folder = Path(config.hydra.runtime.output_dir) / CONFIG_COPY
+    try:
+        with writing(folder):
+            folder.mkdir(exist_ok=True)
+            for name, cfg in files.items():
+                (folder / name).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+    except OutputUnwritable as err:
+        exit_unwritable(err, sweeping=config.hydra.mode == RunMode.MULTIRUN)
+
 
 def writable_or_exit(config: DictConfig, key: str) -> Path:
+    folder = None
     try:
         folder = Path(str(OmegaConf.select(config, key)))  # resolving the run dir claims it (config.fresh_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return folder
+        with tempfile.TemporaryFile(dir=folder) as probe:  # bytes, not only a name: a full disk fails here
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+        return folder
     except Exception as err:
-        while (inner := err.__cause__ or err.__context__) is not None:  # OmegaConf wraps what the resolver raised
-            err = inner  # type: ignore[assignment]
-        what = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+        err = raised_os_error(err)
+        os_error = isinstance(err, OSError) and err.strerror
+        what = f"{err.strerror}: {err.filename or folder}" if os_error else str(err)  # type: ignore[attr-defined]
+        fix = "free some space there or set" if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else "set"
         sys.exit(
             f"error: cannot write the output folder under output_root={config.output_root} ({what}): "
-            f"set output_root to a folder you can write, e.g. output_root=$HOME/hwbench-outputs"
+            f"{fix} output_root to a folder you can write, e.g. output_root=$HOME/hwbench-outputs"
         )
+
+
+def raised_os_error(err: BaseException) -> BaseException:
+    """The OSError under OmegaConf's wrapping of what the resolver raised, else the innermost error. Not the
+    innermost OSError: mkdir(parents=True) raises a parent's EROFS while handling its own ENOENT."""
+    while not isinstance(err, OSError) and (inner := err.__cause__ or err.__context__) is not None:
+        err = inner
+    return err

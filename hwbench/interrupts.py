@@ -1,11 +1,17 @@
-"""Turn the signals that stop a run into one exception, so that the run can record what it finished."""
+"""Turn the signals that stop a run into one exception, so that the run can record what it finished.
+
+Only the first signal counts: every later one is ignored until the process has exited, so a second Ctrl-C
+can neither cut the record short nor end the process by the signal or with a traceback at exit.
+"""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from hwbench.errors import Interrupted
 
@@ -13,21 +19,89 @@ from hwbench.errors import Interrupted
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
-def _raise(signum: int, frame: FrameType | None) -> None:
-    for s in STOP_SIGNALS:  # a second Ctrl-C while the record is written must not cut it short
+def ignore_stop_signals() -> None:
+    for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
-    raise Interrupted(signum)
+
+
+class StopSignals:
+    """The stop signals of one block: the first raises :class:`Interrupted` where the program is, and later
+    ones are ignored.
+
+    Where it cannot be raised, it is raised at the next :meth:`safe_point`: while :meth:`held` (the record being
+    written), and when a finalizer or a gc callback was running (Python swallows an exception raised there and
+    reports it to ``sys.unraisablehook``; jax's gc callback runs during training).
+    """
+
+    def __init__(self) -> None:
+        self.first: int | None = None  # the first signal's number
+        self.holding = False
+        self.pending = False  # arrived but not raised to the program yet
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        # stateful, not only SIG_IGN: Lightning's teardown reinstalls the handlers it found, this one included
+        if self.first is not None:
+            return
+        self.first = signum
+        ignore_stop_signals()
+        if self.holding:
+            self.pending = True
+        else:
+            raise Interrupted(signum)
+
+    def swallowed(self, unraisable: Any) -> bool:
+        """For ``sys.unraisablehook``: True (and raised again later) when the exception Python could not raise is
+        this signal's."""
+        if isinstance(unraisable.exc_value, Interrupted):
+            self.pending = True
+            return True
+        return False
+
+    def safe_point(self) -> None:
+        """Raise the signal's exception here if it is still to be raised."""
+        if self.pending and not self.holding:
+            self.pending = False
+            raise Interrupted(self.first)  # type: ignore[arg-type]
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Work a signal must not cut short (writing the record): a signal that arrives meanwhile is raised
+        after it."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        self.safe_point()
 
 
 @contextmanager
-def signals_raise_interrupted() -> Iterator[None]:
+def signals_raise_interrupted() -> Iterator[StopSignals]:
     """Within the block, SIGINT, SIGTERM and SIGUSR1 raise :class:`Interrupted` (Lightning keeps its own
-    SIGTERM notifier and calls this handler after it); the previous handlers come back afterwards."""
+    SIGTERM notifier and calls this handler after it). The previous handlers come back afterwards, unless a
+    signal stopped the block: then every stop signal stays ignored for the rest of the process."""
+    stop = StopSignals()
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    previous_hook: Callable[[Any], Any] = sys.unraisablehook
+
+    def unraisable(unraisable: Any) -> None:
+        if not stop.swallowed(unraisable):  # no "Exception ignored in ..." traceback for a signal
+            previous_hook(unraisable)
+
     for s in STOP_SIGNALS:
-        signal.signal(s, _raise)
+        signal.signal(s, stop.handle)
+    sys.unraisablehook = unraisable
+    stopping = False
     try:
-        yield
+        yield stop
+        stop.safe_point()  # a signal swallowed after the block's last safe point
+    except Interrupted:  # this block's signal, or an inner block's on its way out
+        stopping = True
+        raise
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
+        if stopping or stop.first is not None:
+            ignore_stop_signals()
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

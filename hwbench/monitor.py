@@ -11,6 +11,7 @@ import copy
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from hwbench.data import InMemoryDataModule
 from hwbench.devices import synchronize
 from hwbench.peaks import peak_flops, precision_class
-from hwbench.results import Epoch, Flops, Inference, Peak, Rates, Training
+from hwbench.results import Epoch, Flops, Inference, Metrics, Peak, Rates, Training
 
 log = logging.getLogger(__name__)
 ACCURACY_TARGETS = (0.97, 0.98, 0.99)
@@ -68,8 +69,11 @@ class BenchmarkMonitor(Callback):
         warmup_steps: int = 50,
         inference_batch_size: int = 1024,
         latency_runs: int = 100,
+        safe_point: Callable[[], None] | None = None,
     ) -> None:
         self.flops, self.precision, self.data = flops, precision, data
+        # where a stop signal that could not be raised yet is raised (hwbench.interrupts.StopSignals.safe_point)
+        self.safe_point = safe_point or (lambda: None)
         self.warmup_steps, self.inference_batch_size, self.latency_runs = (
             warmup_steps,
             inference_batch_size,
@@ -80,6 +84,7 @@ class BenchmarkMonitor(Callback):
         self.mfu_unavailable: str | None = None
         self.epochs: list[Epoch] = []  # one entry per finished epoch
         self.training: Training | None = None  # the record's parts, once measured
+        self.metrics: Metrics | None = None
         self.inference: Inference | None = None
         self.train_seconds, self.steps, self.samples = 0.0, 0, 0
         self.epoch_start, self.epoch_start_mark = 0.0, Mark(0.0, 0, 0)
@@ -139,12 +144,19 @@ class BenchmarkMonitor(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
+        self.safe_point()
         self.steps += len(batch)
         self.samples += sum(len(y) for _, y in batch)
         if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self._mark()
         if batch_idx + 1 == trainer.num_training_batches:
             self.epoch_end = self._mark()
+
+    def on_validation_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self.safe_point()
+
+    def on_test_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self.safe_point()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         end = self.finished = self.epoch_end
@@ -207,8 +219,8 @@ class BenchmarkMonitor(Callback):
         if trainer.logger is not None:
             trainer.logger.log_metrics(figures, step=end.steps)
 
-    def record_parts(self) -> dict[str, Training | Inference]:
-        parts = {"training": self.training, "inference": self.inference}
+    def record_parts(self) -> dict[str, Training | Metrics | Inference]:
+        parts = {"training": self.training, "metrics": self.metrics, "inference": self.inference}
         return {name: part for name, part in parts.items() if part is not None}
 
     @property
@@ -217,12 +229,20 @@ class BenchmarkMonitor(Callback):
         return self.finished.samples if self.finished else 0
 
     # ---- test: inference speed ------------------------------------------------------------------
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log.info(f"testing on {len(self.data.splits['test'][0]):,} images")
+
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # the test's figures are final here: kept now, a signal during the inference timing loses nothing
+        figures = trainer.callback_metrics
+        self.metrics = Metrics(test_acc=float(figures["test/acc"]), test_loss=float(figures["test/loss"]))
         if not trainer.is_global_zero:  # inference is one device's figure: rank 0 measures it alone
             return
+        accuracy, batch = self.metrics.test_acc, self.inference_batch_size
+        log.info(f"tested (accuracy {accuracy:.4f}); timing inference at batch {batch}")
         x = self.data.splits["test"][0]
         with trainer.precision_plugin.forward_context():
-            inference = measure_inference(pl_module, x, self.inference_batch_size, self.latency_runs)
+            inference = measure_inference(pl_module, x, self.inference_batch_size, self.latency_runs, self.safe_point)
         self.inference = Inference(**inference, flops_per_sec=inference["samples_per_sec"] * self.flops.forward)
         if trainer.logger is not None:  # the batch size is a setting (in the record), not a time series
             figures = self.inference.model_dump(exclude={"batch_size"}, exclude_none=True)
@@ -230,8 +250,11 @@ class BenchmarkMonitor(Callback):
 
 
 @torch.inference_mode()
-def measure_inference(model: nn.Module, x: Tensor, batch_size: int, latency_runs: int) -> dict[str, float]:
-    """Samples/s over ``x`` at ``batch_size``, and the median and p90 latency of single images, after warm-up."""
+def measure_inference(
+    model: nn.Module, x: Tensor, batch_size: int, latency_runs: int, safe_point: Callable[[], None] = lambda: None
+) -> dict[str, float]:
+    """Samples/s over ``x`` at ``batch_size``, and the median and p90 latency of single images, after warm-up.
+    ``safe_point`` is called between timings, never inside one."""
     model.eval()
     device = x.device
     batch_size = min(batch_size, len(x))
@@ -239,15 +262,18 @@ def measure_inference(model: nn.Module, x: Tensor, batch_size: int, latency_runs
     for warm in timed.split(batch_size)[:2]:
         model(warm)
     synchronize(device)
+    safe_point()
     start = time.perf_counter()
     for b in timed.split(batch_size):
         model(b)
     synchronize(device)
     samples_per_sec = len(timed) / (time.perf_counter() - start)
+    safe_point()
     for i in range(10):
         model(x[i : i + 1])
     latencies = []
     for i in range(latency_runs):
+        safe_point()
         synchronize(device)
         start = time.perf_counter()
         model(x[i : i + 1])

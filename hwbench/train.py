@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -17,19 +18,19 @@ from hwbench.config import check
 from hwbench.cpu_kernels.autotune import CpuKernelChoice
 from hwbench.ddp import job_scope, process_rank
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
-from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, one_line
+from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputUnwritable, one_line
 from hwbench.execution import Execution, PrepareExecution
 from hwbench.fingerprint import as_markdown, fingerprint
-from hwbench.interrupts import signals_raise_interrupted
+from hwbench.interrupts import StopSignals, signals_raise_interrupted
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor, flops_per_sample
+from hwbench.outputs import writing
 from hwbench.progress import StepProgressBar
 from hwbench.resources import ResourceMonitor
 from hwbench.results import (
     ExecutionPart,
     Fingerprint,
     Interruption,
-    Metrics,
     ResultsRecord,
     now,
     refuse_taken,
@@ -55,6 +56,32 @@ def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> 
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
     )
+
+
+class JobLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger, whose failures to write (a full disk) name the folder: every method that
+    writes, Lightning's calls included, raises :class:`OutputUnwritable`."""
+
+    @property
+    def experiment(self) -> Any:  # creating the writer creates its event file
+        with writing(self.log_dir):
+            return super().experiment
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        with writing(self.log_dir):
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
+        with writing(self.log_dir):
+            super().log_hyperparams(params, metrics)
+
+    def save(self) -> None:
+        with writing(self.log_dir):
+            super().save()
+
+    def finalize(self, status: str) -> None:
+        with writing(self.log_dir):
+            super().finalize(status)
 
 
 def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
@@ -97,39 +124,60 @@ class Job:
         self.measuring: list[CpuKernelChoice | PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
         self.logger: TensorBoardLogger | None = None
         self.trainer: L.Trainer | None = None
+        self.stop: StopSignals | None = None  # the job's own, while it runs
 
     def run(self) -> ResultsRecord:
         start = time.perf_counter()
-        if self.writes:
-            refuse_taken(self.out_dir)
-        record = ResultsRecord.start(self.cfg)
-        if self.writes:
-            write_record(self.out_dir, record)  # claims the folder; a killed job leaves "running", never nothing
-        try:
-            with signals_raise_interrupted():
-                self.train_and_test(record)
-        except DeviceUnavailable as err:
-            record.status, record.reason = "skipped", str(err)
-        except HwbenchError as err:
-            record.status, record.reason = "failed", str(err)
-        except Interrupted as err:
-            monitor = self.monitor
-            if monitor is not None and self.trainer is not None:
-                monitor.summarize(self.trainer, partial=True)
-            epochs, steps = (len(monitor.epochs), monitor.steps) if monitor else (0, 0)
-            record.status, record.reason = "interrupted", f"{err.signal_name} after {epochs} epoch(s)"
-            record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
-            raise
-        except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
-            record.status, record.reason = "failed", f"{type(err).__name__}: {one_line(err)}"
-            record.traceback = traceback.format_exc()
-        finally:
-            self.assemble(record)
-            record.finished, record.wall_seconds = now(), time.perf_counter() - start
+        with signals_raise_interrupted() as stop:  # from the first write to the last: no signal cuts a record short
+            self.stop = stop
             if self.writes:
-                write_record(self.out_dir, record)
-            self.close_logger(record)
+                refuse_taken(self.out_dir)
+            record = ResultsRecord.start(self.cfg)
+            try:
+                if self.writes:  # claims the folder; a killed job leaves "running", never nothing
+                    write_record(self.out_dir, record)
+                self.train_and_test(record)
+            except DeviceUnavailable as err:
+                record.status, record.reason = "skipped", str(err)
+            except OutputUnwritable as err:  # raised again once the record has had its try
+                record.status, record.reason = "failed", str(err)
+                raise
+            except HwbenchError as err:
+                record.status, record.reason = "failed", str(err)
+            except Interrupted as err:
+                self.record_interruption(record, err)
+                raise
+            except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
+                record.status, record.reason = "failed", f"{type(err).__name__}: {one_line(err)}"
+                record.traceback = traceback.format_exc()
+            finally:
+                with stop.held():  # a signal now is raised once the record is on disk
+                    self.finish(record, start)
         return record
+
+    def record_interruption(self, record: ResultsRecord, err: Interrupted) -> None:
+        """What finished before the signal: the epochs (their figures marked partial when training was cut
+        short), and the test's figures when the signal came in the inference timing after it."""
+        record.status = "interrupted"
+        monitor = self.monitor
+        where = ""
+        if monitor is not None and monitor.training is not None:  # training had finished
+            where = ", in the test" if monitor.metrics is None else ", in the inference timing (tested)"
+        elif monitor is not None and self.trainer is not None:
+            monitor.summarize(self.trainer, partial=True)
+        epochs, steps = (len(monitor.epochs), monitor.steps) if monitor else (0, 0)
+        record.reason = f"{err.signal_name} after {epochs} epoch(s){where}"
+        record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
+
+    def finish(self, record: ResultsRecord, start: float) -> None:
+        """The record from every part measured, on disk; then TensorBoard's last figures, flushed."""
+        self.assemble(record)
+        record.finished, record.wall_seconds = now(), time.perf_counter() - start
+        try:
+            if self.writes:
+                write_record(self.out_dir, record)  # on failure the last record written stays
+        finally:
+            self.close_logger(record)
 
     def assemble(self, record: ResultsRecord) -> None:
         """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
@@ -160,11 +208,13 @@ class Job:
         net = build_net(cfg, execution)
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
         flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
-        monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size)
+        monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size,
+                                   safe_point=self.stop.safe_point if self.stop else None)  # fmt: skip
         kernels = CpuKernelChoice(cfg.device.cpu_kernels, data)  # in its setup: before any clock starts
         self.measuring = [kernels, PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
-        self.logger = TensorBoardLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
-        self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
+        self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
+        with writing(self.out_dir):
+            self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
         self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, list(self.measuring))
         trainer.fit(model, datamodule=data)
         record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
@@ -177,9 +227,8 @@ class Job:
                 f"lower the learning rate (lr={cfg.lr})"
             )
             return
-        (test,) = trainer.test(model, datamodule=data, verbose=False)
-        record.metrics = Metrics(test_acc=test["test/acc"], test_loss=test["test/loss"])
-        self.assemble(record)
+        trainer.test(model, datamodule=data, verbose=False)
+        self.assemble(record)  # the test's figures and the inference timing: the monitor's parts
         record.status = "ok"
 
     def close_logger(self, record: ResultsRecord) -> None:
@@ -190,7 +239,8 @@ class Job:
             step = self.monitor.steps if self.monitor else 0
             figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
             self.logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
-            log_hparams(self.logger, self.cfg, record, step)
+            with writing(self.out_dir):
+                log_hparams(self.logger, self.cfg, record, step)
         self.logger.finalize("success" if record.status == "ok" else "failed")
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import scalars
 from hwbench.results import read_record
 
@@ -62,14 +64,18 @@ def test_unknown_arch_gets_hydras_message_not_a_traceback(hwbench_cli) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_bad_value_gets_one_line_naming_the_fix(hwbench_cli) -> None:
-    result = hwbench_cli("epochs=0", "device=cpu")
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [("epochs=0", "error: ffnn cpu epochs=0: failed: epochs must be at least 1, got 0: set e.g. epochs=5"),
+     ("lr=nan", "error: ffnn cpu epochs=5: failed: lr must be a positive, finite number, got nan: set e.g. lr=0.01")],
+)  # fmt: skip
+def test_bad_value_gets_one_line_naming_the_fix(hwbench_cli, tmp_path: Path, value: str, line: str) -> None:
+    result = hwbench_cli(value, "device=cpu")
     assert result.returncode != 0
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == "error: ffnn cpu epochs=0: failed: epochs must be at least 1, got 0: set e.g. epochs=5"
-    )
+    assert result.stderr.strip().splitlines()[-1] == line
     assert "Traceback" not in result.stderr
+    (record,) = [read_record(p) for p in (tmp_path / "outputs").rglob("results.json")]
+    assert record.status == "failed" and record.training is None  # refused before training
 
 
 def test_help_and_cfg_job(hwbench_cli) -> None:

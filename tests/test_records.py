@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwbench.compare import main as compare
-from hwbench.results import RECORD_NAME, ResultsRecord, read_record, write_record
+from hwbench.results import RECORD_NAME, ResultsRecord, find_records, read_record, write_record
 
 OK = {  # a complete record as hwbench writes it, pared to the fields compare reads
     "schema_version": 2, "status": "ok", "reason": None, "run_name": "ffnn_cpu_e2", "arch": "ffnn",
@@ -167,3 +168,33 @@ def test_an_old_record_reads_in_the_current_shape() -> None:
     assert record.execution.kind == "graph" and record.execution.prepare_seconds == 1.5
     again = ResultsRecord.model_validate(record.model_dump())  # validating it again changes nothing
     assert again == record
+
+
+def test_links_are_followed_and_a_loop_or_dangling_link_is_named(tmp_path: Path, capsys) -> None:
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    for folder in (runs / "job", elsewhere / "job"):
+        folder.mkdir(parents=True)
+        (folder / RECORD_NAME).write_text(json.dumps(OK))
+    (runs / "copied_in").symlink_to(elsewhere)  # a folder brought in by a link: read, once
+    (runs / "again").symlink_to(elsewhere)
+    (runs / "job" / "loop").symlink_to(runs)  # back to an ancestor: following it would never end
+    (runs / "self").symlink_to(runs / "self")
+    (runs / "gone").symlink_to(tmp_path / "deleted")
+    found = find_records([runs])
+    assert sorted(str(p.relative_to(runs)) for p, _ in found) == ["again/job/results.json", "job/results.json"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: skipping {runs / 'gone'}: a dangling link to {tmp_path / 'deleted'} (No such file or directory)",
+        f"warning: skipping {runs / 'self'}: a symlink loop",
+        f"warning: skipping {runs / 'job' / 'loop'}: a symlink loop (back to {runs})",
+    ]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_record_is_as_readable_as_the_umask_makes_every_file(tmp_path: Path, umask: int) -> None:
+    before = os.umask(umask)
+    try:
+        path = write_record(tmp_path, ResultsRecord.model_validate(OK))
+        (tmp_path / "other").write_text("any other output")
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask == (tmp_path / "other").stat().st_mode & 0o777
