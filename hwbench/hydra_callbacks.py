@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,3 +48,20 @@ def writable_or_exit(config: DictConfig, key: str) -> Path:
             f"error: cannot write the output folder under output_root={config.output_root} ({what}): "
             f"set output_root to a folder you can write, e.g. output_root=$HOME/hwbench-outputs"
         )
+
+
+class ShowResults(Callback):
+    """After a run or a sweep: where its results are, and the two commands that open them."""
+
+    def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
+        if job_return is not None and job_return.hydra_cfg is not None and process_rank() == 0:
+            print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(results_lines(Path(str(config.hydra.sweep.dir))), flush=True)
+
+
+def results_lines(folder: Path) -> str:
+    relative = os.path.relpath(folder)
+    where = shlex.quote(folder.as_posix() if relative.startswith("..") else relative)
+    return f"results in {where}\n  tensorboard --logdir {where}\n  hwbench-compare {where}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -248,7 +248,9 @@ def refuse_taken(out_dir: Path) -> None:
 
 def read_record(path: Path) -> ResultsRecord:
     """One record; raises ValueError with a one-line reason when it is not a valid one."""
-    try:
+    with contextlib.suppress(OSError, ValidationError):  # the fast path (pydantic parses the JSON itself)
+        return ResultsRecord.model_validate_json(path.read_bytes())
+    try:  # the path that names what is wrong
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"not readable JSON ({err})") from err
@@ -262,16 +264,13 @@ def read_record(path: Path) -> ResultsRecord:
         raise ValueError(f"{where}: {first['msg']} ({err.error_count()} problem(s))") from err
 
 
-def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, ResultsRecord]]:
-    """Every valid record under ``folders`` (recursively), oldest first.
-
-    An invalid one is named on stderr in one line and skipped: one truncated or hand-edited copy from
-    another machine should not hide every other result.
-    """
-    records = []
-    for path in sorted({p for folder in folders for p in Path(folder).rglob(RECORD_NAME)}):
-        try:
-            records.append((path, read_record(path)))
-        except ValueError as err:
-            print(f"warning: skipping {path}: {err}".replace("\n", " "), file=sys.stderr)
-    return sorted(records, key=lambda pr: pr[1].started or "")
+def record_paths(folders: Iterable[str | Path]) -> list[Path]:
+    """Every results.json under ``folders``, sorted. Linked folders are not entered (a link loop ends nowhere),
+    nor hidden ones (.hydra, .submitit: they never hold a record)."""
+    found = set()
+    for folder in folders:
+        for parent, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if RECORD_NAME in files:
+                found.add(Path(parent) / RECORD_NAME)
+    return sorted(found)

@@ -133,8 +133,8 @@ def test_an_unwritable_output_root_gets_one_line(hwbench_cli, tmp_path) -> None:
     assert "set output_root to a folder you can write" in line
 
 
-def test_a_value_of_the_wrong_type_gets_hydras_error(hwbench_cli) -> None:
+def test_a_value_of_the_wrong_type_gets_one_line(hwbench_cli) -> None:
     result = hwbench_cli("epochs=abc")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "Value 'abc' of type 'str' could not be converted to Integer" in result.stderr
-    assert "full_key: epochs" in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: epochs=abc: Value 'abc' of type 'str' could not be converted to Integer")

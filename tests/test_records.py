@@ -93,7 +93,7 @@ def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     (warning,) = captured.err.strip().splitlines()
     assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: steady.samples_per_sec:")
-    assert "1 records (1 ok" in captured.out
+    assert "1 record (1 ok" in captured.out
 
 
 def test_a_record_of_hwbench_0_1_still_reads() -> None:
