@@ -4,7 +4,7 @@
 Writes N results.json records into a temporary folder, shaped as real sweeps leave them (real composed
 configs, full fingerprints, epoch tables of 1-5 epochs; CPU, H100 and A100 hosts, 1-4 devices; some
 skipped, failed, interrupted and diverged runs), then runs ``python -m hwbench.compare`` on the folder in a
-child process and prints its wall seconds and peak resident memory (the child's ``ru_maxrss``), as a table
+child process and prints its wall seconds and peak memory (it and its worker processes together), as lines
 and as one JSON line. The records are written once per size and read by every repeat (a warm page cache,
 as when one compares the same folders twice).
 
@@ -15,6 +15,7 @@ as when one compares the same folders twice).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from omegaconf import OmegaConf
 
 from hwbench.config import compose_config
@@ -115,26 +117,38 @@ def synthetic_record(i: int, rng: random.Random, base: dict[tuple[str, str], dic
 
 
 def write_records(folder: Path, n: int, seed: int = 0) -> None:
-    """``n`` records under ``folder``, 100 jobs a sweep folder, each validated as hwbench validates its own."""
+    """``n`` records under ``folder``, 100 jobs a sweep folder, each validated as hwbench validates its own,
+    beside a log and a .hydra folder as in a real job's folder (the walk visits those too)."""
     rng, base = random.Random(seed), configs()
     for i in range(n):
         record = synthetic_record(i, rng, base)
         job = folder / "multiruns" / f"sweep{i // 100:04d}" / f"{i % 100}_{record['run_name']}"
-        job.mkdir(parents=True)
+        (job / ".hydra").mkdir(parents=True)
         (job / "results.json").write_text(ResultsRecord.model_validate(record).model_dump_json(indent=2))
+        (job / "hwbench.log").write_text(f"[{record['started']}][hwbench.summary][INFO] - {record['run_name']}\n")
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (job / ".hydra" / name).write_text(f"# {name}\n")
 
 
-def measure(folder: Path, out: Path) -> tuple[float, float]:
-    """hwbench-compare on ``folder`` in a child process: wall seconds and peak RSS in MB."""
+def measure(folder: Path, out: Path) -> dict[str, float]:
+    """hwbench-compare on ``folder`` in a child process: wall seconds, and the peak memory of it and its worker
+    processes together, sampled every 20 ms: the sum of their RSS (an upper bound: pages they share count once
+    per process) and of their PSS (shared pages split between them)."""
     cmd = [sys.executable, "-m", "hwbench.compare", str(folder), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    main_process, peak_rss, peak_pss = psutil.Process(child.pid), 0, 0
+    while child.poll() is None:
+        with contextlib.suppress(psutil.Error):  # a worker may end between listing and reading it
+            tree = [main_process, *main_process.children(recursive=True)]
+            memory = [p.memory_full_info() for p in tree]
+            peak_rss = max(peak_rss, sum(m.rss for m in memory))
+            peak_pss = max(peak_pss, sum(m.pss for m in memory))
+        time.sleep(0.02)
     seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         sys.exit(f"error: hwbench-compare exited {child.returncode}: {child.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    return seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    return {"seconds": seconds, "peak_rss_mb": peak_rss / 2**20, "peak_pss_mb": peak_pss / 2**20}
 
 
 def main() -> None:
@@ -152,11 +166,13 @@ def main() -> None:
             write_records(folder, n)
             written = time.perf_counter() - start
             runs = [measure(folder, Path(tmp) / f"report_{n}_{k}") for k in range(args.repeats)]
-            results.append({"records": n, "seconds": statistics.median(s for s, _ in runs),
-                            "peak_mb": max(mb for _, mb in runs), "all_seconds": [s for s, _ in runs],
+            results.append({"records": n, "seconds": statistics.median(r["seconds"] for r in runs),
+                            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                            "peak_pss_mb": max(r["peak_pss_mb"] for r in runs), "runs": runs,
                             "write_seconds": written})  # fmt: skip
-            print(f"{n:>7,} records: {results[-1]['seconds']:.2f} s (median of {args.repeats}), "
-                  f"peak RSS {results[-1]['peak_mb']:.0f} MB", flush=True)  # fmt: skip
+            print(f"{n:>7,} records: {results[-1]['seconds']:.2f} s (median of {args.repeats}), peak memory "
+                  f"{results[-1]['peak_pss_mb']:.0f} MB PSS, {results[-1]['peak_rss_mb']:.0f} MB RSS (all processes)",
+                  flush=True)  # fmt: skip
     print(json.dumps({"compare_at_scale": results, "cpus": os.cpu_count()}))
 
 

@@ -65,6 +65,7 @@ def test_hparams_tab_holds_the_knobs_and_final_metrics(hwbench_cli, tmp_path: Pa
         ("epoch=3", "epoch=1,3", "error: epoch: no such key in the config (python -m hwbench --cfg job shows every "
                                  "key and its value; +epoch=VALUE adds a new one)"),
     ],
+    ids=["option", "another option", "value", "key"],
 )  # fmt: skip
 def test_a_bad_option_key_or_value_gets_one_line(hwbench_cli, tmp_path: Path, override, sweep, line) -> None:
     result = hwbench_cli(override)
