@@ -6,7 +6,6 @@ not as records with their epoch tables. Records may come from several machines (
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import re
@@ -87,16 +86,19 @@ def read_rows(folders: Iterable[str | Path], chunk: int = 2_000) -> list[Row]:
     """
     paths = record_paths(folders)
     tasks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    if len(tasks) > 1 and usable_cpus() > 1:
+        with ProcessPoolExecutor(min(usable_cpus(), len(tasks)), mp_context=fork()) as pool:
+            return collect(pool.map(rows_of, tasks))  # in order: the warnings come in path order
+    return collect(map(rows_of, tasks))
+
+
+def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
+    """The tasks' rows, sorted; their warnings printed as each task's come in."""
     rows: list[Row] = []
-    with contextlib.ExitStack() as stack:
-        done: Iterable[tuple[list[Row], list[str]]] = map(rows_of, tasks)
-        if len(tasks) > 1 and usable_cpus() > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(min(usable_cpus(), len(tasks)), mp_context=fork()))
-            done = pool.map(rows_of, tasks)  # in order: the warnings come in path order
-        for chunk_rows, warnings in done:
-            for warning in warnings:
-                print(warning, file=sys.stderr)
-            rows += chunk_rows
+    for chunk_rows, warnings in done:
+        for warning in warnings:
+            print(warning, file=sys.stderr)
+        rows += chunk_rows
     rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
     return rows
 
@@ -133,36 +135,37 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}  # a hand-edited config may hold anything
 
 
-def text(value: Any) -> str | None:
+def shared(value: object) -> str | None:
     """Strings that repeat across thousands of rows (hosts, models, archs) are stored once."""
     return None if value is None else sys.intern(str(value))
 
 
 def to_row(path: Path, record: ResultsRecord) -> Row:
-    cfg, fp, speed, inference, resources = (record.config, record.fingerprint, record.train_speed, record.inference,
-                                            record.resources)  # fmt: skip
+    cfg, fp, speed = record.config, record.fingerprint, record.train_speed
+    inference, resources = record.inference, record.resources
     device_cfg = as_dict(cfg.get("device"))
     accelerator = fp.accelerator if fp else device_cfg.get("accelerator")
     device = str(record.device or device_cfg.get("name") or "?")
     steady_epochs = record.epoch_table[1:] if len(record.epoch_table) > 1 else record.epoch_table  # 1st: warm-up
     model = short_model(record.device_name) if record.device_name else None
     threads = fp.threads if fp else device_cfg.get("threads")
+    cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
     return Row(
-        arch=text(record.arch or as_dict(cfg.get("arch")).get("name") or "?"),  # type: ignore[arg-type]
+        arch=sys.intern(str(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
         job=path.parent.name,
-        device=text(device if accelerator in (None, device) else f"{device} ({accelerator})"),  # type: ignore[arg-type]
-        host=text(fp.host if fp else None),
-        model=text(model),
-        hardware=text(hardware(model or device, threads if accelerator != "cuda" else None, record.world_size)),  # type: ignore[arg-type]
+        device=sys.intern(device if accelerator in (None, device) else f"{device} ({accelerator})"),
+        host=shared(fp.host if fp else None),
+        model=shared(model),
+        hardware=sys.intern(hardware(model or device, cpu_threads, record.world_size)),
         threads=threads,
-        precision=text(fp.precision if fp else device_cfg.get("precision")),
+        precision=shared(fp.precision if fp else device_cfg.get("precision")),
         world_size=record.world_size,
         batch_size=record.per_device_batch_size or cfg.get("batch_size"),
         global_batch_size=record.global_batch_size or cfg.get("batch_size"),
         epochs=record.epochs,
         test_acc=record.metrics.test_acc if record.metrics else None,
         train_samples_per_sec=speed.samples_per_sec if speed else None,
-        train_basis=text(record.train_basis),
+        train_basis=shared(record.train_basis),
         epoch_seconds=statistics.median(e.seconds for e in steady_epochs) if steady_epochs else None,
         seconds_to_97=record.time_to_val_acc.get("0.97"),
         mfu=speed.mfu if speed else None,
@@ -170,14 +173,14 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         latency_ms_p50=inference.latency_ms_p50 if inference else None,
         gpu_busy_percent=resources.gpu_busy_percent if resources else None,
         samples_per_joule=resources.samples_per_joule if resources else None,
-        energy_source=text(resources.energy_source if resources else None),
+        energy_source=shared(resources.energy_source if resources else None),
         average_watts=resources.average_watts if resources else None,
         peak_host_rss_mb=resources.peak_host_rss_mb if resources else None,
         gpu_peak_allocated_mb=resources.gpu_peak_allocated_mb if resources else None,
         host_bound=record.host_bound,
-        status=text(record.status),  # type: ignore[arg-type]
+        status=sys.intern(record.status),
         reason=record.reason,
-        run_name=text(record.run_name),
+        run_name=shared(record.run_name),
         started=record.started,
         path=str(path),
         scaling_group=scaling_key(record),
