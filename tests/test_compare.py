@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO
 from hwbench.compare.cli import main as compare
-from hwbench.compare.plots import MAX_LINES, accuracy_figure, throughput_figure
+from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
 from hwbench.compare.rows import read_rows
 from hwbench.compare.setups import group_setups
 from hwbench.compare.tables import MAX_RUN_ROWS
@@ -242,14 +242,15 @@ def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> N
     assert len(body) == len(setups)
     assert len(read_csv(tmp_path / "report" / "compare.csv")) == len(rows) == 300  # the CSV keeps every run
 
-    figure = throughput_figure(setups)
-    for ax in figure.axes:  # one bar per setup of the panel's network, each at the median of its runs
-        arch = ax.get_title(loc="left")
-        mine = [s for s in setups if s.arch == arch]
-        assert len(ax.patches) == len(mine) > 1
-        assert sorted(p.get_width() for p in ax.patches) == pytest.approx(sorted(s.train_samples_per_sec for s in mine))
-    assert {ax.get_title(loc="left") for ax in figure.axes} == {"ffnn", "cnn", "fastcnn"}
-    lines = [line for line in accuracy_figure(setups).axes[0].get_lines() if line.get_marker() == "o"]
+    panels = throughput_plot(setups)
+    figure = throughput_figure(panels)
+    assert [p.arch for p in panels] == [ax.get_title(loc="left") for ax in figure.axes] == ["cnn", "fastcnn", "ffnn"]
+    for ax, panel in zip(figure.axes, panels, strict=True):  # one bar per setup of the panel's network
+        mine = [s for s in setups if s.arch == panel.arch]
+        assert len(ax.patches) == len(panel.bars) == len(mine) > 1
+        assert [p.get_width() for p in ax.patches] == [s.train_samples_per_sec for s in mine]  # at its runs' median
+        assert [(b.low, b.high) for b in panel.bars] == [(min(s.speeds), max(s.speeds)) for s in mine]
+    lines = [line for line in accuracy_figure(accuracy_plot(setups)).axes[0].get_lines() if line.get_marker() == "o"]
     assert len(lines) == min(MAX_LINES, len(setups))
     for name in ("throughput.png", "accuracy_vs_time.png", "scaling.png"):  # 1, 2 and 4 devices: scaling too
         assert (tmp_path / "report" / name).read_bytes()[:8] == PNG_SIGNATURE

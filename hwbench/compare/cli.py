@@ -8,10 +8,19 @@ from datetime import datetime
 from pathlib import Path
 
 from hwbench.compare.columns import check_columns, column_keys
-from hwbench.compare.plots import accuracy_figure, scaling_figure, throughput_figure
-from hwbench.compare.rows import add_scaling, add_speedups, read_rows
-from hwbench.compare.setups import group_setups
-from hwbench.compare.tables import make_console, ok_view, print_tables, write_csv, write_markdown
+from hwbench.compare.plots import (
+    accuracy_figure,
+    accuracy_plot,
+    save,
+    scaling_figure,
+    scaling_plot,
+    throughput_figure,
+    throughput_plot,
+)
+from hwbench.compare.rows import Row, add_scaling, add_speedups, read_rows
+from hwbench.compare.setups import Setup, group_setups
+from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
+from hwbench.compare.workers import workers
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -66,16 +75,8 @@ def compare(args: argparse.Namespace) -> int:
     view = ok_view(ok, bases)
     print_tables(console, view, not_ok, args.columns)
     out = args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    setups = group_setups(ok)
-    figures = {"throughput.png": throughput_figure(setups), "accuracy_vs_time.png": accuracy_figure(setups),
-               "scaling.png": scaling_figure(scaling)}  # fmt: skip
-    plots = [name for name, fig in figures.items() if fig is not None]
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv(out / "compare.csv", rows)
-        write_markdown(out / "compare.md", view, not_ok, args.dirs, plots)
-        for name in plots:
-            figures[name].savefig(out / name, dpi=120)  # type: ignore[union-attr]
+        plots = write_report(out, rows, view, not_ok, args.dirs, group_setups(ok), scaling)
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -84,3 +85,21 @@ def compare(args: argparse.Namespace) -> int:
     summary = f"{records} ({len(ok):,} ok, {len(not_ok):,} without a result); report in {out}/: {files}"
     console.print(summary, markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sources: list[Path], setups: list[Setup],
+                 scaling: list[list[Row]]) -> list[str]:  # fmt: skip
+    """compare.csv, compare.md and the plots that have something to show (drawn meanwhile, in workers);
+    returns the plots' file names."""
+    drawings = {"throughput.png": (throughput_figure, throughput_plot(setups)),
+                "accuracy_vs_time.png": (accuracy_figure, accuracy_plot(setups)),
+                "scaling.png": (scaling_figure, scaling_plot(scaling))}  # fmt: skip
+    plots = [name for name, (_, plot) in drawings.items() if plot is not None]
+    out.mkdir(parents=True, exist_ok=True)
+    with workers(len(plots)) as pool:
+        drawn = [pool.submit(save, *drawings[name], out / name) for name in plots]
+        write_csv(out / "compare.csv", rows)
+        write_markdown(out / "compare.md", view, not_ok, sources, plots)
+        for plot in drawn:
+            plot.result()  # a worker's error, raised here
+    return plots

@@ -1,13 +1,18 @@
 """The comparison as plots (matplotlib): throughput, accuracy against time, scaling with devices.
 
 Each plot shows setups (hwbench.compare.setups), not single runs: one bar or line per network and hardware
-with the spread of its runs. A plot with nothing to show is not drawn (the functions return None).
+with the spread of its runs. What a plot shows is computed first, as a few numbers per bar or line
+(``*_plot``: None when there is nothing to show, and then no plot is drawn); ``*_figure`` draws them, in a
+worker process if need be (drawing the text of a tall figure takes a second or two).
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: no global state, and PNGs render with Agg on any machine
 from matplotlib.ticker import EngFormatter
@@ -18,68 +23,87 @@ from hwbench.compare.setups import Setup, most_runs, varying
 MAX_BARS = 40  # per network: more setups than this keep those with the most runs
 MAX_LINES = 20  # ten colours, two dash styles: a legend still tells them apart
 MAX_SCALING_LINES = 10  # each comes with its dashed ideal
+DPI = 120
+
+
+@dataclass
+class Bar:
+    label: str
+    median: float
+    low: float  # the slowest run
+    high: float  # the fastest run
+    steady: bool  # every run has a steady-state figure
+
+
+@dataclass
+class Panel:
+    arch: str
+    bars: list[Bar]
+    setups: int  # of this network, shown or not
+
+
+@dataclass
+class Line:
+    label: str
+    xs: list[float]
+    ys: list[float]
+    lows: list[float]
+    highs: list[float]
+    band: bool  # several runs: a band from the lowest to the highest
+
+
+@dataclass
+class Lines:
+    lines: list[Line]
+    setups: int  # with a curve, shown or not
 
 
 def fewer(title: str, shown: int, total: int) -> str:
     return title if shown == total else f"{title} ({shown} of {total} setups: those with the most runs)"
 
 
-def throughput_figure(setups: Sequence[Setup]) -> Figure | None:
+# ---- throughput: one bar per setup, one panel per network --------------------------------------------------
+def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
+    panels = []
+    for arch in dict.fromkeys(s.arch for s in setups):
+        mine = [s for s in setups if s.arch == arch]
+        shown = most_runs(mine, MAX_BARS)
+        bars = [Bar(s.label(varying(shown)), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
+                    s.train_basis == "steady") for s in shown]  # fmt: skip
+        panels.append(Panel(arch, bars, len(mine)))
+    return panels or None
+
+
+def throughput_figure(panels: list[Panel]) -> Figure:
     """Horizontal bars (long labels stay readable), one panel per network (they differ by orders of magnitude):
     one bar per setup at its median training samples/s, the whisker from its slowest to its fastest run."""
-    archs = list(dict.fromkeys(s.arch for s in setups))
-    if not archs:
-        return None
-    panels = {a: most_runs([s for s in setups if s.arch == a], MAX_BARS) for a in archs}
-    heights = [len(p) for p in panels.values()]
-    fig = Figure(figsize=(10, 1.2 + 0.45 * sum(heights) + 0.9 * len(archs)), layout="constrained")
-    axes = fig.subplots(len(archs), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (arch, shown) in zip(axes, panels.items(), strict=True):
-        medians = [s.train_samples_per_sec for s in shown]
-        spread = [[m - min(s.speeds) for m, s in zip(medians, shown, strict=True)],
-                  [max(s.speeds) - m for m, s in zip(medians, shown, strict=True)]]  # fmt: skip
-        colors = ["C0" if s.train_basis == "steady" else "C1" for s in shown]
-        bars = ax.barh(range(len(shown)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
-        ax.set_yticks(range(len(shown)), [s.label(varying(shown)) for s in shown])  # positions: equal labels apart
+    heights = [len(p.bars) for p in panels]
+    fig = Figure(figsize=(10, 1.2 + 0.45 * sum(heights) + 0.9 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, panel in zip(axes, panels, strict=True):
+        medians = [b.median for b in panel.bars]
+        spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
+        colors = ["C0" if b.steady else "C1" for b in panel.bars]
+        bars = ax.barh(range(len(medians)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
+        ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
         ax.bar_label(bars, [f"{m:,.0f}" for m in medians], padding=3)
         ax.invert_yaxis()  # first setup on top, as in the table
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, not 20000 running into its neighbour
-        total = sum(s.arch == arch for s in setups)
-        ax.set_title(fewer(arch, len(shown), total), loc="left", fontweight="bold")
+        ax.set_title(fewer(panel.arch, len(panel.bars), panel.setups), loc="left", fontweight="bold")
         ax.set_xlabel("training samples/s, median of the runs (whisker: slowest to fastest; orange: overall)")
         ax.margins(x=0.15)  # room for the value labels
     fig.suptitle("Training throughput")
     return fig
 
 
-def accuracy_figure(setups: Sequence[Setup]) -> Figure | None:
-    """Validation accuracy against cumulative training seconds, one line per setup: at each epoch the median
-    of its runs, the band from their lowest to their highest accuracy."""
+# ---- accuracy against training time: one line per setup ----------------------------------------------------
+def accuracy_plot(setups: Sequence[Setup]) -> Lines | None:
     curved = [s for s in setups if any(r.curve for r in s.rows)]
-    if not curved:
-        return None
     shown = most_runs(curved, MAX_LINES)
-    fig = Figure(figsize=(12, 6), layout="constrained")
-    ax = fig.subplots()
-    seconds: list[float] = []
-    for i, setup in enumerate(shown):
-        xs, ys, lows, highs = median_curve([r.curve for r in setup.rows])
-        style = ("-", "--")[i // 10 % 2]  # ten colours in the cycle: the 11th line changes its dash
-        ax.plot(xs, ys, marker="o", linestyle=style, color=f"C{i % 10}",
-                label=f"{setup.arch} {setup.label(varying(shown))}")  # fmt: skip
-        if setup.runs > 1:
-            ax.fill_between(xs, lows, highs, color=f"C{i % 10}", alpha=0.15, linewidth=0)
-        seconds += xs
-    if min(seconds) > 0 and max(seconds) / min(seconds) > 100:
-        ax.set_xscale("log")  # a GPU next to a CPU: linear time would squash the fast runs against the axis
-    ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("cumulative training seconds (validation excluded), median of the runs")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(fewer("Validation accuracy against training time (dotted: 97%; band: lowest to highest run)",
-                       len(shown), len(curved)))  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
-    return fig
+    parts = varying(shown)
+    lines = [Line(f"{s.arch} {s.label(parts)}", *median_curve([r.curve for r in s.rows if r.curve]), s.runs > 1)
+             for s in shown]  # fmt: skip
+    return Lines(lines, len(curved)) if lines else None
 
 
 def median_curve(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[list[float], ...]:
@@ -95,29 +119,62 @@ def median_curve(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[list[
     return xs, ys, lows, highs
 
 
-def scaling_figure(groups: Sequence[list[Row]]) -> Figure | None:
-    """Training samples/s against devices, one line per setup, each beside its ideal (N x its 1-device speed).
-    None when no runs differ only in their device count."""
-    if not groups:
-        return None
-    shown = sorted(groups, key=len, reverse=True)[:MAX_SCALING_LINES]
-    fig = Figure(figsize=(9, 6), layout="constrained")
+def accuracy_figure(plot: Lines) -> Figure:
+    """Validation accuracy against cumulative training seconds, one line per setup: at each epoch the median
+    of its runs, the band from their lowest to their highest accuracy."""
+    fig = Figure(figsize=(12, 6), layout="constrained")
     ax = fig.subplots()
-    for i, group in enumerate(shown):
+    for i, line in enumerate(plot.lines):
+        style = ("-", "--")[i // 10 % 2]  # ten colours in the cycle: the 11th line changes its dash
+        ax.plot(line.xs, line.ys, marker="o", linestyle=style, color=f"C{i % 10}", label=line.label)
+        if line.band:
+            ax.fill_between(line.xs, line.lows, line.highs, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+    seconds = [x for line in plot.lines for x in line.xs]
+    if min(seconds) > 0 and max(seconds) / min(seconds) > 100:
+        ax.set_xscale("log")  # a GPU next to a CPU: linear time would squash the fast runs against the axis
+    ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("cumulative training seconds (validation excluded), median of the runs")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(fewer("Validation accuracy against training time (dotted: 97%; band: lowest to highest run)",
+                       len(plot.lines), plot.setups))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
+    return fig
+
+
+# ---- scaling with devices: one line per group of runs that differ only in their device count ---------------
+def scaling_plot(groups: Sequence[list[Row]]) -> Lines | None:
+    """Median training samples/s at each device count; None when no runs differ only in their device count."""
+    lines = []
+    for group in sorted(groups, key=len, reverse=True)[:MAX_SCALING_LINES]:
         sizes = sorted({r.world_size for r in group})
         speeds = [statistics.median(r.train_samples_per_sec for r in group if r.world_size == n) for n in sizes]  # type: ignore[type-var]
         first = group[0]
         name = f"{first.arch} {first.host}/{first.device}, bs {first.batch_size}/device"
-        ax.plot(sizes, speeds, marker="o", color=f"C{i % 10}", label=name)
-        if sizes[0] == 1:
-            ax.plot(sizes, [speeds[0] * n for n in sizes], linestyle="--", color=f"C{i % 10}", alpha=0.6,
-                    label=f"{name}: ideal")  # fmt: skip
-    ax.set_xticks(sorted({r.world_size for g in shown for r in g}))
+        lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False))
+    return Lines(lines, len(groups)) if lines else None
+
+
+def scaling_figure(plot: Lines) -> Figure:
+    """Training samples/s against devices, one line per setup, each beside its ideal (N x its 1-device speed)."""
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.subplots()
+    for i, line in enumerate(plot.lines):
+        ax.plot(line.xs, line.ys, marker="o", color=f"C{i % 10}", label=line.label)
+        if line.xs[0] == 1:
+            ax.plot(line.xs, [line.ys[0] * n for n in line.xs], linestyle="--", color=f"C{i % 10}", alpha=0.6,
+                    label=f"{line.label}: ideal")  # fmt: skip
+    ax.set_xticks(sorted({x for line in plot.lines for x in line.xs}))
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("devices (world size)")
     ax.set_ylabel("training samples/s, all devices (median of the runs)")
     title = "Scaling: throughput against devices (dashed: ideal, N x the 1-device speed)"
-    ax.set_title(title if len(shown) == len(groups) else f"{title}\n{len(shown)} of {len(groups)} setups")
+    ax.set_title(title if len(plot.lines) == plot.setups else f"{title}\n{len(plot.lines)} of {plot.setups} setups")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
+
+
+def save(draw: Callable[[Any], Figure], plot: Any, path: Path) -> None:
+    """Draw one plot and write it as a PNG (a worker process's task)."""
+    draw(plot).savefig(path, dpi=DPI)

@@ -6,18 +6,15 @@ not as records with their epoch tables. Records may come from several machines (
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import re
 import statistics
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from hwbench.compare.workers import workers
 from hwbench.results import ResultsRecord, read_record, record_paths
 
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
@@ -86,10 +83,8 @@ def read_rows(folders: Iterable[str | Path], chunk: int = 2_000) -> list[Row]:
     """
     paths = record_paths(folders)
     tasks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    if len(tasks) > 1 and usable_cpus() > 1:
-        with ProcessPoolExecutor(min(usable_cpus(), len(tasks)), mp_context=fork()) as pool:
-            return collect(pool.map(rows_of, tasks))  # in order: the warnings come in path order
-    return collect(map(rows_of, tasks))
+    with workers(len(tasks)) as pool:
+        return collect(pool.map(rows_of, tasks))  # in order: the warnings come in path order
 
 
 def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
@@ -112,15 +107,6 @@ def rows_of(paths: list[Path]) -> tuple[list[Row], list[str]]:
         except ValueError as err:
             warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
     return rows, warnings
-
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def fork() -> BaseContext:
-    """Linux forks the workers (they start at once, modules already imported); elsewhere, the platform's way."""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else None)
 
 
 MODEL_NOISE = re.compile(r"\((R|TM|tm)\)|\bCPU @ .*|@ .*|\b\d+-Core\b|\bProcessor\b|^NVIDIA\s+")
