@@ -165,11 +165,13 @@ def main() -> None:
             start = time.perf_counter()
             write_records(folder, n)
             written = time.perf_counter() - start
+            load = os.getloadavg()[0]  # a shared machine: what else ran shows here
             runs = [measure(folder, Path(tmp) / f"report_{n}_{k}") for k in range(args.repeats)]
             results.append({"records": n, "seconds": statistics.median(r["seconds"] for r in runs),
                             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                             "peak_pss_mb": max(r["peak_pss_mb"] for r in runs), "runs": runs,
-                            "write_seconds": written})  # fmt: skip
+                            "write_seconds": written, "load_before": load,
+                            "load_after": os.getloadavg()[0]})  # fmt: skip
             print(f"{n:>7,} records: {results[-1]['seconds']:.2f} s (median of {args.repeats}), peak memory "
                   f"{results[-1]['peak_pss_mb']:.0f} MB PSS, {results[-1]['peak_rss_mb']:.0f} MB RSS (all processes)",
                   flush=True)  # fmt: skip
