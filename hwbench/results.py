@@ -269,8 +269,8 @@ def record_paths(folders: Iterable[str | Path]) -> list[Path]:
     nor hidden ones (.hydra, .submitit: they never hold a record)."""
     found = set()
     for folder in folders:
-        for parent, dirs, files in os.walk(folder):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for parent, subfolders, files in os.walk(folder):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
             if RECORD_NAME in files:
                 found.add(Path(parent) / RECORD_NAME)
     return sorted(found)

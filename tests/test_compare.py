@@ -256,15 +256,18 @@ def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> N
         assert (tmp_path / "report" / name).read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_worker_processes_read_the_same_rows_and_warnings(many: Path, tmp_path: Path, capfd) -> None:
-    broken = many / "zz_broken" / "results.json"  # the last path: its warning comes after every chunk
-    broken.parent.mkdir(exist_ok=True)
+def test_worker_processes_read_the_same_rows_and_warnings(tmp_path: Path, capfd) -> None:
+    synthetic().write_records(tmp_path, 120)  # 2 sweep folders of 100 and 20 jobs
+    broken = tmp_path / "zz_broken" / "results.json"
+    broken.parent.mkdir()
     broken.write_text('{"status": "ok", "arch": "cn')
-    one = read_rows([many], chunk=10_000)
-    one_err = capfd.readouterr().err
-    workers = read_rows([many], chunk=40)  # 8 chunks: worker processes
-    assert workers == one and len(one) == 300
-    assert capfd.readouterr().err == one_err and one_err.startswith(f"warning: skipping {broken}")
+    here = read_rows([tmp_path], processes=1)  # every record read in this process
+    here_err = capfd.readouterr().err
+    (warning,) = here_err.splitlines()
+    assert warning.startswith(f"warning: skipping {broken}: not readable JSON")
+    workers = read_rows([tmp_path, tmp_path / "multiruns"], processes=3)  # a folder given twice: read once
+    assert workers == here and len(here) == 120
+    assert capfd.readouterr().err == here_err
 
 
 def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:

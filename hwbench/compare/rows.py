@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwbench.compare.workers import workers
+from hwbench.compare.search import split
+from hwbench.compare.workers import usable_cpus, workers
 from hwbench.results import ResultsRecord, read_record, record_paths
 
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
@@ -73,18 +74,32 @@ class Row:
         return f"{self.host}/{self.device}/{self.run_name}"
 
 
-def read_rows(folders: Iterable[str | Path], chunk: int = 2_000) -> list[Row]:
+def read_rows(folders: Iterable[str | Path], processes: int | None = None) -> list[Row]:
     """A row for every valid record under ``folders``, sorted by network, device, host, device count, start.
 
     An invalid record is named on stderr in one line and skipped: one truncated or hand-edited copy from
-    another machine should not hide every other result. Records are read one at a time and dropped once their
-    row is made; more than ``chunk`` of them are read in worker processes, ``chunk`` to a task (parsing and
-    validating the JSON is most of compare's time).
+    another machine should not hide every other result. Worker processes (``processes``, default two per CPU:
+    one computes while the other waits for the disk) list the folders and read the records, one at a time,
+    each dropped once its row is made.
     """
-    paths = record_paths(folders)
-    tasks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    with workers(len(tasks)) as pool:
-        return collect(pool.map(rows_of, tasks))  # in order: the warnings come in path order
+    processes = processes or 2 * usable_cpus()
+    found, subtrees = split(folders, want=4 * processes)
+    n = min(len(subtrees), 4 * processes)
+    tasks = [(found, [])] + [([], subtrees[len(subtrees) * k // n : len(subtrees) * (k + 1) // n]) for k in range(n)]
+    with workers(len(tasks), processes) as pool:
+        return collect(pool.map(rows_under, tasks))  # in order: the warnings come in path order
+
+
+def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str]]:
+    """The rows of the records of a task (records, and folders to search), and a warning for each invalid one."""
+    records, folders = task
+    rows, warnings = [], []
+    for path in records + record_paths(folders):
+        try:
+            rows.append(to_row(path, read_record(path)))
+        except ValueError as err:
+            warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
+    return rows, warnings
 
 
 def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
@@ -96,17 +111,6 @@ def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
         rows += chunk_rows
     rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
     return rows
-
-
-def rows_of(paths: list[Path]) -> tuple[list[Row], list[str]]:
-    """The rows of the valid records among ``paths``, and a warning line for each other one."""
-    rows, warnings = [], []
-    for path in paths:
-        try:
-            rows.append(to_row(path, read_record(path)))
-        except ValueError as err:
-            warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
-    return rows, warnings
 
 
 MODEL_NOISE = re.compile(r"\((R|TM|tm)\)|\bCPU @ .*|@ .*|\b\d+-Core\b|\bProcessor\b|^NVIDIA\s+")

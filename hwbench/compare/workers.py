@@ -1,4 +1,4 @@
-"""Worker processes for compare's slow parts (reading records, drawing plots): one per usable CPU."""
+"""Worker processes for compare's slow parts: listing folders and reading records, drawing plots."""
 
 from __future__ import annotations
 
@@ -22,10 +22,15 @@ class InProcess(Executor):
         return future
 
 
-def workers(tasks: int) -> Executor:
-    """A pool of at most ``tasks`` worker processes, one per usable CPU; Linux forks them (they start at
-    once, with this process's modules and data), elsewhere they start the platform's way."""
-    n = min(tasks, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def workers(tasks: int, processes: int | None = None) -> Executor:
+    """A pool of worker processes for ``tasks`` tasks: ``processes`` of them (default one per usable CPU), never
+    more than tasks. Linux forks them (they start at once, with this process's modules and data); elsewhere
+    they start the platform's way. One task, or one process: the tasks run here."""
+    n = min(tasks, processes or usable_cpus())
     if n < 2:
         return InProcess()
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else None))
