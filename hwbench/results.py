@@ -272,5 +272,5 @@ def record_paths(folders: Iterable[str | Path]) -> list[Path]:
         for parent, subfolders, files in os.walk(folder):
             subfolders[:] = [d for d in subfolders if not d.startswith(".")]
             if RECORD_NAME in files:
-                found.add(Path(parent) / RECORD_NAME)
-    return sorted(found)
+                found.add(os.path.join(parent, RECORD_NAME))
+    return [Path(p) for p in sorted(found)]
