@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 from hwbench.compare.cli import main as compare
 from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
-from hwbench.compare.rows import read_rows
+from hwbench.compare.reading import read_rows
 from hwbench.compare.setups import group_setups
 from hwbench.compare.tables import MAX_RUN_ROWS
 from hwbench.results import ResultsRecord, read_record, write_record

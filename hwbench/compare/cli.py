@@ -17,7 +17,8 @@ from hwbench.compare.plots import (
     throughput_figure,
     throughput_plot,
 )
-from hwbench.compare.rows import Row, add_scaling, add_speedups, read_rows
+from hwbench.compare.reading import read_rows
+from hwbench.compare.rows import Row, add_scaling, add_speedups
 from hwbench.compare.setups import Setup, group_setups
 from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
 from hwbench.compare.workers import workers

@@ -1,4 +1,4 @@
-"""One compact row per results record, read one record at a time, with speed-ups against a baseline.
+"""One compact row per results record, with speed-ups against a baseline and scaling with devices.
 
 A row keeps what the tables and plots show, never the record itself: 50,000 records fit in memory as rows,
 not as records with their epoch tables. Records may come from several machines (sweep folders copied together).
@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwbench.compare.search import split
-from hwbench.compare.workers import usable_cpus, workers
-from hwbench.results import ResultsRecord, read_record, record_paths
+from hwbench.results import ResultsRecord
 
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
 
@@ -72,45 +70,6 @@ class Row:
     def label(self) -> str:
         """What a user types to --baseline, and sees in the captions: host/device/run_name."""
         return f"{self.host}/{self.device}/{self.run_name}"
-
-
-def read_rows(folders: Iterable[str | Path], processes: int | None = None) -> list[Row]:
-    """A row for every valid record under ``folders``, sorted by network, device, host, device count, start.
-
-    An invalid record is named on stderr in one line and skipped: one truncated or hand-edited copy from
-    another machine should not hide every other result. Worker processes (``processes``, default two per CPU:
-    one computes while the other waits for the disk) list the folders and read the records, one at a time,
-    each dropped once its row is made.
-    """
-    processes = processes or 2 * usable_cpus()
-    found, subtrees = split(folders, want=4 * processes)
-    n = min(len(subtrees), 4 * processes)
-    tasks = [(found, [])] + [([], subtrees[len(subtrees) * k // n : len(subtrees) * (k + 1) // n]) for k in range(n)]
-    with workers(len(tasks), processes) as pool:
-        return collect(pool.map(rows_under, tasks))  # in order: the warnings come in path order
-
-
-def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str]]:
-    """The rows of the records of a task (records, and folders to search), and a warning for each invalid one."""
-    records, folders = task
-    rows, warnings = [], []
-    for path in records + record_paths(folders):
-        try:
-            rows.append(to_row(path, read_record(path)))
-        except ValueError as err:
-            warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
-    return rows, warnings
-
-
-def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
-    """The tasks' rows, sorted; their warnings printed as each task's come in."""
-    rows: list[Row] = []
-    for chunk_rows, warnings in done:
-        for warning in warnings:
-            print(warning, file=sys.stderr)
-        rows += chunk_rows
-    rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
-    return rows
 
 
 MODEL_NOISE = re.compile(r"\((R|TM|tm)\)|\bCPU @ .*|@ .*|\b\d+-Core\b|\bProcessor\b|^NVIDIA\s+")
