@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from hwbench.compare.columns import check_columns, column_keys
-from hwbench.compare.plots import (
-    accuracy_figure,
-    accuracy_plot,
-    save,
-    scaling_figure,
-    scaling_plot,
-    throughput_figure,
-    throughput_plot,
-)
 from hwbench.compare.reading import read_rows
 from hwbench.compare.rows import Row, add_scaling, add_speedups
 from hwbench.compare.setups import Setup, group_setups
@@ -62,7 +54,8 @@ def compare(args: argparse.Namespace) -> int:
         return 2
     if args.columns:
         check_columns(args.columns)  # a typo is named before anything is read
-    rows = read_rows(args.dirs)
+    # matplotlib takes a second to import: this process does that while the workers read
+    rows = read_rows(args.dirs, meanwhile=lambda: importlib.import_module("hwbench.compare.plots"))
     if not rows:
         where = ", ".join(str(d) for d in args.dirs)
         print(f"error: no results.json under {where}: run python -m hwbench first", file=sys.stderr)
@@ -92,13 +85,15 @@ def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sour
                  scaling: list[list[Row]]) -> list[str]:  # fmt: skip
     """compare.csv, compare.md and the plots that have something to show (drawn meanwhile, in workers);
     returns the plots' file names."""
-    drawings = {"throughput.png": (throughput_figure, throughput_plot(setups)),
-                "accuracy_vs_time.png": (accuracy_figure, accuracy_plot(setups)),
-                "scaling.png": (scaling_figure, scaling_plot(scaling))}  # fmt: skip
+    from hwbench.compare import plots as p  # imported while the records were read
+
+    drawings = {"throughput.png": (p.throughput_figure, p.throughput_plot(setups)),
+                "accuracy_vs_time.png": (p.accuracy_figure, p.accuracy_plot(setups)),
+                "scaling.png": (p.scaling_figure, p.scaling_plot(scaling))}  # fmt: skip
     plots = [name for name, (_, plot) in drawings.items() if plot is not None]
     out.mkdir(parents=True, exist_ok=True)
     with workers(len(plots)) as pool:
-        drawn = [pool.submit(save, *drawings[name], out / name) for name in plots]
+        drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
         write_csv(out / "compare.csv", rows)
         write_markdown(out / "compare.md", view, not_ok, sources, plots)
         for plot in drawn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hwbench.compare.rows import Row, to_row
@@ -52,20 +52,24 @@ def split(folders: Iterable[str | Path], want: int) -> tuple[list[Path], list[Pa
     return sorted(found), level
 
 
-def read_rows(folders: Iterable[str | Path], processes: int | None = None) -> list[Row]:
+def read_rows(
+    folders: Iterable[str | Path], processes: int | None = None, meanwhile: Callable[[], object] = lambda: None
+) -> list[Row]:
     """A row for every valid record under ``folders``, sorted by network, device, host, device count, start.
 
     An invalid record is named on stderr in one line and skipped: one truncated or hand-edited copy from
     another machine should not hide every other result. Worker processes (``processes``, default two per CPU:
     one computes while the other waits for the disk) list the folders and read the records, one at a time,
-    each dropped once its row is made.
+    each dropped once its row is made; this process runs ``meanwhile`` while they do.
     """
     processes = processes or 2 * usable_cpus()
     found, subtrees = split(folders, want=4 * processes)
     n = min(len(subtrees), 4 * processes)
     tasks = [(found, [])] + [([], subtrees[len(subtrees) * k // n : len(subtrees) * (k + 1) // n]) for k in range(n)]
     with workers(len(tasks), processes) as pool:
-        return collect(pool.map(rows_under, tasks))  # in order: the warnings come in path order
+        done = pool.map(rows_under, tasks)  # in order: the warnings come in path order
+        meanwhile()
+        return collect(done)
 
 
 def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str]]:
