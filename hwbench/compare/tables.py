@@ -108,11 +108,12 @@ def fitting(console: Console, view: View) -> tuple[list[Column], list[Column]]:
 
 
 def print_tables(console: Console, view: View, not_ok: list[Row], columns: str | None) -> None:
-    """``columns``: --columns (all, or keys); None: the default columns that fit the terminal."""
+    """``columns``: --columns, 'all' (every column with a value) or keys; None, or keys of none of this view's
+    columns (a run's job in the per-setup table): the default columns that fit the terminal."""
     if view.rows:
         notes = list(view.notes)
-        # --columns all: every column with a value; named ones as named (those of the other view left out)
-        shown = pick(with_values(view.columns, view.rows) if columns == "all" else view.columns, columns or "")
+        named = with_values(view.columns, view.rows) if columns == "all" else view.columns
+        shown = pick(named, columns or "")
         if not shown:
             shown, left_out = fitting(console, view)
             if left_out:
@@ -121,8 +122,8 @@ def print_tables(console: Console, view: View, not_ok: list[Row], columns: str |
         caption = "\n".join(notes) or None
         console.print(rich_table(shown, view.rows, title="hwbench results", caption=caption, caption_justify="left"))
     if not_ok:
-        columns_, rows = not_ok_table(not_ok)
-        console.print(rich_table(columns_, rows, title=NOT_OK_TITLE, title_justify="left"))
+        not_ok_columns, rows = not_ok_table(not_ok)
+        console.print(rich_table(not_ok_columns, rows, title=NOT_OK_TITLE, title_justify="left"))
 
 
 @dataclass
