@@ -144,15 +144,17 @@ def write_records(folder: Path, n: int, seed: int = 0) -> None:
 
 
 def measure(folder: Path, out: Path) -> dict[str, float]:
-    """hwbench-compare on ``folder`` in a child process: wall seconds, and the peak memory of it and its worker
-    processes together: the sum of their RSS every 50 ms (an upper bound: pages they share count once per
-    process), of their PSS (shared pages split between them) every 250 ms, as reading it costs milliseconds."""
+    """hwbench-compare on ``folder`` in a child process: wall seconds; CPU seconds, it and its worker processes
+    together (on a shared machine the steadier figure: what other processes take shows in the wall time, not
+    here); and the peak memory of all of them together: the sum of their RSS every 50 ms (an upper bound: pages
+    they share count once per process), of their PSS (shared pages split between them) every 250 ms."""
     cmd = [sys.executable, "-m", "hwbench.compare", str(folder), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     main_process, peak_rss, peak_pss = psutil.Process(child.pid), 0, 0
     for sample in itertools.count():
-        if child.poll() is not None:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)  # usage: the child's and its reaped workers'
+        if pid:
             break
         with contextlib.suppress(psutil.Error):  # a worker may end between listing and reading it
             tree = [main_process, *main_process.children(recursive=True)]
@@ -161,9 +163,11 @@ def measure(folder: Path, out: Path) -> dict[str, float]:
                 peak_pss = max(peak_pss, sum(p.memory_full_info().pss for p in tree))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         sys.exit(f"error: hwbench-compare exited {child.returncode}: {child.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    return {"seconds": seconds, "peak_rss_mb": peak_rss / 2**20, "peak_pss_mb": peak_pss / 2**20}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak_rss / 2**20,
+            "peak_pss_mb": peak_pss / 2**20}  # fmt: skip
 
 
 def main() -> None:
@@ -183,13 +187,15 @@ def main() -> None:
             load = os.getloadavg()[0]  # a shared machine: what else ran shows here
             runs = [measure(folder, Path(tmp) / f"report_{n}_{k}") for k in range(args.repeats)]
             results.append({"records": n, "seconds": statistics.median(r["seconds"] for r in runs),
+                            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
                             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                             "peak_pss_mb": max(r["peak_pss_mb"] for r in runs), "runs": runs,
                             "write_seconds": written, "load_before": load,
                             "load_after": os.getloadavg()[0]})  # fmt: skip
-            print(f"{n:>7,} records: {results[-1]['seconds']:.2f} s (median of {args.repeats}), peak memory "
-                  f"{results[-1]['peak_pss_mb']:.0f} MB PSS, {results[-1]['peak_rss_mb']:.0f} MB RSS (all processes)",
-                  flush=True)  # fmt: skip
+            r = results[-1]
+            print(f"{n:>7,} records: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} CPU s (medians of {args.repeats}); "
+                  f"peak memory {r['peak_pss_mb']:.0f} MB PSS, {r['peak_rss_mb']:.0f} MB RSS (all processes); "
+                  f"load {load:.1f}", flush=True)  # fmt: skip
     print(json.dumps({"compare_at_scale": results, "cpus": os.cpu_count()}))
 
 
