@@ -59,7 +59,7 @@ class Lines:
 
 
 def fewer(title: str, shown: int, total: int) -> str:
-    return title if shown == total else f"{title} ({shown} of {total} setups: those with the most runs)"
+    return title if shown == total else f"{title}\n{shown} of {total} setups shown: those with the most runs"
 
 
 # ---- throughput: one bar per setup, one panel per network --------------------------------------------------
@@ -84,15 +84,16 @@ def throughput_figure(panels: list[Panel]) -> Figure:
         medians = [b.median for b in panel.bars]
         spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
         colors = ["C0" if b.steady else "C1" for b in panel.bars]
-        bars = ax.barh(range(len(medians)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
+        ax.barh(range(len(medians)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
         ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
-        ax.bar_label(bars, [f"{m:,.0f}" for m in medians], padding=3)
+        for y, bar in enumerate(panel.bars):  # the median, beyond the whisker's end
+            ax.annotate(f"{bar.median:,.0f}", (bar.high, y), xytext=(4, 0), textcoords="offset points", va="center")
         ax.invert_yaxis()  # first setup on top, as in the table
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, not 20000 running into its neighbour
         ax.set_title(fewer(panel.arch, len(panel.bars), panel.setups), loc="left", fontweight="bold")
-        ax.set_xlabel("training samples/s, median of the runs (whisker: slowest to fastest; orange: overall)")
-        ax.margins(x=0.15)  # room for the value labels
-    fig.suptitle("Training throughput")
+        ax.set_xlabel("training samples/s, median of the runs")
+        ax.set_xlim(0, 1.3 * max(b.high for b in panel.bars))  # room for the value labels beyond the whiskers
+    fig.suptitle("Training throughput\nwhisker: slowest to fastest run; orange: a run without a steady-state window")
     return fig
 
 
@@ -135,7 +136,7 @@ def accuracy_figure(plot: Lines) -> Figure:
     ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("cumulative training seconds (validation excluded), median of the runs")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(fewer("Validation accuracy against training time (dotted: 97%; band: lowest to highest run)",
+    ax.set_title(fewer("Validation accuracy against training time\n(dotted: 97%; band: lowest to highest run)",
                        len(plot.lines), plot.setups))  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
@@ -169,7 +170,7 @@ def scaling_figure(plot: Lines) -> Figure:
     ax.set_xlabel("devices (world size)")
     ax.set_ylabel("training samples/s, all devices (median of the runs)")
     title = "Scaling: throughput against devices (dashed: ideal, N x the 1-device speed)"
-    ax.set_title(title if len(plot.lines) == plot.setups else f"{title}\n{len(plot.lines)} of {plot.setups} setups")
+    ax.set_title(fewer(title, len(plot.lines), plot.setups))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
