@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,14 @@ def hwbench_record(cfg: DictConfig) -> ResultsRecord:
 
 def hwbench_samples_per_sec(cfg: DictConfig) -> float:
     return hwbench_record(cfg).training.steady.samples_per_sec  # type: ignore[union-attr]
+
+
+def worker_result(cmd: list[str], what: str) -> dict[str, Any]:
+    """A peer's run in its own process (keras_peer, jax_peer): its figures, the last line it prints, as JSON."""
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"the {what} run failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def eager_net(cfg: DictConfig) -> nn.Module:

@@ -23,7 +23,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -132,10 +131,7 @@ def jax_worker(arch: str, arrays: str, epochs: int, batch_size: int, seed: int, 
 def jax_samples_per_sec(arch: str, arrays: Path, args: argparse.Namespace, device: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--jax-worker", arch, str(arrays), str(args.epochs), str(args.batch_size),
            str(args.seed), device]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"the JAX run failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return bench_overhead.worker_result(cmd, "JAX")
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -128,10 +127,7 @@ def keras_worker(arch: str, arrays: str, epochs: int, batch_size: int, threads: 
 def keras_samples_per_sec(arch: str, arrays: Path, args: argparse.Namespace, threads: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--keras-worker", arch, str(arrays), str(args.epochs),
            str(args.batch_size), str(threads), str(args.seed)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"the Keras run failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return bench_overhead.worker_result(cmd, "Keras")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,11 @@ from omegaconf import DictConfig
 from hwbench.config import CONFIG_DIR, register
 from hwbench.ddp import process_rank
 from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
+from hwbench.hydra_errors import errors_as_one_line
 from hwbench.interrupts import signals_raise_interrupted
 from hwbench.outputs import exit_unwritable
+
+SUMMARY_LOG = "hwbench.summary"  # the job's closing line, into its log file (conf/hydra/job_logging/hwbench.yaml)
 
 
 @dataclass
@@ -25,8 +29,10 @@ class Outcomes:
     not_ok: list[str] = field(default_factory=list)
 
     def job(self, cfg: DictConfig) -> None:
+        from hwbench.extras import quiet_lightning
         from hwbench.train import run  # torch and Lightning load after Hydra has parsed the arguments
 
+        quiet_lightning()  # importing Lightning gave it a console handler again
         hydra_cfg = HydraConfig.get()
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
         folder = Path(hydra_cfg.runtime.output_dir)
@@ -40,6 +46,7 @@ class Outcomes:
             if process_rank() > 0:  # a DDP rank >= 1: rank 0 speaks for the job
                 return
             line, status = record.summary(), record.status
+        logging.getLogger(SUMMARY_LOG).info(line)
         if status == "ok" or (sweeping and status == "skipped"):
             print(line, flush=True)
         elif sweeping:
@@ -57,7 +64,7 @@ def main() -> None:
     outcomes = Outcomes()
     app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(outcomes.job)
     try:
-        with signals_raise_interrupted():
+        with signals_raise_interrupted(), errors_as_one_line():
             app()
     except Interrupted as err:  # the interrupted job has recorded what it finished; no further job starts
         print(f"error: {err}: the finished epochs are in the job's results.json", file=sys.stderr, flush=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import errno
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -91,3 +93,20 @@ def raised_os_error(err: BaseException) -> BaseException:
     while not isinstance(err, OSError) and (inner := err.__cause__ or err.__context__) is not None:
         err = inner
     return err
+
+
+class ShowResults(Callback):
+    """After a run or a sweep: where its results are, and the two commands that open them."""
+
+    def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
+        if job_return is not None and job_return.hydra_cfg is not None and process_rank() == 0:
+            print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(results_lines(Path(str(config.hydra.sweep.dir))), flush=True)
+
+
+def results_lines(folder: Path) -> str:
+    relative = os.path.relpath(folder)
+    where = shlex.quote(folder.as_posix() if relative.startswith("..") else relative)
+    return f"results in {where}\n  tensorboard --logdir {where}\n  hwbench-compare {where}"

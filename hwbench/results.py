@@ -3,194 +3,35 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
-import stat
-import sys
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from hwbench.errors import OutputFolderTaken
 from hwbench.outputs import writing
+from hwbench.record_parts import (
+    CpuKernels,
+    ExecutionPart,
+    Fingerprint,
+    Inference,
+    Interruption,
+    Metrics,
+    Part,
+    Rates,
+    Resources,
+    Seconds,
+    Training,
+)
 
 RECORD_NAME = "results.json"
 SCHEMA_VERSION = 3  # 1: the unversioned records of hwbench 0.1; 2: flat training figures. Both still read
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
-
-Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Accuracy = Annotated[float, Field(ge=0, le=1)]
-Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
-
-
-class Part(BaseModel):
-    """A typed part of the record. Unknown fields are refused: a misspelled one fails, never rides along.
-    NaN is written as "NaN", which json reads back."""
-
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
-
-
-class Gpu(Part):
-    """One of the machine's GPUs, as torch reports it."""
-
-    name: str
-    memory_gb: float | None = None
-    capability: str | None = None
-
-
-class Rates(Part):
-    """Throughput over a window of training steps (Lightning's ``Throughput``); MFU where the peak is known."""
-
-    samples_per_sec: Rate
-    batches_per_sec: Rate
-    flops_per_sec: Rate | None = None
-    mfu: Rate | None = None
-
-
-class Epoch(Part):
-    """One finished epoch: its seconds, the training seconds so far (validation excluded), losses, accuracies."""
-
-    epoch: int
-    seconds: Seconds
-    train_seconds: Seconds
-    samples_per_sec: Rate | None = None
-    samples: int | None = None  # training images of the epoch, all ranks together
-    train_loss: Loss | None = None
-    train_acc: Accuracy | None = None
-    val_loss: Loss | None = None
-    val_acc: Accuracy | None = None
-
-
-class Fingerprint(Part):
-    """The machine that ran (hwbench/fingerprint.py): host, CPU, GPUs, software versions.
-
-    The fields compare reads are required; the others may be missing from older records."""
-
-    host: str
-    cpu: str
-    threads: int
-    accelerator: str
-    precision: str
-    gpus: list[Gpu] = []
-    os: str | None = None
-    physical_cores: int | None = None
-    logical_cores: int | None = None
-    ram_gb: float | None = None
-    driver: str | None = None
-    cuda: str | None = None
-    cudnn: int | None = None
-    python: str | None = None
-    torch: str | None = None
-    lightning: str | None = None
-    cpu_isa: str | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
-    cpu_kernels: dict[str, str] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
-
-
-class Metrics(Part):
-    test_acc: Accuracy
-    test_loss: Loss
-
-
-class Flops(Part):
-    forward: int
-    train: int
-
-
-class Inference(Part):
-    batch_size: int
-    samples_per_sec: Rate
-    latency_ms_p50: Seconds
-    latency_ms_p90: Seconds
-    flops_per_sec: Rate | None = None
-
-
-class Resources(Part):
-    """Memory and energy; a counter this machine lacks is named in its ``*_unavailable`` field."""
-
-    peak_host_rss_mb: Rate | None = None
-    peak_host_rss_scope: str | None = None  # "job", or "process" where the OS cannot reset the peak
-    gpu_peak_allocated_mb: Rate | None = None
-    gpu_peak_reserved_mb: Rate | None = None
-    energy_seconds: Seconds | None = None  # the training steps' window the energy covers
-    energy_precise: bool | None = None  # False: a window shorter than the counters' update period
-    energy_source: Literal["cpu", "gpu"] | None = None  # which counter average_watts and samples_per_joule use
-    cpu_energy_j: Rate | None = None  # RAPL: the whole CPU package, other processes included
-    cpu_energy_unavailable: str | None = None
-    gpu_energy_j: Rate | None = None
-    gpu_energy_unavailable: str | None = None
-    average_watts: Rate | None = None
-    samples_per_joule: Rate | None = None
-    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # GPU time over wall time
-    gpu_busy_method: str | None = None  # how it was read (hwbench.resources.BusyProbe)
-    gpu_busy_unavailable: str | None = None
-
-
-class KernelChoice(Part):
-    """How one kind of layer (linear, conv2d, dropout) ran on the CPU, and why that way."""
-
-    kernel: str  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
-    how: Literal["measured", "forced", "only one applies", "compiled"]
-    ms_per_step: dict[str, Milliseconds] = {}  # measured: each candidate's median training step (no update)
-
-
-class CpuKernels(Part):
-    """The CPU kernels of the net's layers (hwbench/cpu_kernels), chosen before training, off the clock."""
-
-    layers: dict[str, KernelChoice]  # by kind, the kinds the net has
-    seconds: Seconds  # the choosing's time; 0 when cached
-    cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
-    rounds: int  # alternated rounds of timing per candidate
-
-    @property
-    def chosen(self) -> dict[str, str]:
-        """Each kind's kernel, as the fingerprint names them."""
-        return {kind: choice.kernel for kind, choice in self.layers.items()}
-
-
-class Interruption(Part):
-    signal: str
-    epochs_finished: int
-    steps_finished: int
-
-
-class ExecutionPart(Part):
-    """How the steps executed (hwbench/execution): the strategy, its variant, and its preparation off the clock."""
-
-    kind: str  # eager | compiled | graph | fused
-    mode: str | None = None  # the torch.compile mode, where one compiles
-    steps_per_graph: int | None = None  # optimizer steps per CUDA-graph replay
-    prepare_seconds: Seconds | None = None  # compiling and capturing, before the training clock starts
-
-
-class Peak(Part):
-    """The device's dense peak FLOP/s that MFU divides by, what precision it is for, and where it comes from."""
-
-    flops_per_sec: Rate
-    precision: str  # fp32 | tf32 | bf16 | fp16
-    source: str
-
-
-class Training(Part):
-    """What the training clock measured (hwbench/monitor.py): epochs, steady and overall throughput, MFU."""
-
-    seconds: Seconds | None = None  # the training loop's own time, validation excluded
-    epochs: list[Epoch] = []
-    overall: Rates | None = None
-    steady: Rates | None = None
-    steady_excludes: str | None = None
-    partial: bool = False  # the figures cover only the epochs that finished
-    flops_per_sample: Flops | None = None
-    peak: Peak | None = None
-    mfu_unavailable: str | None = None
-    time_to_val_acc: dict[str, Seconds | None] = {}
 
 
 class ResultsRecord(Part):
@@ -206,7 +47,7 @@ class ResultsRecord(Part):
     started: str | None = None
     finished: str | None = None
     wall_seconds: Seconds | None = None
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = Field(default_factory=dict)
     fingerprint: Fingerprint | None = None
     execution: ExecutionPart | None = None
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
@@ -332,16 +173,15 @@ def refuse_taken(out_dir: Path) -> None:
 
 def read_record(path: Path) -> ResultsRecord:
     """One record; raises ValueError with a one-line reason when it is not a valid one."""
-    try:
+    with contextlib.suppress(OSError, ValidationError):  # the fast path (pydantic parses the JSON itself)
+        return ResultsRecord.model_validate_json(path.read_bytes())
+    try:  # the path that names what is wrong
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"not readable JSON ({err})") from err
     if not isinstance(data, dict):
         raise ValueError("not a results record (not a JSON object)")
-    version = data.get("schema_version", 1)
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise ValueError(f"written by a newer hwbench (schema version {version}; this one reads 1 to "
-                         f"{SCHEMA_VERSION}): upgrade hwbench to read it")  # fmt: skip
+    refuse_newer(data.get("schema_version", 1))  # named plainly, not as a validation error
     try:
         return ResultsRecord.model_validate(data)
     except ValidationError as err:
@@ -356,11 +196,19 @@ V2_TRAINING = {"epoch_table": "epochs", "train_seconds": "seconds", "overall": "
                "time_to_val_acc": "time_to_val_acc"}  # fmt: skip
 
 
+def refuse_newer(version: object) -> None:
+    """A record from a newer hwbench may mean anything: never read as if it were this version's."""
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ValueError(f"written by a newer hwbench (schema version {version}; this one reads 1 to "
+                         f"{SCHEMA_VERSION}): upgrade hwbench to read it")  # fmt: skip
+
+
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A record of an older schema version in the current version's shape, its version number kept: the one
-    place where reading is lenient. (read_record refuses a newer version than this hwbench knows.)"""
+    place where reading is lenient; a newer version than this hwbench knows is refused."""
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= 3:
+        refuse_newer(version)
         return data  # a bad version is named by validation; the current one is read strictly
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
@@ -378,69 +226,3 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if "execution" in data:  # already upgraded once (validating an upgraded record again)
         upgraded["execution"] = data["execution"]
     return upgraded
-
-
-def find_records(folders: Iterable[str | Path]) -> list[tuple[Path, ResultsRecord]]:
-    """Every valid record under ``folders`` (recursively), oldest first.
-
-    An invalid one is named on stderr in one line and skipped: one truncated or hand-edited copy from
-    another machine should not hide every other result.
-    """
-    records = []
-    for path in record_paths(folders):
-        try:
-            records.append((path, read_record(path)))
-        except ValueError as err:
-            warn_skipping(path, str(err))
-    return sorted(records, key=lambda pr: pr[1].started or "")
-
-
-def record_paths(folders: Iterable[str | Path]) -> list[Path]:
-    """Every results.json under ``folders``, in order, linked folders followed and each folder read once.
-
-    What cannot be followed (a dangling link, a symlink loop, a folder that cannot be read) is named on stderr in
-    one warning line each, rather than passed over without a word as ``Path.rglob`` does.
-    """
-    found: list[Path] = []
-    seen: set[tuple[int, int]] = set()  # (device, inode) of each folder read: a loop or a second link reads none
-    stack = [Path(folder) for folder in folders][::-1]
-    while stack:
-        folder = stack.pop()
-        try:
-            st = folder.stat()
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as err:
-            warn_skipping(folder, err.strerror or str(err))
-            continue
-        subfolders = []
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_symlink() and (problem := link_problem(path, folder)):
-                warn_skipping(path, problem)
-            elif entry.is_dir():
-                subfolders.append(path)
-            elif entry.name == RECORD_NAME:
-                found.append(path)
-        stack.extend(reversed(subfolders))
-    return found
-
-
-def link_problem(link: Path, folder: Path) -> str | None:
-    """Why ``link`` (in ``folder``) cannot be followed, or None when it can."""
-    try:
-        st = link.stat()
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return "a symlink loop"
-        return f"a dangling link to {os.readlink(link)} ({err.strerror})"
-    if stat.S_ISDIR(st.st_mode) and folder.resolve().is_relative_to(target := link.resolve()):
-        return f"a symlink loop (back to {target})"
-    return None
-
-
-def warn_skipping(path: Path, why: str) -> None:
-    print(f"warning: skipping {path}: {why}".replace("\n", " "), file=sys.stderr)

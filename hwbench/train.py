@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -22,20 +21,14 @@ from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputU
 from hwbench.execution import Execution, PrepareExecution
 from hwbench.fingerprint import as_markdown, fingerprint
 from hwbench.interrupts import StopSignals, signals_raise_interrupted
+from hwbench.job_logger import JobLogger, is_number, log_hparams
 from hwbench.models import init_weights
 from hwbench.monitor import BenchmarkMonitor, flops_per_sample
 from hwbench.outputs import writing
 from hwbench.progress import StepProgressBar
+from hwbench.record_parts import ExecutionPart, Fingerprint, Interruption
 from hwbench.resources import ResourceMonitor
-from hwbench.results import (
-    ExecutionPart,
-    Fingerprint,
-    Interruption,
-    ResultsRecord,
-    now,
-    refuse_taken,
-    write_record,
-)
+from hwbench.results import ResultsRecord, now, refuse_taken, write_record
 
 
 def build_net(cfg: DictConfig, execution: Execution) -> torch.nn.Module:
@@ -56,32 +49,6 @@ def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> 
         one_hot_targets=cfg.one_hot_targets,
         channels_last=cfg.channels_last,
     )
-
-
-class JobLogger(TensorBoardLogger):
-    """Lightning's TensorBoard logger, whose failures to write (a full disk) name the folder: every method that
-    writes, Lightning's calls included, raises :class:`OutputUnwritable`."""
-
-    @property
-    def experiment(self) -> Any:  # creating the writer creates its event file
-        with writing(self.log_dir):
-            return super().experiment
-
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        with writing(self.log_dir):
-            super().log_metrics(metrics, step)
-
-    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
-        with writing(self.log_dir):
-            super().log_hyperparams(params, metrics)
-
-    def save(self) -> None:
-        with writing(self.log_dir):
-            super().save()
-
-    def finalize(self, status: str) -> None:
-        with writing(self.log_dir):
-            super().finalize(status)
 
 
 def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
@@ -244,10 +211,6 @@ class Job:
         self.logger.finalize("success" if record.status == "ok" else "failed")
 
 
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def distributed(cfg: DictConfig) -> bool:
     return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
 
@@ -257,26 +220,3 @@ def need_gpus(accelerator: str, devices: int) -> None:
     present = torch.cuda.device_count() if accelerator == "cuda" else devices
     if devices > present:
         raise DeviceUnavailable(f"device.devices={devices} but this machine has {present} CUDA GPU(s)")
-
-
-def log_hparams(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, step: int) -> None:
-    """The HParams tab: one row per run, the knobs and the hardware beside the final metrics.
-
-    The metrics sit at the last optimizer step, beside everything else (``logger.log_hyperparams`` puts
-    them at step 0); run_name "." keeps them in this run's folder.
-    """
-    fp = record.fingerprint
-    params = {
-        "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
-        "device": cfg.device.name, "accelerator": fp.accelerator, "hardware": record.device_name,
-        "host": fp.host, "cpu": fp.cpu, "gpu": fp.gpus[0].name if fp.gpus else "none",
-        "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
-        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-        "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
-        "execution": record.execution.kind if record.execution else "eager",
-        "execution_mode": str(record.execution.mode if record.execution else None),
-        "channels_last": cfg.channels_last, "steps_per_execution": cfg.steps_per_execution,
-        "inference_batch_size": cfg.inference_batch_size,
-    }  # fmt: skip
-    metrics = {"hp/test_acc": record.metrics.test_acc, "hp/train_samples_per_sec": record.train_speed.samples_per_sec}
-    logger.experiment.add_hparams(params, metrics, run_name=".", global_step=step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,34 @@ def hwbench_cli(data_root: str, tmp_path: Path) -> Callable[..., subprocess.Comp
         return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
     return run
+
+
+@pytest.fixture
+def peer_script(data_root: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python benchmarks/NAME ARGS`` (keras_peer.py, jax_peer.py) in tmp_path, and check it exits 0.
+    ``hide``: a module to present as not installed (``sys.modules[name] = None`` is how Python spells that to
+    find_spec and import alike)."""
+
+    def run(name: str, *args: str, hide: str = "") -> subprocess.CompletedProcess:
+        script = REPO / "benchmarks" / name
+        code = (
+            f"import runpy, sys; sys.path.insert(0, {str(script.parent)!r}); "  # as `python benchmarks/NAME`
+            f"{f'sys.modules[{hide!r}] = None; ' if hide else ''}"
+            f"sys.argv = [{name!r}, *{list(args)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')"
+        )
+        env = {**os.environ, "HWBENCH_DATA": data_root}
+        cmd = [sys.executable, "-c", code]
+        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
+
+
+def peer_rows(stdout: str, name: str) -> list[dict]:
+    """The rows of a peer script's JSON line (``{"keras_peer": [...]}``)."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith(f'{{"{name}"')]
+    return json.loads(line)[name]
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:

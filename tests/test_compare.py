@@ -1,18 +1,26 @@
-"""``hwbench compare`` on a real sweep: two short CPU runs that differ only in their thread count."""
+"""``hwbench-compare`` on a real sweep (two short CPU runs that differ only in their thread count), and on
+synthetic records at scale (benchmarks/compare_at_scale.py makes them, schema-valid)."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib.image
 import pytest
 
-from hwbench.compare import main as compare
+from conftest import REPO
+from hwbench.compare.cli import main as compare
+from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
+from hwbench.compare.reading import read_rows
+from hwbench.compare.setups import group_setups
+from hwbench.compare.tables import MAX_RUN_ROWS
 from hwbench.results import ResultsRecord, read_record, write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +28,7 @@ JOBS = ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")  # the sweep's job folders: device.thr
 
 
 @pytest.fixture(scope="module")
-def outputs(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
     """One real sweep for the whole module (as conftest's hwbench_cli runs it): ~10 s of training."""
     root = tmp_path_factory.mktemp("bench")
     args = ["-m", "device=cpu", "device.threads=1,2", "epochs=2", "data.train_limit=3000", "arch=ffnn"]
@@ -28,7 +36,35 @@ def outputs(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    return root / "outputs"
+    return result
+
+
+@pytest.fixture(scope="module")
+def outputs(sweep: subprocess.CompletedProcess) -> Path:
+    return Path(sweep.args[-1].removeprefix("output_root="))
+
+
+def synthetic() -> ModuleType:
+    """benchmarks/compare_at_scale.py, whose records are shaped as real sweeps leave them."""
+    spec = importlib.util.spec_from_file_location("compare_at_scale", REPO / "benchmarks" / "compare_at_scale.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 synthetic records: three networks on CPUs, H100s and A100s, 1-4 devices, some runs without a result."""
+    folder = tmp_path_factory.mktemp("many")
+    synthetic().write_records(folder, 300)
+    return folder
+
+
+def compare_cli(*args: str, columns: int = 100) -> subprocess.CompletedProcess:
+    """``python -m hwbench.compare`` as a user runs it, on a terminal ``columns`` wide (rich reads COLUMNS)."""
+    env = {**os.environ, "COLUMNS": str(columns)}
+    cmd = [sys.executable, "-m", "hwbench.compare", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -71,11 +107,31 @@ def test_table_csv_markdown_and_plots_of_a_thread_sweep(outputs: Path, tmp_path:
     assert table[0].startswith("| arch |") and "speed-up" in table[0] and set(table[1]) <= set("|-: ")
     assert len(table) == 4 and all(job in markdown for job in JOBS)
 
+    assert "| host |" in table[0] and "| results.json |" in table[0]  # every column with a value, not the console's
     for name in ("throughput.png", "accuracy_vs_time.png"):
         png = report / name
         assert png.read_bytes()[:8] == PNG_SIGNATURE
         height, width, _ = matplotlib.image.imread(png).shape
         assert height > 200 and width > 400
+        assert f"]({name})" in markdown
+    # no runs differ in their device count: no scaling plot at all, rather than a blank one
+    assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
+    assert stdout.strip().splitlines()[-1].endswith("compare.csv, compare.md, throughput.png, accuracy_vs_time.png")
+
+
+def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs: Path, tmp_path: Path) -> None:
+    (folder,) = (outputs / "multiruns").iterdir()
+    cwd = outputs.parent  # where the sweep ran
+    where = os.path.relpath(folder, cwd)  # as the user would type it there
+    assert sweep.stdout.strip().splitlines()[-3:] == [
+        f"results in {where}",
+        f"  tensorboard --logdir {where}",
+        f"  hwbench-compare {where}",
+    ]
+    # the command it names works, from where the sweep ran
+    result = subprocess.run([sys.executable, "-m", "hwbench.compare", where, "--out", str(tmp_path / "r")],
+                            cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0 and "2 records (2 ok, 0 without a result)" in result.stdout
 
 
 def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_path: Path, capsys) -> None:
@@ -142,3 +198,81 @@ def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert compare([str(tmp_path / "records"), "--out", str(tmp_path / "taken")]) == 2
     (error,) = capsys.readouterr().err.strip().splitlines()
     assert error.startswith(f"error: cannot write the report to {tmp_path / 'taken'}")
+
+
+def test_the_default_table_fits_100_columns_and_cuts_no_cell(tmp_path: Path) -> None:
+    synthetic().write_records(tmp_path / "records", 60)  # GPU rows too: long names, busy %, samples/J
+    result = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "report"), columns=100)
+    assert result.returncode == 0, result.stderr
+    *lines, summary = result.stdout.splitlines()  # the summary, a path in it, wraps as the terminal does
+    assert max(map(len, lines)) <= 100 and summary.startswith("60 records")
+    assert "…" not in result.stdout and "..." not in result.stdout
+    header = next(line for line in lines if line.startswith("┃"))
+    assert all(h in header for h in ("arch", "job", "test acc", "train samples/s", "speed-up"))
+    words = " ".join(result.stdout.split())  # the caption wraps at the table's width
+    assert re.search(r"not shown for width: execution, host, [^(]*\(--columns all shows every column", words)
+    rows = [r for r in read_csv(tmp_path / "report" / "compare.csv") if r["status"] == "ok"]
+    for row in rows:  # each cell whole, on its row's own line: the job, its accuracy, its speed
+        line = table_line(result.stdout, f" {row['job']} ")
+        assert f"{float(row['test_acc']):.4f}" in line and f"{float(row['train_samples_per_sec']):,.0f}" in line
+
+    wide = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "r2"), "--columns", "all", columns=1000)
+    header = next(line for line in wide.stdout.splitlines() if line.startswith("┃"))
+    assert wide.returncode == 0 and "not shown for width" not in wide.stdout
+    assert all(f" {h} " in header for h in ("host", "peak RSS MB", "results.json", "infer samples/s", "GPU busy %"))
+    assert " MFU " not in header  # no run has a figure for it
+    picked = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "r3"), "--columns", "arch,job,mfu")
+    header = next(line for line in picked.stdout.splitlines() if line.startswith("┃"))
+    assert [h.strip() for h in header.strip("┃").split("┃")] == ["arch", "job", "MFU"]
+    typo = compare_cli(str(tmp_path / "records"), "--columns", "arch,speed")
+    assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1
+    assert typo.stderr.startswith("error: --columns: no column 'speed': give 'all' or some of arch, job")
+
+
+def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> None:
+    result = compare_cli(str(many), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    rows = read_rows([many])
+    ok = [r for r in rows if r.status == "ok"]
+    setups = group_setups(ok)
+    assert len(ok) > MAX_RUN_ROWS and len(setups) < len(ok) / 2  # repeats: a setup holds several runs
+    assert f"{len(ok):,} ok runs: one row per setup" in result.stdout
+    body = [line for line in result.stdout.split("Runs without a result")[0].splitlines() if line.startswith("│ ")]
+    assert len(body) == len(setups)
+    assert len(read_csv(tmp_path / "report" / "compare.csv")) == len(rows) == 300  # the CSV keeps every run
+
+    panels = throughput_plot(setups)
+    figure = throughput_figure(panels)
+    assert [p.arch for p in panels] == [ax.get_title(loc="left") for ax in figure.axes] == ["cnn", "ffnn", "speedrun"]
+    for ax, panel in zip(figure.axes, panels, strict=True):  # one bar per setup of the panel's network
+        mine = [s for s in setups if s.arch == panel.arch]
+        assert len(ax.patches) == len(panel.bars) == len(mine) > 1
+        assert [p.get_width() for p in ax.patches] == [s.train_samples_per_sec for s in mine]  # at its runs' median
+        assert [(b.low, b.high) for b in panel.bars] == [(min(s.speeds), max(s.speeds)) for s in mine]
+    lines = [line for line in accuracy_figure(accuracy_plot(setups)).axes[0].get_lines() if line.get_marker() == "o"]
+    assert len(lines) == min(MAX_LINES, len(setups))
+    for name in ("throughput.png", "accuracy_vs_time.png", "scaling.png"):  # 1, 2 and 4 devices: scaling too
+        assert (tmp_path / "report" / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_worker_processes_read_the_same_rows_and_warnings(tmp_path: Path, capfd) -> None:
+    synthetic().write_records(tmp_path, 120)  # 2 sweep folders of 100 and 20 jobs
+    broken = tmp_path / "zz_broken" / "results.json"
+    broken.parent.mkdir()
+    broken.write_text('{"status": "ok", "arch": "cn')
+    here = read_rows([tmp_path], processes=1)  # every record read in this process
+    here_err = capfd.readouterr().err
+    (warning,) = here_err.splitlines()
+    assert warning.startswith(f"warning: skipping {broken}: not readable JSON")
+    workers = read_rows([tmp_path, tmp_path / "multiruns"], processes=3)  # a folder given twice: read once
+    assert workers == here and len(here) == 120
+    assert capfd.readouterr().err == here_err
+
+
+def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:
+    write_record(tmp_path / "runs" / "job", ResultsRecord(status="failed", reason="out of memory", arch="cnn"))
+    assert compare([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("1 record (0 ok, 1 without a result)")  # one record, not "1 records"
+    assert last.endswith("compare.csv, compare.md")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md"]

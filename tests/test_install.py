@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,3 +52,39 @@ def test_the_wheel_installs_and_runs_from_anywhere(data_root: str, tmp_path: Pat
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = (elsewhere / "outputs").rglob("results.json")
     assert read_record(record).status == "ok"
+
+
+def test_without_the_cluster_extra_the_suite_runs_and_skips_only_the_submitit_test(tmp_path: Path) -> None:
+    """As after ``pip install -e '.[dev]'``: the cluster extra is the only provider of ``hydra_plugins``."""
+    hide = tmp_path / "hide"
+    hide.mkdir()  # sitecustomize runs at every interpreter's start: pytest's, and each hwbench it starts
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['hydra_plugins'] = None  # not installed\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), str(REPO)])}
+
+    def python(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    probe = python("-c", "import hydra_plugins")
+    assert probe.returncode == 1 and "ModuleNotFoundError" in probe.stderr  # hidden as an absent package is
+
+    pytest_ = ("-m", "pytest", "-p", "no:cacheprovider", "-q")
+    collected = python(*pytest_, "--collect-only")
+    assert collected.returncode == 0, collected.stdout[-3000:]
+    assert re.fullmatch(r"\d+ tests collected in [\d.]+s", collected.stdout.strip().splitlines()[-1])  # no error
+    assert "tests/test_scaleout.py::test_submitit_local_sweep_lands_in_one_sweep_folder" in collected.stdout
+
+    scaleout = "tests/test_scaleout.py::"
+    ran = python(*pytest_, "-rs", f"{scaleout}test_submitit_local_sweep_lands_in_one_sweep_folder",
+                 f"{scaleout}test_ranks_take_disjoint_slices_of_each_epochs_permutation",
+                 "tests/test_cli.py::test_help_and_cfg_job")  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    assert re.search(r"3 passed, 1 skipped", ran.stdout), ran.stdout[-2000:]
+    assert "SKIPPED [1] tests/test_scaleout.py" in ran.stdout and "the cluster extra is not installed" in ran.stdout
+
+    for launcher in ("submitit_local", "slurm"):  # ours, and the plugin's own
+        result = python("-m", "hwbench", "-m", f"hydra/launcher={launcher}", "epochs=1")
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            "error: the launchers slurm, local and submitit_local need the cluster extra: "
+            "pip install -e '.[cluster]' (hydra-submitit-launcher)"
+        )

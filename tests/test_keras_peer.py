@@ -3,58 +3,29 @@ the hand loop, the stock torch loop and Keras, on the CPU its table names."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from conftest import REPO
+from conftest import peer_rows
 from hwbench.fingerprint import cpu_description
 
-SCRIPT = REPO / "benchmarks" / "keras_peer.py"
 TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
 
 
-def script(*args: str, hide: str = "") -> str:
-    """Python code that runs the script with ``args``; ``hide``: a module to present as not installed
-    (``sys.modules[name] = None`` is how Python spells that to find_spec and import alike)."""
-    return (
-        f"import runpy, sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); "  # as `python benchmarks/keras_peer.py`
-        f"{f'sys.modules[{hide!r}] = None; ' if hide else ''}"
-        f"sys.argv = ['keras_peer.py', *{list(args)!r}]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
-    )
-
-
-def run(code: str, data_root: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HWBENCH_DATA": data_root}
-    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def rows(stdout: str) -> list[dict]:
-    (line,) = [line for line in stdout.splitlines() if line.startswith('{"keras_peer"')]
-    return json.loads(line)["keras_peer"]
-
-
-def test_without_tensorflow_the_keras_column_is_skipped_in_one_line(data_root: str, tmp_path: Path) -> None:
-    result = run(script("--arch", "ffnn", *TINY, hide="tensorflow"), data_root, tmp_path)
+def test_without_tensorflow_the_keras_column_is_skipped_in_one_line(peer_script) -> None:
+    result = peer_script("keras_peer.py", "--arch", "ffnn", *TINY, hide="tensorflow")
     skips = [line for line in result.stdout.splitlines() if "skipping the Keras column" in line]
     assert len(skips) == 1 and "pip install -e '.[peers]'" in skips[0]
-    (row,) = rows(result.stdout)
+    (row,) = peer_rows(result.stdout, "keras_peer")
     assert row["arch"] == "ffnn" and row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
     assert row["stock_loop_samples_per_sec"] > 0  # the stock torch loop needs no TensorFlow
     assert "keras_samples_per_sec" not in row
 
 
-def test_all_three_paths_report_their_fields(data_root: str, tmp_path: Path) -> None:
+def test_all_three_paths_report_their_fields(peer_script) -> None:
     pytest.importorskip("tensorflow", reason="the [peers] extra is not installed")
     pytest.importorskip("keras")
-    result = run(script(*TINY), data_root, tmp_path)
-    ffnn, cnn = rows(result.stdout)
+    result = peer_script("keras_peer.py", *TINY)
+    ffnn, cnn = peer_rows(result.stdout, "keras_peer")
     assert (ffnn["arch"], cnn["arch"]) == ("ffnn", "cnn")
     for row in (ffnn, cnn):
         assert row["threads"] == 1 and row["train_images"] == 1000 and row["repeats"] == 1

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwbench.compare import main as compare
-from hwbench.results import RECORD_NAME, ResultsRecord, find_records, read_record, write_record
+from hwbench.compare.reading import record_paths
+from hwbench.results import RECORD_NAME, ResultsRecord, read_record, write_record
 
 OK = {  # a complete record as hwbench writes it, pared to the fields compare reads
     "schema_version": 2, "status": "ok", "reason": None, "run_name": "ffnn_cpu_e2", "arch": "ffnn",
@@ -94,7 +95,7 @@ def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     (warning,) = captured.err.strip().splitlines()
     assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: training.steady.samples_per_sec:")
-    assert "1 records (1 ok" in captured.out
+    assert "1 record (1 ok" in captured.out
 
 
 def test_a_record_of_hwbench_0_1_still_reads() -> None:
@@ -157,7 +158,7 @@ def test_a_record_from_a_newer_hwbench_is_named_and_skipped(tmp_path: Path, caps
     (warning,) = captured.err.strip().splitlines()
     assert warning == (f"warning: skipping {tmp_path / 'newer' / RECORD_NAME}: written by a newer hwbench (schema "
                        f"version 99; this one reads 1 to 3): upgrade hwbench to read it")  # fmt: skip
-    assert "1 records (1 ok" in captured.out
+    assert "1 record (1 ok" in captured.out
 
 
 def test_an_old_record_reads_in_the_current_shape() -> None:
@@ -180,8 +181,8 @@ def test_links_are_followed_and_a_loop_or_dangling_link_is_named(tmp_path: Path,
     (runs / "job" / "loop").symlink_to(runs)  # back to an ancestor: following it would never end
     (runs / "self").symlink_to(runs / "self")
     (runs / "gone").symlink_to(tmp_path / "deleted")
-    found = find_records([runs])
-    assert sorted(str(p.relative_to(runs)) for p, _ in found) == ["again/job/results.json", "job/results.json"]
+    found = record_paths([runs])
+    assert sorted(str(p.relative_to(runs)) for p in found) == ["again/job/results.json", "job/results.json"]
     assert capsys.readouterr().err.splitlines() == [
         f"warning: skipping {runs / 'gone'}: a dangling link to {tmp_path / 'deleted'} (No such file or directory)",
         f"warning: skipping {runs / 'self'}: a symlink loop",

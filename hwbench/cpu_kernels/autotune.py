@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from hwbench.cpu_kernels.layers import TORCH, Conv2d, Dropout, KernelLayer, Linear
 from hwbench.data import InMemoryDataModule
-from hwbench.results import CpuKernels, KernelChoice
+from hwbench.record_parts import CpuKernels, KernelChoice
 
 log = logging.getLogger(__name__)
 AUTO = "auto"

@@ -31,7 +31,7 @@ from hwbench.errors import ConfigError, DeviceUnavailable
 from hwbench.execution.eager import CUDA_GRAPH_MODES
 from hwbench.execution.lr_table import LrTable, scheduled_rates
 from hwbench.execution.strategy import Batch, Execution
-from hwbench.resources import ReplayTimer
+from hwbench.gpu_busy import ReplayTimer
 
 if TYPE_CHECKING:
     from hwbench.classifier import Classifier

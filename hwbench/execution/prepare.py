@@ -9,7 +9,7 @@ from lightning import Callback, LightningModule, Trainer
 from hwbench.data import InMemoryDataModule
 from hwbench.devices import synchronize
 from hwbench.execution.strategy import Execution
-from hwbench.results import ExecutionPart
+from hwbench.record_parts import ExecutionPart
 
 
 class PrepareExecution(Callback):

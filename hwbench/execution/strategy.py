@@ -15,7 +15,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from hwbench.classifier import Classifier
     from hwbench.data import InMemoryDataModule
-    from hwbench.resources import ReplayTimer
+    from hwbench.gpu_busy import ReplayTimer
 
 Batch = tuple[Tensor, Tensor]
 

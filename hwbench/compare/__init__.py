@@ -1,0 +1,15 @@
+"""``hwbench-compare``: many runs' results.json as tables and plots.
+
+cli.py      the command: read, compute, print, write
+reading.py  the records found and read into rows by worker processes, one record at a time
+rows.py     one compact row per record; speed-ups against a baseline, scaling with devices
+setups.py   rows grouped by setup (network, hardware, execution, precision, batch): medians and spreads at scale
+columns.py  the columns, their formats, and which the console shows by default
+tables.py   the console table (as wide as the terminal), compare.csv, compare.md
+plots.py    throughput, accuracy against time, scaling (PNG)
+workers.py  the worker processes
+"""
+
+from hwbench.compare.cli import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+import sys
+
+from hwbench.compare.cli import main
+
+sys.exit(main())

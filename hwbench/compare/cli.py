@@ -1,0 +1,101 @@
+"""``hwbench-compare DIR...``: a table (console, CSV, Markdown) and plots from many results records."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from hwbench.compare.columns import check_columns, column_keys
+from hwbench.compare.reading import read_rows
+from hwbench.compare.rows import Row, add_scaling, add_speedups
+from hwbench.compare.setups import Setup, group_setups
+from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
+from hwbench.compare.workers import workers
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="hwbench-compare",
+        description="Compare hwbench results: a table on the console, compare.csv, compare.md and PNG plots "
+        "(throughput, accuracy against time, scaling with devices).",
+    )
+    parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], metavar="DIR",
+                        help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
+    parser.add_argument("--baseline", metavar="SPEC",
+                        help="the row each arch's speed-up is against: a substring of host/device/run_name or "
+                        "of its results.json path (default: the slowest run of each arch)")  # fmt: skip
+    parser.add_argument("--columns", metavar="KEYS",
+                        help="the console's columns: 'all', or keys separated by commas (default: those that fit "
+                        f"the terminal). Keys: {', '.join(column_keys())}")  # fmt: skip
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="report folder (default: outputs/reports/<date>_<time>)")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse(argv)
+    except SystemExit as exit_:  # argparse has printed usage and the error (or --help)
+        return int(exit_.code or 0)
+    try:
+        return compare(args)
+    except ValueError as err:  # a --baseline or --columns that names nothing
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def compare(args: argparse.Namespace) -> int:
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.columns:
+        check_columns(args.columns)  # a typo is named before anything is read
+    # matplotlib takes a second to import: this process does that while the workers read
+    rows = read_rows(args.dirs, meanwhile=lambda: importlib.import_module("hwbench.compare.plots"))
+    if not rows:
+        where = ", ".join(str(d) for d in args.dirs)
+        print(f"error: no results.json under {where}: run python -m hwbench first", file=sys.stderr)
+        return 2
+    ok = [r for r in rows if r.status == "ok"]
+    not_ok = [r for r in rows if r.status != "ok"]
+    bases = add_speedups(rows, args.baseline)
+    scaling = add_scaling(rows)
+
+    console = make_console()
+    view = ok_view(ok, bases)
+    print_tables(console, view, not_ok, args.columns)
+    out = args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    try:
+        plots = write_report(out, rows, view, not_ok, args.dirs, group_setups(ok), scaling)
+    except OSError as err:
+        print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    files = ", ".join(["compare.csv", "compare.md", *plots])
+    records = f"{len(rows):,} record{'s' if len(rows) != 1 else ''}"
+    summary = f"{records} ({len(ok):,} ok, {len(not_ok):,} without a result); report in {out}/: {files}"
+    console.print(summary, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sources: list[Path], setups: list[Setup],
+                 scaling: list[list[Row]]) -> list[str]:  # fmt: skip
+    """compare.csv, compare.md and the plots that have something to show (drawn meanwhile, in workers);
+    returns the plots' file names."""
+    from hwbench.compare import plots as p  # imported while the records were read
+
+    drawings = {"throughput.png": (p.throughput_figure, p.throughput_plot(setups)),
+                "accuracy_vs_time.png": (p.accuracy_figure, p.accuracy_plot(setups)),
+                "scaling.png": (p.scaling_figure, p.scaling_plot(scaling))}  # fmt: skip
+    plots = [name for name, (_, plot) in drawings.items() if plot is not None]
+    out.mkdir(parents=True, exist_ok=True)
+    with workers(len(plots)) as pool:
+        drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
+        write_csv(out / "compare.csv", rows)
+        write_markdown(out / "compare.md", view, not_ok, sources, plots)
+        for plot in drawn:
+            plot.result()  # a worker's error, raised here
+    return plots

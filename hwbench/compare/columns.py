@@ -1,0 +1,123 @@
+"""The comparison's columns: one definition for the console, Markdown and CSV, and how a value is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+
+class Column(NamedTuple):
+    key: str  # the row's attribute; the CSV's header
+    header: str  # the console's and Markdown's header
+    spec: str | None = None  # format of a number (right-aligned); None: text
+    # rank in the console's default columns (0 is the last to go when the terminal is narrow); None: shown
+    # only with --columns (the CSV and the Markdown have every column)
+    priority: int | None = None
+
+
+# the default columns answer: how fast, how accurate, how efficient, on what, against what
+RUN_COLUMNS = [
+    Column("arch", "arch", priority=0),
+    Column("job", "job", priority=1),
+    Column("host", "host", priority=7),
+    Column("hardware", "hardware", priority=4),
+    Column("device", "device"),
+    Column("model", "GPU/CPU"),
+    Column("threads", "threads", "d"),
+    Column("precision", "precision", priority=13),
+    Column("execution", "execution", priority=6),  # eager, compiled, graph, fused
+    Column("world_size", "devices", "d"),
+    Column("batch_size", "batch", "d"),  # per device
+    Column("global_batch_size", "global batch", "d"),
+    Column("epochs", "epochs", "d"),
+    Column("test_acc", "test acc", ".4f", priority=3),
+    Column("train_samples_per_sec", "train samples/s", ",.0f", priority=2),
+    Column("train_basis", "steady|overall"),
+    Column("epoch_seconds", "epoch s", ".2f"),
+    Column("seconds_to_97", "to 97% s", ".1f", priority=14),
+    Column("mfu", "MFU", ".1%", priority=10),
+    Column("inference_samples_per_sec", "infer samples/s", ",.0f", priority=15),
+    Column("latency_ms_p50", "batch-1 ms", ".3f"),
+    Column("speedup", "speed-up", ".2f", priority=5),
+    Column("gpu_busy_percent", "GPU busy %", ".0f", priority=8),
+    Column("samples_per_joule", "samples/J", ",.1f", priority=9),
+    Column("energy_source", "J from"),
+    Column("average_watts", "watts", ".1f"),
+    Column("peak_host_rss_mb", "peak RSS MB", ",.0f"),
+    Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
+    Column("host_bound", "host-bound"),
+    Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
+    Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
+    Column("status", "status"),
+    Column("reason", "reason"),
+    Column("run_name", "run name"),
+    Column("started", "started"),
+    Column("path", "results.json"),
+]
+NOT_OK_COLUMNS = [c for c in RUN_COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
+# one row per setup (network, hardware, precision, batch): the median of its runs, and their spread
+SETUP_COLUMNS = [
+    Column("arch", "arch", priority=0),
+    Column("hardware", "hardware", priority=1),
+    Column("execution", "execution", priority=2),
+    Column("precision", "precision", priority=11),
+    Column("batch_size", "batch", "d", priority=3),
+    Column("runs", "runs", "d", priority=6),
+    Column("train_samples_per_sec", "train samples/s", ",.0f", priority=4),
+    Column("spread", "min-max", priority=8),
+    Column("test_acc", "test acc", ".4f", priority=5),
+    Column("speedup", "speed-up", ".2f", priority=7),
+    Column("samples_per_joule", "samples/J", ",.1f", priority=9),
+    Column("mfu", "MFU", ".1%", priority=10),
+]
+OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
+
+
+def cell(column: Column, row: Any) -> str:
+    """A value as the console and Markdown show it (the CSV keeps the raw value)."""
+    value = getattr(row, column.key, None)
+    if value is None:
+        return ""
+    if column.spec is None:
+        return str(value)
+    try:
+        text = f"{value:{column.spec}}"
+    except (TypeError, ValueError):  # a hand-edited record with '2' for 2: show it as it is
+        return str(value)
+    if column.key in ("speedup", "scaling_speedup"):
+        text += "x"
+    if column.key == "train_samples_per_sec" and getattr(row, "train_basis", None) == "overall":
+        text += OVERALL_MARK
+    if column.key == "gpu_busy_percent" and getattr(row, "host_bound", False):
+        text += " host-bound"
+    return text
+
+
+def with_values(columns: Sequence[Column], rows: Sequence[Any]) -> list[Column]:
+    """The columns some row has a value in: a CPU-only comparison has no MFU, busy % or samples/J column."""
+    return [c for c in columns if any(getattr(r, c.key, None) is not None for r in rows)]
+
+
+def by_priority(columns: Sequence[Column]) -> list[Column]:
+    """The default console columns, the most needed first."""
+    return sorted((c for c in columns if c.priority is not None), key=lambda c: c.priority)  # type: ignore[arg-type,return-value]
+
+
+def column_keys() -> list[str]:
+    """What --columns takes: the per-run columns' keys, then the per-setup table's own."""
+    return list(dict.fromkeys(c.key for c in (*RUN_COLUMNS, *SETUP_COLUMNS)))
+
+
+def check_columns(keys: str) -> None:
+    """``--columns``: 'all', or column keys separated by commas; raises ValueError naming what is unknown."""
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in column_keys()]
+    if keys != "all" and (unknown or not wanted):
+        raise ValueError(f"--columns: no column {', '.join(map(repr, unknown)) or 'given'}: give 'all' or some of "
+                         f"{', '.join(column_keys())}")  # fmt: skip
+
+
+def pick(columns: Sequence[Column], keys: str) -> list[Column]:
+    """The ``columns`` that --columns names, in the table's order ('all': every one)."""
+    wanted = {k.strip() for k in keys.split(",")}
+    return [c for c in columns if keys == "all" or c.key in wanted]

@@ -1,0 +1,181 @@
+"""The comparison as plots (matplotlib): throughput, accuracy against time, scaling with devices.
+
+Each plot shows setups (hwbench.compare.setups), not single runs: one bar or line per network and hardware
+with the spread of its runs. What a plot shows is computed first, as a few numbers per bar or line
+(``*_plot``: None when there is nothing to show, and then no plot is drawn); ``*_figure`` draws them, in a
+worker process if need be (drawing the text of a tall figure takes a second or two).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure  # no pyplot: no global state, and PNGs render with Agg on any machine
+from matplotlib.ticker import EngFormatter
+
+from hwbench.compare.rows import Row
+from hwbench.compare.setups import Setup, most_runs, varying
+
+MAX_BARS = 40  # per network: more setups than this keep those with the most runs
+MAX_LINES = 20  # ten colours, two dash styles: a legend still tells them apart
+MAX_SCALING_LINES = 10  # each comes with its dashed ideal
+DPI = 120
+
+
+@dataclass
+class Bar:
+    label: str
+    median: float
+    low: float  # the slowest run
+    high: float  # the fastest run
+    steady: bool  # every run has a steady-state figure
+
+
+@dataclass
+class Panel:
+    arch: str
+    bars: list[Bar]
+    setups: int  # of this network, shown or not
+
+
+@dataclass
+class Line:
+    label: str
+    xs: list[float]
+    ys: list[float]
+    lows: list[float]
+    highs: list[float]
+    band: bool  # several runs: a band from the lowest to the highest
+
+
+@dataclass
+class Lines:
+    lines: list[Line]
+    setups: int  # with a curve, shown or not
+
+
+def fewer(title: str, shown: int, total: int) -> str:
+    return title if shown == total else f"{title}\n{shown} of {total} setups shown: those with the most runs"
+
+
+# ---- throughput: one bar per setup, one panel per network --------------------------------------------------
+def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
+    panels = []
+    for arch in dict.fromkeys(s.arch for s in setups):
+        mine = [s for s in setups if s.arch == arch]
+        shown = most_runs(mine, MAX_BARS)
+        bars = [Bar(s.label(varying(shown)), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
+                    s.train_basis == "steady") for s in shown]  # fmt: skip
+        panels.append(Panel(arch, bars, len(mine)))
+    return panels or None
+
+
+def throughput_figure(panels: list[Panel]) -> Figure:
+    """Horizontal bars (long labels stay readable), one panel per network (they differ by orders of magnitude):
+    one bar per setup at its median training samples/s, the whisker from its slowest to its fastest run."""
+    heights = [len(p.bars) for p in panels]
+    fig = Figure(figsize=(10, 1.2 + 0.45 * sum(heights) + 0.9 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, panel in zip(axes, panels, strict=True):
+        medians = [b.median for b in panel.bars]
+        spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
+        colors = ["C0" if b.steady else "C1" for b in panel.bars]
+        ax.barh(range(len(medians)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
+        ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
+        for y, bar in enumerate(panel.bars):  # the median, beyond the whisker's end
+            ax.annotate(f"{bar.median:,.0f}", (bar.high, y), xytext=(4, 0), textcoords="offset points", va="center")
+        ax.invert_yaxis()  # first setup on top, as in the table
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, not 20000 running into its neighbour
+        ax.set_title(fewer(panel.arch, len(panel.bars), panel.setups), loc="left", fontweight="bold")
+        ax.set_xlabel("training samples/s, median of the runs")
+        ax.set_xlim(0, 1.3 * max(b.high for b in panel.bars))  # room for the value labels beyond the whiskers
+    fig.suptitle("Training throughput\nwhisker: slowest to fastest run; orange: a run without a steady-state window")
+    return fig
+
+
+# ---- accuracy against training time: one line per setup ----------------------------------------------------
+def accuracy_plot(setups: Sequence[Setup]) -> Lines | None:
+    curved = [s for s in setups if any(r.curve for r in s.rows)]
+    shown = most_runs(curved, MAX_LINES)
+    parts = varying(shown)
+    lines = [Line(f"{s.arch} {s.label(parts)}", *median_curve([r.curve for r in s.rows if r.curve]), s.runs > 1)
+             for s in shown]  # fmt: skip
+    return Lines(lines, len(curved)) if lines else None
+
+
+def median_curve(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[list[float], ...]:
+    """Per epoch, over the runs that reached it: median seconds, median, lowest and highest accuracy."""
+    xs, ys, lows, highs = [], [], [], []
+    for k in range(max(len(c) for c in curves)):
+        points = [c[k] for c in curves if len(c) > k]
+        accs = [acc for _, acc in points]
+        xs.append(statistics.median(s for s, _ in points))
+        ys.append(statistics.median(accs))
+        lows.append(min(accs))
+        highs.append(max(accs))
+    return xs, ys, lows, highs
+
+
+def accuracy_figure(plot: Lines) -> Figure:
+    """Validation accuracy against cumulative training seconds, one line per setup: at each epoch the median
+    of its runs, the band from their lowest to their highest accuracy."""
+    fig = Figure(figsize=(12, 6), layout="constrained")
+    ax = fig.subplots()
+    for i, line in enumerate(plot.lines):
+        style = ("-", "--")[i // 10 % 2]  # ten colours in the cycle: the 11th line changes its dash
+        ax.plot(line.xs, line.ys, marker="o", linestyle=style, color=f"C{i % 10}", label=line.label)
+        if line.band:
+            ax.fill_between(line.xs, line.lows, line.highs, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+    seconds = [x for line in plot.lines for x in line.xs]
+    if min(seconds) > 0 and max(seconds) / min(seconds) > 100:
+        ax.set_xscale("log")  # a GPU next to a CPU: linear time would squash the fast runs against the axis
+    ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("cumulative training seconds (validation excluded), median of the runs")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(fewer("Validation accuracy against training time\n(dotted: 97%; band: lowest to highest run)",
+                       len(plot.lines), plot.setups))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
+    return fig
+
+
+# ---- scaling with devices: one line per group of runs that differ only in their device count ---------------
+def scaling_plot(groups: Sequence[list[Row]]) -> Lines | None:
+    """Median training samples/s at each device count; None when no runs differ only in their device count."""
+    lines = []
+    for group in sorted(groups, key=len, reverse=True)[:MAX_SCALING_LINES]:
+        sizes = sorted({r.world_size for r in group})
+        speeds = [statistics.median(r.train_samples_per_sec for r in group if r.world_size == n) for n in sizes]  # type: ignore[type-var]
+        first = group[0]
+        name = f"{first.arch} {first.host}/{first.device}, bs {first.batch_size}/device"
+        lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False))
+    return Lines(lines, len(groups)) if lines else None
+
+
+def scaling_figure(plot: Lines) -> Figure:
+    """Training samples/s against devices, one line per setup, each beside its ideal (N x its 1-device speed)."""
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.subplots()
+    for i, line in enumerate(plot.lines):
+        ax.plot(line.xs, line.ys, marker="o", color=f"C{i % 10}", label=line.label)
+        if line.xs[0] == 1:
+            ax.plot(line.xs, [line.ys[0] * n for n in line.xs], linestyle="--", color=f"C{i % 10}", alpha=0.6,
+                    label=f"{line.label}: ideal")  # fmt: skip
+    ax.set_xticks(sorted({x for line in plot.lines for x in line.xs}))
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel("devices (world size)")
+    ax.set_ylabel("training samples/s, all devices (median of the runs)")
+    title = "Scaling: throughput against devices (dashed: ideal, N x the 1-device speed)"
+    ax.set_title(fewer(title, len(plot.lines), plot.setups))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def save(draw: Callable[[Any], Figure], plot: Any, path: Path) -> None:
+    """Draw one plot and write it as a PNG (a worker process's task)."""
+    draw(plot).savefig(path, dpi=DPI)

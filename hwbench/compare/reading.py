@@ -1,0 +1,149 @@
+"""Reading the records into rows, in worker processes: listing 50,000 job folders and parsing their records
+is seconds of system calls and JSON, more when the file system's cache has gone cold.
+
+The parent lists the top of the folder tree, level by level, until a level has enough folders; each worker
+searches its share of them with :func:`record_paths` and reads what it finds, one record at a
+time. Only plain levels are listed here: a level with a linked or unreadable folder is handed on as it is,
+so record_paths alone decides what links mean.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from hwbench.compare.rows import Row, to_row
+from hwbench.compare.workers import usable_cpus, workers
+from hwbench.results import RECORD_NAME, read_record
+
+
+def listing(folder: Path) -> tuple[list[Path], list[Path]] | None:
+    """A folder's subfolders and its record, if it has one; None where it holds a link or cannot be listed.
+    Hidden folders (.hydra, .submitit) never hold a record: record_paths does not search them either."""
+    subfolders, records = [], []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    return None
+                if entry.name == RECORD_NAME:
+                    records.append(Path(entry.path))
+                elif not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    subfolders.append(Path(entry.path))
+    except OSError:
+        return None
+    return subfolders, records
+
+
+def split(folders: Iterable[str | Path], want: int) -> tuple[list[Path], list[Path]]:
+    """The records near the top of ``folders``, and folders whose subtrees hold every other record: a whole
+    level of the tree, the first with at least ``want`` folders (fewer where the tree ends first)."""
+    given = sorted({Path(f) for f in folders})
+    level = [f for f in given if not any(f != g and f.is_relative_to(g) for g in given)]  # each record once
+    found: list[Path] = []
+    while 0 < len(level) < want and not any(f.is_symlink() for f in level):
+        listed = [entries for entries in map(listing, level) if entries is not None]
+        if len(listed) < len(level):
+            break
+        found += [record for _, records in listed for record in records]
+        level = sorted(sub for subfolders, _ in listed for sub in subfolders)
+    return sorted(found), level
+
+
+def read_rows(
+    folders: Iterable[str | Path], processes: int | None = None, meanwhile: Callable[[], object] = lambda: None
+) -> list[Row]:
+    """A row for every valid record under ``folders``, sorted by network, device, host, device count, start.
+
+    An invalid record is named on stderr in one line and skipped: one truncated or hand-edited copy from
+    another machine should not hide every other result. Worker processes (``processes``, default two per CPU:
+    one computes while the other waits for the disk) list the folders and read the records, one at a time,
+    each dropped once its row is made; this process runs ``meanwhile`` while they do.
+    """
+    processes = processes or 2 * usable_cpus()
+    found, subtrees = split(folders, want=4 * processes)
+    n = min(len(subtrees), 4 * processes)
+    tasks = [(found, [])] + [([], subtrees[len(subtrees) * k // n : len(subtrees) * (k + 1) // n]) for k in range(n)]
+    with workers(len(tasks), processes) as pool:
+        done = pool.map(rows_under, tasks)  # in order: the warnings come in path order
+        meanwhile()
+        return collect(done)
+
+
+def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str]]:
+    """The rows of the records of a task (records, and folders to search), and a warning for each invalid one."""
+    records, folders = task
+    rows, warnings = [], []
+    for path in records + record_paths(folders):
+        try:
+            rows.append(to_row(path, read_record(path)))
+        except ValueError as err:
+            warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
+    return rows, warnings
+
+
+def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
+    """The tasks' rows, sorted; their warnings printed as each task's come in."""
+    rows: list[Row] = []
+    for chunk_rows, warnings in done:
+        for warning in warnings:
+            print(warning, file=sys.stderr)
+        rows += chunk_rows
+    rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
+    return rows
+
+
+def record_paths(folders: Iterable[str | Path]) -> list[Path]:
+    """Every results.json under ``folders``, in order, linked folders followed, each folder read once and hidden
+    ones (.hydra, .submitit) skipped.
+
+    What cannot be followed (a dangling link, a symlink loop, a folder that cannot be read) is named on stderr in
+    one warning line each, rather than passed over without a word as ``Path.rglob`` does.
+    """
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of each folder read: a loop or a second link reads none
+    stack = [Path(folder) for folder in folders][::-1]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            warn_skipping(folder, err.strerror or str(err))
+            continue
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_symlink() and (problem := link_problem(path, folder)):
+                warn_skipping(path, problem)
+            elif entry.is_dir() and not entry.name.startswith("."):  # .hydra, .submitit: never a record
+                subfolders.append(path)
+            elif entry.name == RECORD_NAME:
+                found.append(path)
+        stack.extend(reversed(subfolders))
+    return found
+
+
+def link_problem(link: Path, folder: Path) -> str | None:
+    """Why ``link`` (in ``folder``) cannot be followed, or None when it can."""
+    try:
+        st = link.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop"
+        return f"a dangling link to {os.readlink(link)} ({err.strerror})"
+    if stat.S_ISDIR(st.st_mode) and folder.resolve().is_relative_to(target := link.resolve()):
+        return f"a symlink loop (back to {target})"
+    return None
+
+
+def warn_skipping(path: Path, why: str) -> None:
+    print(f"warning: skipping {path}: {why}".replace("\n", " "), file=sys.stderr)

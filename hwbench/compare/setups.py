@@ -1,0 +1,106 @@
+"""Runs grouped by setup (network, hardware, execution, precision, batch size): what a comparison of thousands
+of runs shows.
+
+Repeats of one setup on one kind of machine (seeds, days, the nodes of a cluster) become one bar, one line or
+one table row with the median and the spread, so a plot of 5,000 runs stays as readable as one of five.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hwbench.compare.rows import Row
+
+SetupKey = tuple[str, str, str | None, str | None, int | None]
+
+
+@dataclass
+class Setup:
+    arch: str
+    hardware: str
+    execution: str | None  # eager, compiled, graph, fused: the same math run another way is another setup
+    precision: str | None
+    batch_size: int | None
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        return len(self.rows)
+
+    @property
+    def speeds(self) -> list[float]:
+        return [r.train_samples_per_sec for r in self.rows]  # type: ignore[misc]
+
+    @property
+    def train_samples_per_sec(self) -> float:
+        return statistics.median(self.speeds)
+
+    @property
+    def spread(self) -> str | None:
+        """The slowest and fastest run, where there are several."""
+        return f"{min(self.speeds):,.0f}-{max(self.speeds):,.0f}" if self.runs > 1 else None
+
+    @property
+    def train_basis(self) -> str:
+        """'overall' when some run had no steady-state window: its speed includes warm-up."""
+        return "overall" if any(r.train_basis == "overall" for r in self.rows) else "steady"
+
+    @property
+    def test_acc(self) -> float | None:
+        return median(r.test_acc for r in self.rows)
+
+    @property
+    def speedup(self) -> float | None:
+        return median(r.speedup for r in self.rows)
+
+    @property
+    def samples_per_joule(self) -> float | None:
+        return median(r.samples_per_joule for r in self.rows)
+
+    @property
+    def mfu(self) -> float | None:
+        return median(r.mfu for r in self.rows)
+
+    def label(self, parts: Sequence[str]) -> str:
+        """The setup's name in a plot: its hardware, and the other ``parts`` (execution, precision, batch) that
+        vary."""
+        words = [self.hardware]
+        if "execution" in parts:
+            words.append(str(self.execution))
+        if "precision" in parts:
+            words.append(f"prec {self.precision}")
+        if "batch_size" in parts:
+            words.append(f"bs {self.batch_size}")
+        return ", ".join(words) + (f" (n={self.runs})" if self.runs > 1 else "")
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def group_setups(rows: Iterable[Row]) -> list[Setup]:
+    """The timed (ok) rows by setup, sorted by network, hardware, execution, precision and batch size."""
+    setups: dict[SetupKey, Setup] = {}
+    for r in rows:
+        if r.timed:
+            key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size)
+            setups.setdefault(key, Setup(*key)).rows.append(r)
+    return sorted(
+        setups.values(), key=lambda s: (s.arch, s.hardware, s.execution or "", s.precision or "", s.batch_size or 0)
+    )
+
+
+def varying(setups: Sequence[Setup]) -> list[str]:
+    """The label parts beyond the hardware that tell these setups apart."""
+    return [k for k in ("execution", "precision", "batch_size") if len({getattr(s, k) for s in setups}) > 1]
+
+
+def most_runs(setups: Sequence[Setup], limit: int) -> list[Setup]:
+    """At most ``limit`` setups, those with the most runs, in their original order."""
+    if len(setups) <= limit:
+        return list(setups)
+    kept = {id(s) for s in sorted(setups, key=lambda s: -s.runs)[:limit]}
+    return [s for s in setups if id(s) in kept]
