@@ -26,6 +26,13 @@ def _data_root() -> str:
     return os.environ.get("HWBENCH_DATA") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else default_root())
 
 
+@pytest.fixture(autouse=True)
+def no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output goes to a pipe here, whatever width the runner's terminal has (pytest-xdist sets COLUMNS in its
+    workers): the tests that want a width set one."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> str:
     return _data_root()

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,19 @@ def wait_for(proc: subprocess.Popen, text: str) -> list[str]:
         if text in line:
             return lines
     raise AssertionError(f"the run ended before printing {text!r}: {''.join(lines)[-2000:]}")
+
+
+def taken(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until the process has taken its first stop signal: it then ignores every stop signal (the kernel's
+    SigIgn mask in /proc), or it has exited."""
+    bits = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1))
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            if int(re.search(r"SigIgn:\s*([0-9a-f]+)", status)[1], 16) & bits == bits:  # type: ignore[index]
+                return
+        time.sleep(0.001)
 
 
 def records(root: Path) -> dict[str, object]:
@@ -91,6 +105,7 @@ def test_a_stop_signal_after_the_first_epoch_keeps_the_finished_epochs(data_root
     proc = start(["epochs=100", *TINY], data_root, tmp_path)
     wait_for(proc, "epoch 1/100 done")  # the first epoch has ended
     proc.send_signal(sig)
+    taken(proc)  # sent sooner, a later signal may be handled first: Python runs pending handlers by number
     later = 0
     while proc.poll() is None:
         time.sleep(0.005)

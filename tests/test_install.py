@@ -67,7 +67,7 @@ def test_without_the_cluster_extra_the_suite_runs_and_skips_only_the_submitit_te
     probe = python("-c", "import hydra_plugins")
     assert probe.returncode == 1 and "ModuleNotFoundError" in probe.stderr  # hidden as an absent package is
 
-    pytest_ = ("-m", "pytest", "-p", "no:cacheprovider", "-q")
+    pytest_ = ("-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0")  # in this process: its output is read
     collected = python(*pytest_, "--collect-only")
     assert collected.returncode == 0, collected.stdout[-3000:]
     assert re.fullmatch(r"\d+ tests collected in [\d.]+s", collected.stdout.strip().splitlines()[-1])  # no error

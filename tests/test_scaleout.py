@@ -17,6 +17,7 @@ from hwbench.data import TensorBatches
 from hwbench.results import ResultsRecord, read_record
 
 TINY = ("device=cpu", "arch=ffnn", "data.val_size=0", "device.threads=1")  # one thread a rank: 2 cores
+pytestmark = pytest.mark.xdist_group("ddp")  # one pytest worker runs these: two DDP jobs at once would share 2 cores
 
 
 def records(root: Path) -> dict[str, ResultsRecord]:

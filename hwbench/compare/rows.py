@@ -94,6 +94,11 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}  # a hand-edited config may hold anything
 
 
+def as_int(value: Any) -> int | None:
+    """A config's number, or None where a hand-edited config holds something else (rows are sorted by it)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def shared(value: object) -> str | None:
     """Strings that repeat across thousands of rows (hosts, models, archs) are stored once."""
     return None if value is None else sys.intern(str(value))
@@ -108,7 +113,7 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
     epochs = record.training.epochs if record.training else []
     steady_epochs = epochs[1:] if len(epochs) > 1 else epochs  # the first is warm-up
     model = short_model(record.device_name) if record.device_name else None
-    threads = fp.threads if fp else device_cfg.get("threads")
+    threads = fp.threads if fp else as_int(device_cfg.get("threads"))
     cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
     return Row(
         arch=sys.intern(str(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
@@ -121,8 +126,8 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         precision=shared(fp.precision if fp else device_cfg.get("precision")),
         execution=shared(record.execution.kind if record.execution else None),
         world_size=record.world_size,
-        batch_size=record.per_device_batch_size or cfg.get("batch_size"),
-        global_batch_size=record.global_batch_size or cfg.get("batch_size"),
+        batch_size=record.per_device_batch_size or as_int(cfg.get("batch_size")),
+        global_batch_size=record.global_batch_size or as_int(cfg.get("batch_size")),
         epochs=record.epochs,
         test_acc=record.metrics.test_acc if record.metrics else None,
         train_samples_per_sec=speed.samples_per_sec if speed else None,
