@@ -42,7 +42,8 @@ if [[ $stages == *correctness* ]]; then
   done
   say "10 graphed CNN runs: $(sort "$out/crash.txt" | tr '\n' ' ')"
   records "$work/crash"
-  stage gpu_tests 420 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_path.py tests/test_scripts.py -k "gpu or graphed or fused"
+  # addopts=-ra: the GPU image has no pytest-xdist, and these tests share one GPU
+  stage gpu_tests 420 python3 -m pytest -o addopts=-ra -q -p no:cacheprovider tests/test_gpu_path.py tests/test_scripts.py -k "gpu or graphed or fused"
   tail -3 "$out/gpu_tests.log" | tee -a "$out/summary.txt"
 fi
 if [[ $stages == *throughput* ]]; then

@@ -86,16 +86,22 @@ def test_compare_never_crashes_and_names_every_bad_record(batch: list[dict], tmp
         assert record.status != "ok" or (speed is not None and math.isfinite(speed.samples_per_sec))
 
 
-def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
-    bad = copy.deepcopy(OK) | {"steady": {"samples_per_sec": "fast", "batches_per_sec": 1.0}}
-    for name, record in (("good", OK), ("bad", bad)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
-    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+def compare_good_and(folder: Path, name: str, record: dict, capsys) -> tuple[str, str]:
+    """compare on a good record and ``record`` (in folder/name): the one warning line, and stdout."""
+    for job, data in (("good", OK), (name, record)):
+        (folder / job).mkdir()
+        (folder / job / RECORD_NAME).write_text(json.dumps(data))
+    assert compare([str(folder), "--out", str(folder / "report")]) == 0
     captured = capsys.readouterr()
     (warning,) = captured.err.strip().splitlines()
+    return warning, captured.out
+
+
+def test_a_mistyped_field_is_named_and_skipped(tmp_path: Path, capsys) -> None:
+    bad = copy.deepcopy(OK) | {"steady": {"samples_per_sec": "fast", "batches_per_sec": 1.0}}
+    warning, out = compare_good_and(tmp_path, "bad", bad, capsys)
     assert warning.startswith(f"warning: skipping {tmp_path / 'bad' / RECORD_NAME}: training.steady.samples_per_sec:")
-    assert "1 record (1 ok" in captured.out
+    assert "1 record (1 ok" in out
 
 
 def test_a_record_of_hwbench_0_1_still_reads() -> None:
@@ -150,15 +156,10 @@ def test_a_misspelled_field_is_refused_when_written(tmp_path: Path) -> None:
 
 def test_a_record_from_a_newer_hwbench_is_named_and_skipped(tmp_path: Path, capsys) -> None:
     newer = json.loads(ResultsRecord.model_validate(OK).model_dump_json()) | {"schema_version": 99}
-    for name, record in (("good", OK), ("newer", newer)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
-    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
-    captured = capsys.readouterr()
-    (warning,) = captured.err.strip().splitlines()
+    warning, out = compare_good_and(tmp_path, "newer", newer, capsys)
     assert warning == (f"warning: skipping {tmp_path / 'newer' / RECORD_NAME}: written by a newer hwbench (schema "
                        f"version 99; this one reads 1 to 3): upgrade hwbench to read it")  # fmt: skip
-    assert "1 record (1 ok" in captured.out
+    assert "1 record (1 ok" in out
 
 
 def test_an_old_record_reads_in_the_current_shape() -> None:
