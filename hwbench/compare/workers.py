@@ -23,6 +23,7 @@ class InProcess(Executor):
 
 
 def usable_cpus() -> int:
+    # devices.available_cores says the same, but importing devices imports torch: seconds compare never needs
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
