@@ -150,7 +150,8 @@ def measure(folder: Path, out: Path) -> dict[str, float]:
     """hwbench-compare on ``folder`` in a child process: wall seconds; CPU seconds, it and its worker processes
     together (on a shared machine the steadier figure: what other processes take shows in the wall time, not
     here); and the peak memory of all of them together: the sum of their RSS every 50 ms (an upper bound: pages
-    they share count once per process), of their PSS (shared pages split between them) every 250 ms."""
+    they share count once per process), of their PSS (shared pages split between them) every 500 ms (reading
+    a process's PSS walks its page tables: sampled more often, it takes CPU from the run it measures)."""
     cmd = [sys.executable, "-m", "hwbench.compare", str(folder), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -162,7 +163,7 @@ def measure(folder: Path, out: Path) -> dict[str, float]:
         with contextlib.suppress(psutil.Error):  # a worker may end between listing and reading it
             tree = [main_process, *main_process.children(recursive=True)]
             peak_rss = max(peak_rss, sum(p.memory_info().rss for p in tree))
-            if sample % 5 == 0:
+            if sample % 10 == 0:
                 peak_pss = max(peak_pss, sum(p.memory_full_info().pss for p in tree))
         time.sleep(0.05)
     seconds = time.perf_counter() - start

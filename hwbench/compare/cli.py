@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -66,11 +68,12 @@ def compare(args: argparse.Namespace) -> int:
     scaling = add_scaling(rows)
 
     console = make_console()
-    view = ok_view(ok, bases)
-    print_tables(console, view, not_ok, args.columns)
+    setups = group_setups(ok)
+    view = ok_view(ok, bases, setups)
     out = args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    show = functools.partial(print_tables, console, view, not_ok, args.columns)
     try:
-        plots = write_report(out, rows, view, not_ok, args.dirs, group_setups(ok), scaling)
+        plots = write_report(out, rows, view, not_ok, args.dirs, setups, scaling, meanwhile=show)
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -82,18 +85,21 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sources: list[Path], setups: list[Setup],
-                 scaling: list[list[Row]]) -> list[str]:  # fmt: skip
-    """compare.csv, compare.md and the plots that have something to show (drawn meanwhile, in workers);
-    returns the plots' file names."""
+                 scaling: list[list[Row]], meanwhile: Callable[[], object]) -> list[str]:  # fmt: skip
+    """compare.csv, compare.md and the plots that have something to show; returns the plots' file names.
+
+    The plots are drawn in workers (seconds of text layout for a tall one) while this process runs
+    ``meanwhile`` (the console's tables) and writes the two tables' files."""
     from hwbench.compare import plots as p  # imported while the records were read
 
     drawings = {"throughput.png": (p.throughput_figure, p.throughput_plot(setups)),
                 "accuracy_vs_time.png": (p.accuracy_figure, p.accuracy_plot(setups)),
                 "scaling.png": (p.scaling_figure, p.scaling_plot(scaling))}  # fmt: skip
     plots = [name for name, (_, plot) in drawings.items() if plot is not None]
-    out.mkdir(parents=True, exist_ok=True)
     with workers(len(plots)) as pool:
         drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
+        meanwhile()
+        out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "compare.csv", rows)
         write_markdown(out / "compare.md", view, not_ok, sources, plots)
         for plot in drawn:

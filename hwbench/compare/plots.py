@@ -177,5 +177,7 @@ def scaling_figure(plot: Lines) -> Figure:
 
 
 def save(draw: Callable[[Any], Figure], plot: Any, path: Path) -> None:
-    """Draw one plot and write it as a PNG (a worker process's task)."""
-    draw(plot).savefig(path, dpi=DPI)
+    """Draw one plot and write it as a PNG (a worker process's task), making its folder if need be."""
+    figure = draw(plot)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)

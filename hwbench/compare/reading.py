@@ -78,7 +78,7 @@ def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str
     """The rows of the records of a task (records, and folders to search), and a warning for each invalid one."""
     records, folders = task
     rows, warnings = [], []
-    for path in records + record_paths(folders):
+    for path in [*map(str, records), *record_paths(folders)]:
         try:
             rows.append(to_row(path, read_record(path)))
         except ValueError as err:
@@ -97,20 +97,21 @@ def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
     return rows
 
 
-def record_paths(folders: Iterable[str | Path]) -> list[Path]:
+def record_paths(folders: Iterable[str | Path]) -> list[str]:
     """Every results.json under ``folders``, in order, linked folders followed, each folder read once and hidden
     ones (.hydra, .submitit) skipped.
 
     What cannot be followed (a dangling link, a symlink loop, a folder that cannot be read) is named on stderr in
-    one warning line each, rather than passed over without a word as ``Path.rglob`` does.
+    one warning line each, rather than passed over without a word as ``Path.rglob`` does. Paths stay strings:
+    a Path object per folder costs more than reading the folder.
     """
-    found: list[Path] = []
+    found: list[str] = []
     seen: set[tuple[int, int]] = set()  # (device, inode) of each folder read: a loop or a second link reads none
-    stack = [Path(folder) for folder in folders][::-1]
+    stack = [str(folder) for folder in folders][::-1]
     while stack:
         folder = stack.pop()
         try:
-            st = folder.stat()
+            st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
@@ -121,13 +122,12 @@ def record_paths(folders: Iterable[str | Path]) -> list[Path]:
             continue
         subfolders = []
         for entry in entries:
-            path = Path(entry.path)
-            if entry.is_symlink() and (problem := link_problem(path, folder)):
-                warn_skipping(path, problem)
+            if entry.is_symlink() and (problem := link_problem(Path(entry.path), Path(folder))):
+                warn_skipping(entry.path, problem)
             elif entry.is_dir() and not entry.name.startswith("."):  # .hydra, .submitit: never a record
-                subfolders.append(path)
+                subfolders.append(entry.path)
             elif entry.name == RECORD_NAME:
-                found.append(path)
+                found.append(entry.path)
         stack.extend(reversed(subfolders))
     return found
 
@@ -145,5 +145,5 @@ def link_problem(link: Path, folder: Path) -> str | None:
     return None
 
 
-def warn_skipping(path: Path, why: str) -> None:
+def warn_skipping(path: str | Path, why: str) -> None:
     print(f"warning: skipping {path}: {why}".replace("\n", " "), file=sys.stderr)

@@ -6,13 +6,15 @@ not as records with their epoch tables. Records may come from several machines (
 
 from __future__ import annotations
 
+import functools
+import marshal
+import os
 import re
 import statistics
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from operator import attrgetter
-from pathlib import Path
 from typing import Any
 
 from hwbench.results import ResultsRecord
@@ -53,6 +55,7 @@ class Row:
     gpu_peak_allocated_mb: float | None
     host_bound: bool
     status: str
+    timed: bool  # an ok run with a training speed: the rows that get speed-ups and plots
     reason: str | None
     run_name: str | None
     started: str | None
@@ -62,11 +65,6 @@ class Row:
     speedup: float | None = None
     scaling_speedup: float | None = None  # samples/s at N devices over samples/s at 1, same setup
     scaling_efficiency: float | None = None  # that speed-up over N
-
-    @property
-    def timed(self) -> bool:
-        """An ok run with a training speed: the rows that get speed-ups and plots."""
-        return self.status == "ok" and bool(self.train_samples_per_sec)
 
     @property
     def label(self) -> str:
@@ -85,6 +83,7 @@ ROW_VALUES = attrgetter(*(f.name for f in fields(Row)))
 MODEL_NOISE = re.compile(r"\((R|TM|tm)\)|\bCPU @ .*|@ .*|\b\d+-Core\b|\bProcessor\b|^NVIDIA\s+")
 
 
+@functools.cache  # a few models across thousands of rows
 def short_model(name: str) -> str:
     """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz' -> 'Intel Xeon Platinum 8480+': fits in a column."""
     return " ".join(MODEL_NOISE.sub("", name).split())
@@ -104,7 +103,7 @@ def shared(value: object) -> str | None:
     return None if value is None else sys.intern(str(value))
 
 
-def to_row(path: Path, record: ResultsRecord) -> Row:
+def to_row(path: str, record: ResultsRecord) -> Row:
     cfg, fp, speed = record.config, record.fingerprint, record.train_speed
     inference, resources = record.inference, record.resources
     device_cfg = as_dict(cfg.get("device"))
@@ -117,7 +116,7 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
     cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
     return Row(
         arch=sys.intern(str(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
-        job=path.parent.name,
+        job=os.path.basename(os.path.dirname(path)),
         device=sys.intern(device if accelerator in (None, device) else f"{device} ({accelerator})"),
         host=shared(fp.host if fp else None),
         model=shared(model),
@@ -145,10 +144,11 @@ def to_row(path: Path, record: ResultsRecord) -> Row:
         gpu_peak_allocated_mb=resources.gpu_peak_allocated_mb if resources else None,
         host_bound=record.host_bound,
         status=sys.intern(record.status),
+        timed=record.status == "ok" and bool(speed and speed.samples_per_sec),
         reason=record.reason,
         run_name=shared(record.run_name),
         started=record.started,
-        path=str(path),
+        path=path,
         scaling_group=scaling_key(record),
         curve=tuple((e.train_seconds, e.val_acc) for e in epochs if e.val_acc is not None),
     )
@@ -162,12 +162,14 @@ def hardware(model: str, threads: int | None, world_size: int) -> str:
 def scaling_key(record: ResultsRecord) -> int:
     """What runs that differ only in their world size share: the host and the config less its device count
     (and the CPU threads, which the ranks of one machine split between them, and where the files live).
-    A hash, not the text: the text is a kilobyte a row. The keys keep the order hwbench wrote them in."""
-    cfg = {k: v for k, v in record.config.items() if k not in ("output_root", "run_name")}
-    device = {k: v for k, v in as_dict(cfg.get("device")).items() if k not in ("devices", "threads")}
-    data = {k: v for k, v in as_dict(cfg.get("data")).items() if k != "root"}
+    A hash, not the text: the text is a kilobyte a row. The keys keep the order hwbench wrote them in;
+    marshal serialises them at a third of repr's cost."""
+    cfg = record.config
+    device = [(k, v) for k, v in as_dict(cfg.get("device")).items() if k not in ("devices", "threads")]
+    data = [(k, v) for k, v in as_dict(cfg.get("data")).items() if k != "root"]
+    rest = [(k, v) for k, v in cfg.items() if k not in ("output_root", "run_name", "device", "data")]
     host = record.fingerprint.host if record.fingerprint else None
-    return hash(repr([host, cfg | {"device": device, "data": data}]))
+    return hash(marshal.dumps([host, rest, device, data]))
 
 
 def timed_rows(rows: Iterable[Row]) -> list[Row]:

@@ -87,7 +87,9 @@ def group_setups(rows: Iterable[Row]) -> list[Setup]:
     for r in rows:
         if r.timed:
             key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size)
-            setups.setdefault(key, Setup(*key)).rows.append(r)
+            if (setup := setups.get(key)) is None:
+                setup = setups[key] = Setup(*key)
+            setup.rows.append(r)
     return sorted(
         setups.values(), key=lambda s: (s.arch, s.hardware, s.execution or "", s.precision or "", s.batch_size or 0)
     )

@@ -32,7 +32,7 @@ from hwbench.compare.columns import (
     with_values,
 )
 from hwbench.compare.rows import Row
-from hwbench.compare.setups import group_setups
+from hwbench.compare.setups import Setup
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
 MAX_NOT_OK_ROWS = 30  # runs without a result listed one by one; more are counted by network and status
@@ -57,7 +57,8 @@ class View:
     notes: list[str]
 
 
-def ok_view(ok: list[Row], bases: dict[str, Row]) -> View:
+def ok_view(ok: list[Row], bases: dict[str, Row], setups: list[Setup]) -> View:
+    """Each ok run, or at scale each setup (``setups``: the ok runs grouped)."""
     notes = [f"speed-up: training samples/s against {baseline_note(bases)}"] if bases else []
     if any(r.scaling_speedup is not None for r in ok):
         notes.append(SCALING_NOTE)
@@ -68,7 +69,7 @@ def ok_view(ok: list[Row], bases: dict[str, Row]) -> View:
     if len(ok) <= MAX_RUN_ROWS:
         return View(RUN_COLUMNS, ok, notes)
     notes.insert(0, f"{len(ok):,} ok runs: {SETUP_NOTE}")
-    return View(SETUP_COLUMNS, group_setups(ok), notes)
+    return View(SETUP_COLUMNS, setups, notes)
 
 
 def baseline_note(bases: dict[str, Row]) -> str:
