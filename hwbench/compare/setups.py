@@ -7,6 +7,7 @@ one table row with the median and the spread, so a plot of 5,000 runs stays as r
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,41 +26,43 @@ class Setup:
     batch_size: int | None
     rows: list[Row] = field(default_factory=list)
 
+    # the figures are medians over the runs, read by every table column and plot: computed once, when first read
+    # (after the speed-ups are set)
     @property
     def runs(self) -> int:
         return len(self.rows)
 
-    @property
+    @functools.cached_property
     def speeds(self) -> list[float]:
         return [r.train_samples_per_sec for r in self.rows]  # type: ignore[misc]
 
-    @property
+    @functools.cached_property
     def train_samples_per_sec(self) -> float:
         return statistics.median(self.speeds)
 
-    @property
+    @functools.cached_property
     def spread(self) -> str | None:
         """The slowest and fastest run, where there are several."""
         return f"{min(self.speeds):,.0f}-{max(self.speeds):,.0f}" if self.runs > 1 else None
 
-    @property
+    @functools.cached_property
     def train_basis(self) -> str:
         """'overall' when some run had no steady-state window: its speed includes warm-up."""
         return "overall" if any(r.train_basis == "overall" for r in self.rows) else "steady"
 
-    @property
+    @functools.cached_property
     def test_acc(self) -> float | None:
         return median(r.test_acc for r in self.rows)
 
-    @property
+    @functools.cached_property
     def speedup(self) -> float | None:
         return median(r.speedup for r in self.rows)
 
-    @property
+    @functools.cached_property
     def samples_per_joule(self) -> float | None:
         return median(r.samples_per_joule for r in self.rows)
 
-    @property
+    @functools.cached_property
     def mfu(self) -> float | None:
         return median(r.mfu for r in self.rows)
 
