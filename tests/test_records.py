@@ -185,6 +185,16 @@ def test_an_old_record_reads_in_the_current_shape(tmp_path: Path) -> None:
     assert again == record
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_record_in_the_current_shape_is_still_upgraded(tmp_path: Path, version: int) -> None:
+    """A skipped run of an older version has none of the fields that moved: it would validate as it is, but
+    only the upgrade knows how its config named the execution."""
+    skipped = {"status": "skipped", "reason": "no CUDA device", "config": {"execution": "graph", "compile": False}}
+    (tmp_path / RECORD_NAME).write_text(json.dumps(skipped | ({"schema_version": 2} if version == 2 else {})))
+    record = read_record(tmp_path / RECORD_NAME)
+    assert record.schema_version == version and record.execution.kind == "graph"
+
+
 def test_links_are_followed_and_a_loop_or_dangling_link_is_named(tmp_path: Path, capsys) -> None:
     runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
     for folder in (runs / "job", elsewhere / "job"):
