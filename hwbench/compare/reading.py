@@ -10,13 +10,15 @@ so record_paths alone decides what links mean.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from hwbench.compare.rows import Row, to_row
+from hwbench.compare.rows import ROW_VALUES, Row, to_row
 from hwbench.compare.workers import usable_cpus, workers
 from hwbench.results import RECORD_NAME, read_record
 
@@ -74,25 +76,26 @@ def read_rows(
         return collect(done)
 
 
-def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[Row], list[str]]:
-    """The rows of the records of a task (records, and folders to search), and a warning for each invalid one."""
+def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The rows of the records of a task (records, and folders to search), each as its values (``ROW_VALUES``),
+    and a warning for each invalid record."""
     records, folders = task
     rows, warnings = [], []
     for path in [*map(str, records), *record_paths(folders)]:
         try:
-            rows.append(to_row(path, read_record(path)))
+            rows.append(ROW_VALUES(to_row(path, read_record(path))))
         except ValueError as err:
             warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
     return rows, warnings
 
 
-def collect(done: Iterable[tuple[list[Row], list[str]]]) -> list[Row]:
+def collect(done: Iterable[tuple[list[tuple[Any, ...]], list[str]]]) -> list[Row]:
     """The tasks' rows, sorted; their warnings printed as each task's come in."""
     rows: list[Row] = []
     for chunk_rows, warnings in done:
         for warning in warnings:
             print(warning, file=sys.stderr)
-        rows += chunk_rows
+        rows += itertools.starmap(Row, chunk_rows)
     rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
     return rows
 
