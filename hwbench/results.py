@@ -222,10 +222,9 @@ def refuse_newer(version: object) -> None:
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A record of an older schema version in the current version's shape, its version number kept: the one
-    place where reading is lenient; a newer version than this hwbench knows is refused."""
+    place where reading is lenient (parse_record has refused a newer version already)."""
     version = data.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version >= 3:
-        refuse_newer(version)
+    if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}

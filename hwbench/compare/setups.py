@@ -26,12 +26,12 @@ class Setup:
     batch_size: int | None
     rows: list[Row] = field(default_factory=list)
 
-    # the figures are medians over the runs, read by every table column and plot: computed once, when first read
-    # (after the speed-ups are set)
     @property
     def runs(self) -> int:
         return len(self.rows)
 
+    # the figures below are read by every table column and plot: computed once, when first read (after the
+    # speed-ups are set)
     @functools.cached_property
     def speeds(self) -> list[float]:
         return [r.train_samples_per_sec for r in self.rows]  # type: ignore[misc]
