@@ -24,6 +24,9 @@ def quiet_lightning() -> None:
     importing Lightning where that comes late (the CLI parses its arguments first). Idempotent."""
     logging.getLogger("lightning").handlers.clear()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_tip)
+    # Lightning logs from inside its SIGTERM handler: a signal that lands while a line is being written makes that
+    # a reentrant write to the same file, and a traceback on the screen. hwbench names the signal itself.
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
 
 
 def no_tip(record: logging.LogRecord) -> bool:

@@ -3,12 +3,19 @@ can take it; every later one is ignored."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import signal
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import pytest
+from lightning.pytorch import Trainer
 
 from hwbench.errors import Interrupted
+from hwbench.extras import quiet_lightning
 from hwbench.interrupts import STOP_SIGNALS, signals_raise_interrupted
 
 
@@ -53,3 +60,56 @@ def test_a_block_no_signal_stopped_gives_the_previous_handlers_back() -> None:
     with signals_raise_interrupted():
         pass
     assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before
+
+
+@contextmanager
+def logging_to_a_full_pipe() -> Iterator[int]:
+    """A log handler on the root logger whose file is a pipe nobody reads, already full: the next line blocks in
+    the write, holding the file's lock, as a line to a slow disk does. Yields the pipe's read end."""
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETFL, os.O_NONBLOCK)
+    with suppress(BlockingIOError):
+        while True:
+            os.write(write, b"x" * 4096)
+    fcntl.fcntl(write, fcntl.F_SETFL, 0)
+    stream = open(write, "w")  # noqa: SIM115 (closed after the read end, so that its last flush cannot block)
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield read
+    finally:
+        logging.getLogger().removeHandler(handler)
+        os.close(read)
+        with suppress(OSError):
+            stream.close()
+
+
+def test_a_sigterm_while_a_log_line_is_written_stops_the_run_without_a_logging_error(capfd, monkeypatch) -> None:
+    """Lightning's SIGTERM notifier logs from inside the handler: in a write it is a reentrant write to the same
+    file, and a "--- Logging error ---" traceback on the screen (seen in CI). hwbench's settings keep it quiet."""
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)  # as under Hydra's handlers
+    signal_connector = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+    level = signal_connector.level
+    quiet_lightning()
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    main = threading.get_ident()
+
+    def sigterm_in_the_write(pipe: int) -> None:
+        threading.Event().wait(0.3)  # the main thread is blocked in the write by now
+        signal.pthread_kill(main, signal.SIGTERM)
+        threading.Event().wait(10)  # had nothing raised, unblock the write: a failed test, not a hung one
+        with suppress(OSError):
+            os.read(pipe, 1 << 20)
+
+    try:
+        with pytest.raises(Interrupted) as stopped, signals_raise_interrupted(), logging_to_a_full_pipe() as pipe:
+            trainer._signal_connector.register_signal_handlers()  # Lightning's notifier, then hwbench's handler
+            try:
+                threading.Thread(target=sigterm_in_the_write, args=(pipe,), daemon=True).start()
+                logging.getLogger("hwbench").warning("epoch 1/100 done")
+            finally:
+                trainer._signal_connector.teardown()
+    finally:
+        signal_connector.setLevel(level)
+    assert stopped.value.signum == signal.SIGTERM
+    assert "Logging error" not in capfd.readouterr().err
