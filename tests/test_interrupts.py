@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -95,9 +96,9 @@ def test_a_sigterm_while_a_log_line_is_written_stops_the_run_without_a_logging_e
     main = threading.get_ident()
 
     def sigterm_in_the_write(pipe: int) -> None:
-        threading.Event().wait(0.3)  # the main thread is blocked in the write by now
+        time.sleep(0.3)  # the main thread is blocked in the write by now
         signal.pthread_kill(main, signal.SIGTERM)
-        threading.Event().wait(10)  # had nothing raised, unblock the write: a failed test, not a hung one
+        time.sleep(10)  # had nothing raised, unblock the write: a failed test, not a hung one
         with suppress(OSError):
             os.read(pipe, 1 << 20)
 
