@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What does hwbench cost over a hand-written PyTorch loop? Same model, data, batch size, device.
 
-Runs (a) hwbench's normal training path (hwbench.train.run, as ``python -m hwbench`` does) and (b) the
+Runs (a) hwbench's normal training path (hwbench.job.runner.run, as ``python -m hwbench`` does) and (b) the
 minimal loop below, alternating them, and prints the median steady-state training samples/s of each
 and their ratio, as a table and as one JSON line. Steady state leaves out the first epoch in both.
 The ratio is the median of the per-repeat ratios: each compares two runs made back to back, so the
@@ -35,9 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
-from hwbench.config import compose_config
-from hwbench.cpu_kernels.autotune import choose_kernels
-from hwbench.data import TensorBatches
+from hwbench.data.datamodules import TensorBatches
 from hwbench.devices import (
     configure_torch,
     keep_freed_host_memory,
@@ -46,9 +44,11 @@ from hwbench.devices import (
     synchronize,
 )
 from hwbench.execution import Eager
-from hwbench.extras import extras
-from hwbench.results import ResultsRecord
-from hwbench.train import build_net, run
+from hwbench.job.config import compose_config
+from hwbench.job.console.quiet import extras
+from hwbench.job.runner import build_net, run
+from hwbench.model.cpu_kernels.autotune import choose_kernels
+from hwbench.record.results import ResultsRecord
 
 # images per epoch on a CPU: the CNN's full epoch takes a minute on 2 cores; 10,000 still give seconds of
 # steady state. A GPU gets all 60,000: its epochs are short as it is.

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwbench.cpu_kernels import Dropout
-from hwbench.cpu_kernels.autotune import choose_kernels
-from hwbench.data import MNISTDataModule, TensorBatches
+from hwbench.data.datamodules import MNISTDataModule, TensorBatches
 from hwbench.devices import available_cores, keep_freed_host_memory
-from hwbench.models import CNN, init_weights
+from hwbench.model.cpu_kernels import Dropout
+from hwbench.model.cpu_kernels.autotune import choose_kernels
+from hwbench.model.paper import CNN, init_weights
 
 
 def cnn(pool_first: bool = False, inplace: bool = False, fast_dropout: bool = False) -> nn.Sequential:

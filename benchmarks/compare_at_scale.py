@@ -32,8 +32,8 @@ from typing import Any
 import psutil
 from omegaconf import OmegaConf
 
-from hwbench.config import compose_config
-from hwbench.results import SCHEMA_VERSION, ResultsRecord
+from hwbench.job.config import compose_config
+from hwbench.record.results import SCHEMA_VERSION, ResultsRecord
 
 ARCHS = {"ffnn": 40_000.0, "cnn": 3_000.0, "speedrun": 5_000.0}  # CPU samples/s on 2 threads, roughly
 # (hosts, CPU, GPU, accelerator, threads, speed over the 2-thread CPU, device counts)

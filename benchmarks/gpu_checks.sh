@@ -23,7 +23,7 @@ records() {  # one line per results.json under $1: status, speed, MFU, busy, pre
   python3 - "$1" <<'PY' | tee -a "$out/summary.txt"
 import sys
 from pathlib import Path
-from hwbench.results import read_record
+from hwbench.record.results import read_record
 for path in sorted(Path(sys.argv[1]).rglob("results.json")):
     r = read_record(path)
     speed, res = r.train_speed, r.resources

@@ -44,7 +44,7 @@ def stock_net(cfg: Any) -> Any:
     config's initialisation. The anchor hwbench's kernel choice has to beat."""
     from torch import nn
 
-    from hwbench.models import init_weights
+    from hwbench.model.paper import init_weights
 
     net, dropout = cfg.arch.net, cfg.arch.net.dropout
     if cfg.arch.name == "ffnn":
@@ -147,7 +147,7 @@ def main() -> None:
     from rich.table import Table
 
     from hwbench.devices import available_cores
-    from hwbench.fingerprint import cpu_description
+    from hwbench.record.fingerprint import cpu_description
 
     cpu = cpu_description()
 

@@ -12,12 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hwbench.config import CONFIG_DIR, register
-from hwbench.ddp import process_rank
 from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
-from hwbench.hydra_errors import errors_as_one_line
-from hwbench.interrupts import signals_raise_interrupted
-from hwbench.outputs import exit_unwritable
+from hwbench.job.config import config_dir, register
+from hwbench.job.ddp import process_rank
+from hwbench.job.hydra_errors import errors_as_one_line
+from hwbench.job.signals import signals_raise_interrupted
+from hwbench.record.writing import exit_unwritable
 
 SUMMARY_LOG = "hwbench.summary"  # the job's closing line, into its log file (conf/hydra/job_logging/hwbench.yaml)
 
@@ -29,8 +29,8 @@ class Outcomes:
     not_ok: list[str] = field(default_factory=list)
 
     def job(self, cfg: DictConfig) -> None:
-        from hwbench.extras import quiet_lightning
-        from hwbench.train import run  # torch and Lightning load after Hydra has parsed the arguments
+        from hwbench.job.console.quiet import quiet_lightning
+        from hwbench.job.runner import run  # torch and Lightning load after Hydra has parsed the arguments
 
         quiet_lightning()  # importing Lightning gave it a console handler again
         hydra_cfg = HydraConfig.get()
@@ -57,12 +57,12 @@ class Outcomes:
 
 
 def main() -> None:
-    from hwbench.extras import extras
+    from hwbench.job.console.quiet import extras
 
     register()
     extras()
     outcomes = Outcomes()
-    app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(outcomes.job)
+    app = hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(outcomes.job)
     try:
         with signals_raise_interrupted(), errors_as_one_line():
             app()

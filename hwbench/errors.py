@@ -9,6 +9,12 @@ class ConfigError(HwbenchError):
     """A config value is out of range or of the wrong kind."""
 
 
+def one_of(key: str, value: object, choices: tuple) -> None:
+    """Raise ``ConfigError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 class DataError(HwbenchError):
     """MNIST is missing, corrupt, or could not be fetched."""
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from hwbench.config import compose_config
-from hwbench.extras import extras
-from hwbench.results import ResultsRecord
-from hwbench.train import run
+from hwbench.job.config import compose_config
+from hwbench.job.console.quiet import extras
+from hwbench.job.runner import run
+from hwbench.record.results import ResultsRecord
 
 PAPER = {("ffnn", 5): 0.90, ("cnn", 5): 0.9563, ("ffnn", 20): 0.9376, ("cnn", 20): 0.9920}  # Table I
 

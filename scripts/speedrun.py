@@ -23,9 +23,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hwbench.config import compose_config
-from hwbench.extras import extras
-from hwbench.train import run
+from hwbench.job.config import compose_config
+from hwbench.job.console.quiet import extras
+from hwbench.job.runner import run
 
 TARGET = 0.99
 

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hwbench.config import compose_config
-from hwbench.data import default_root
+from hwbench.data.datamodules import default_root
+from hwbench.job.config import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hwbench.train import run
+from hwbench.job.runner import run
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hwbench.classifier import Classifier
-from hwbench.data import MNISTDataModule, TensorBatches
-from hwbench.models import FFNN, init_weights
+from hwbench.data.datamodules import MNISTDataModule, TensorBatches
+from hwbench.model.classifier import Classifier
+from hwbench.model.paper import FFNN, init_weights
 
 
 def fit(
@@ -59,7 +59,7 @@ def test_keras_one_hot_targets_train_the_same_model(data_root: str) -> None:
 
 @pytest.mark.slow
 def test_compile_time_is_kept_out_of_training_and_changes_nothing(make_cfg, tmp_path) -> None:
-    from hwbench.train import run
+    from hwbench.job.runner import run
 
     overrides = ("arch=ffnn", "epochs=1", "data.train_limit=1000", "steps_per_execution=4")
     eager = run(make_cfg(*overrides), tmp_path / "eager")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import scalars
-from hwbench.results import read_record
+from hwbench.record.results import read_record
 
 PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
 AT_END = {"test/loss", "test/acc"}
@@ -98,7 +98,7 @@ def test_help_and_cfg_job(hwbench_cli) -> None:
     assert {"cpu", "gpu", "mps", "auto"} <= set(groups["device"].split(", "))
     assert "experiment" in groups and "optim" in groups and "data" in groups
     cfg = hwbench_cli("--cfg", "job", "arch=cnn")
-    assert cfg.returncode == 0 and "_target_: hwbench.models.CNN" in cfg.stdout
+    assert cfg.returncode == 0 and "_target_: hwbench.model.paper.CNN" in cfg.stdout
 
 
 def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli) -> None:
@@ -121,9 +121,10 @@ def state():
     return ([(n, list(logging.getLogger(n).handlers), list(logging.getLogger(n).filters)) for n in loggers],
             list(warnings.filters), OmegaConf.has_resolver("hwbench_fresh_dir"))
 before = state()
-import hwbench.cli, hwbench.compare, hwbench.train, hwbench.config, hwbench.monitor, hwbench.resources
+import hwbench.cli, hwbench.compare, hwbench.job.runner, hwbench.job.config
+import hwbench.measure.training_clock, hwbench.measure.resources
 assert state() == before, "importing hwbench changed the process"
-from hwbench.extras import extras
+from hwbench.job.console.quiet import extras
 extras()
 assert state() != before  # the setup the entry points call is what changes it
 """

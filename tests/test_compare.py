@@ -21,7 +21,7 @@ from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, thr
 from hwbench.compare.reading import read_rows
 from hwbench.compare.setups import group_setups
 from hwbench.compare.tables import MAX_RUN_ROWS
-from hwbench.results import ResultsRecord, read_record, write_record
+from hwbench.record.results import ResultsRecord, read_record, write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JOBS = ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")  # the sweep's job folders: device.threads=1, device.threads=2

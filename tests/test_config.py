@@ -1,12 +1,12 @@
-"""The range checks (hwbench/config.py ``check``): values a type lets through are refused before training, in
+"""The range checks (hwbench/job/config.py ``check``): values a type lets through are refused before training, in
 the one line a user sees, naming the fix."""
 
 from __future__ import annotations
 
 import pytest
 
-from hwbench.config import check
 from hwbench.errors import ConfigError
+from hwbench.job.config import check
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import hwbench.cpu_kernels.autotune as autotune
-import hwbench.cpu_kernels.layers
-from hwbench.cpu_kernels.autotune import ChoiceCache, choose_kernels, kernel_layers, time_candidates
+import hwbench.model.cpu_kernels.autotune as autotune
+import hwbench.model.cpu_kernels.layers
 from hwbench.execution import Compiled
-from hwbench.models import CNN, FFNN, init_weights
-from hwbench.results import read_record
+from hwbench.model.cpu_kernels.autotune import ChoiceCache, choose_kernels, kernel_layers, time_candidates
+from hwbench.model.paper import CNN, FFNN, init_weights
+from hwbench.record.results import read_record
 
 AUTO = {"linear": "auto", "conv2d": "auto", "dropout": "auto"}
 BATCH = (torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,)))
@@ -73,7 +73,7 @@ def test_auto_takes_the_faster_of_the_measured_candidates(monkeypatch: pytest.Mo
         monkeypatch.setattr(F, "linear", slow(F.linear))  # nn.Linear's forward
     else:
         monkeypatch.setattr(
-            hwbench.cpu_kernels.layers, "_onednn_linear", slow(hwbench.cpu_kernels.layers._onednn_linear)
+            hwbench.model.cpu_kernels.layers, "_onednn_linear", slow(hwbench.model.cpu_kernels.layers._onednn_linear)
         )
     net = FFNN()
     part = choose_kernels(net, *BATCH, AUTO, cache=ChoiceCache())
@@ -88,7 +88,9 @@ def test_auto_takes_the_faster_of_the_measured_candidates(monkeypatch: pytest.Mo
 
 
 def test_a_forced_kernel_wins_over_a_faster_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hwbench.cpu_kernels.layers, "_onednn_linear", slow(hwbench.cpu_kernels.layers._onednn_linear))
+    monkeypatch.setattr(
+        hwbench.model.cpu_kernels.layers, "_onednn_linear", slow(hwbench.model.cpu_kernels.layers._onednn_linear)
+    )
     net = FFNN()
     part = choose_kernels(net, *BATCH, {**AUTO, "linear": "onednn"}, cache=ChoiceCache())
     assert part.layers["linear"].model_dump() == {"kernel": "onednn", "how": "forced", "ms_per_step": {}}

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import hwbench.cpu_kernels.layers
-from hwbench.cpu_kernels import Dropout, KernelLayer, Linear, keep_mask
-from hwbench.data import MNISTDataModule, TensorBatches
-from hwbench.models import CNN, FFNN, init_weights
+import hwbench.model.cpu_kernels.layers
+from hwbench.data.datamodules import MNISTDataModule, TensorBatches
+from hwbench.model.cpu_kernels import Dropout, KernelLayer, Linear, keep_mask
+from hwbench.model.paper import CNN, FFNN, init_weights
 
 STOCK = {"conv2d": "torch", "dropout": "torch", "linear": "torch"}
 
@@ -91,7 +91,7 @@ def test_channels_last_convolutions_train_bit_for_bit_in_that_layout(data_root: 
 def test_byte_masks_given_torchs_masks_train_bit_for_bit(data_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """dropout=bytes, given torch's own masks (drawn as aten's dropout draws them), is nn.Dropout exactly."""
     monkeypatch.setattr(
-        hwbench.cpu_kernels.layers, "keep_mask", lambda x, p: torch.empty_like(x).bernoulli_(1 - p).bool()
+        hwbench.model.cpu_kernels.layers, "keep_mask", lambda x, p: torch.empty_like(x).bernoulli_(1 - p).bool()
     )
     reference, ours = same_start(0.25, dropout="bytes")
     data = batches(data_root, 8)

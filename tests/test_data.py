@@ -1,6 +1,6 @@
 import torch
 
-from hwbench.data import MNISTDataModule, SyntheticDataModule, TensorBatches
+from hwbench.data.datamodules import MNISTDataModule, SyntheticDataModule, TensorBatches
 
 # from ../shared/data/README.md: the published label counts of MNIST
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

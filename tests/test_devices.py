@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import cuda
-from hwbench.fingerprint import fingerprint
-from hwbench.results import read_record
+from hwbench.record.fingerprint import fingerprint
+from hwbench.record.results import read_record
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
 
@@ -56,7 +56,7 @@ def test_single_run_on_a_missing_gpu_fails_with_one_line(hwbench_cli) -> None:
 
 
 def test_threads_and_precision_are_applied_and_recorded(make_cfg, tmp_path: Path) -> None:
-    from hwbench.train import run
+    from hwbench.job.runner import run
 
     before = torch.get_num_threads()
     try:
@@ -72,7 +72,7 @@ def test_threads_and_precision_are_applied_and_recorded(make_cfg, tmp_path: Path
 
 @cuda
 def test_gpu_run_records_gpu_figures(make_cfg, tmp_path: Path) -> None:
-    from hwbench.train import run
+    from hwbench.job.runner import run
 
     record = run(make_cfg("device=gpu", "arch=cnn", "epochs=2", "data.train_limit=5000"), tmp_path)
     assert record.status == "ok" and record.on_gpu and record.device_name == torch.cuda.get_device_name()

@@ -21,8 +21,8 @@ import pytest
 
 from hwbench.compare import main as compare
 from hwbench.errors import OutputUnwritable
-from hwbench.outputs import JobLogFile, quiet_tensorboard_thread
-from hwbench.results import ResultsRecord, read_record, write_record
+from hwbench.record.results import ResultsRecord, read_record, write_record
+from hwbench.record.writing import JobLogFile, quiet_tensorboard_thread
 
 TINY = ("device=cpu", "data.train_limit=1000")
 
@@ -241,7 +241,7 @@ def test_a_record_that_cannot_be_written_leaves_the_last_one_and_no_temporary(sm
 def test_tensorboard_and_the_log_file_on_a_full_disk_stay_quiet_and_the_job_is_told(small_disk, capfd, monkeypatch):
     """TensorBoard's writer thread and the log file meet the full disk first: neither prints a traceback, and
     TensorBoard's error reaches the job (in the main thread) as OutputUnwritable naming the folder."""
-    from hwbench.job_logger import JobLogger  # Lightning loads only here
+    from hwbench.job.tensorboard import JobLogger  # Lightning loads only here
 
     monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)  # Python's own, which prints; not pytest's
     quiet_tensorboard_thread()

@@ -13,12 +13,12 @@ import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
 from conftest import cuda
-from hwbench.classifier import Classifier
-from hwbench.data import SyntheticDataModule
+from hwbench.data.datamodules import SyntheticDataModule
 from hwbench.execution import Eager, Execution, Graphed, PrepareExecution
-from hwbench.models import CNN, FFNN, init_weights
-from hwbench.results import read_record
-from hwbench.train import run
+from hwbench.job.runner import run
+from hwbench.model.classifier import Classifier
+from hwbench.model.paper import CNN, FFNN, init_weights
+from hwbench.record.results import read_record
 
 TINY = ("epochs=2", "data.train_limit=1000")
 

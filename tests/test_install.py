@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from hwbench.results import read_record
+from hwbench.record.results import read_record
 
 
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_from_anywhere(data_root: str, tmp_path: Path) -> None:
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
-    shutil.copytree(REPO / "hwbench", src / "hwbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("hwbench", "conf"):  # conf/ is at the top; the wheel carries it as hwbench.conf
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]

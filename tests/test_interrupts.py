@@ -16,8 +16,8 @@ import pytest
 from lightning.pytorch import Trainer
 
 from hwbench.errors import Interrupted
-from hwbench.extras import quiet_lightning
-from hwbench.interrupts import STOP_SIGNALS, signals_raise_interrupted
+from hwbench.job.console.quiet import quiet_lightning
+from hwbench.job.signals import STOP_SIGNALS, signals_raise_interrupted
 
 
 @pytest.fixture(autouse=True)

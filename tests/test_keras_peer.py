@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import peer_rows
-from hwbench.fingerprint import cpu_description
+from hwbench.record.fingerprint import cpu_description
 
 TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hwbench.peaks import GPU_PEAKS, peak_flops, precision_class
+from hwbench.measure.peaks import GPU_PEAKS, peak_flops, precision_class
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from conftest import scalars
-from hwbench import mnist_files
+from hwbench.data import mnist_files
+from hwbench.data.mnist_files import MD5SUMS, ensure_mnist, raw_dir
 from hwbench.errors import DataError
-from hwbench.mnist_files import MD5SUMS, ensure_mnist, raw_dir
 
 
 def copy_mnist(data_root: str, to: Path) -> Path:

@@ -3,7 +3,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from hwbench.models import CNN, FFNN, init_weights
+from hwbench.model.paper import CNN, FFNN, init_weights
 
 
 @pytest.mark.parametrize(("net", "params"), [(FFNN(), 669_706), (CNN(), 1_199_882)])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from hwbench.compare import main as compare
 from hwbench.compare.reading import record_paths
-from hwbench.results import RECORD_NAME, ResultsRecord, file_bytes, parse_record, read_record, write_record
+from hwbench.record.results import RECORD_NAME, ResultsRecord, file_bytes, parse_record, read_record, write_record
 
 OK = {  # a complete record as hwbench writes it, pared to the fields compare reads
     "schema_version": 2, "status": "ok", "reason": None, "run_name": "ffnn_cpu_e2", "arch": "ffnn",

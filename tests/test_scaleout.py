@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hwbench.compare.cli import main as compare
-from hwbench.data import TensorBatches
-from hwbench.results import ResultsRecord, read_record
+from hwbench.data.datamodules import TensorBatches
+from hwbench.record.results import ResultsRecord, read_record
 
 TINY = ("device=cpu", "arch=ffnn", "data.val_size=0", "device.threads=1")  # one thread a rank: 2 cores
 pytestmark = pytest.mark.xdist_group("ddp")  # one pytest worker runs these: two DDP jobs at once would share 2 cores

@@ -20,7 +20,7 @@ from typing import Any
 
 from hwbench.compare.rows import ROW_VALUES, Row, to_row
 from hwbench.compare.workers import usable_cpus, workers
-from hwbench.results import RECORD_NAME, read_record
+from hwbench.record.results import RECORD_NAME, read_record
 
 
 def listing(folder: Path) -> tuple[list[Path], list[Path]] | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from hwbench.results import ResultsRecord
+from hwbench.record.results import ResultsRecord
 
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
 

@@ -10,12 +10,14 @@ from lightning.pytorch.strategies import ParallelStrategy
 from omegaconf import DictConfig
 from torch import nn
 
+from hwbench.errors import one_of
 from hwbench.execution.strategy import Batch, Execution
 
 if TYPE_CHECKING:
-    from hwbench.classifier import Classifier
-    from hwbench.data import InMemoryDataModule
+    from hwbench.data.datamodules import InMemoryDataModule
+    from hwbench.model.classifier import Classifier
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes whose graphs reuse output buffers
 
 
@@ -67,8 +69,6 @@ class Compiled(Eager):
         return torch.compile(net, mode=self.mode)
 
     def refuse(self, cfg: DictConfig, accelerator: str) -> None:
-        from hwbench.config import COMPILE_MODES, one_of
-
         one_of("execution.mode", self.mode, COMPILE_MODES)
 
     def prepare(self, module: Classifier, data: InMemoryDataModule) -> None:

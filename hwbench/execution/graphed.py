@@ -30,12 +30,12 @@ from torch import Tensor, nn
 from hwbench.errors import ConfigError, DeviceUnavailable
 from hwbench.execution.eager import CUDA_GRAPH_MODES
 from hwbench.execution.lr_table import LrTable, scheduled_rates
+from hwbench.execution.replay_timer import ReplayTimer
 from hwbench.execution.strategy import Batch, Execution
-from hwbench.gpu_busy import ReplayTimer
 
 if TYPE_CHECKING:
-    from hwbench.classifier import Classifier
-    from hwbench.data import InMemoryDataModule
+    from hwbench.data.datamodules import InMemoryDataModule
+    from hwbench.model.classifier import Classifier
 
 Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # one optimizer step: (images, labels) -> (loss, logits)
 WARMUP_PASSES = 3  # the recipe's side-stream warm-up: cuDNN's autotuning, the allocator and lazy state settle first

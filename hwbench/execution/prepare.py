@@ -6,10 +6,10 @@ import time
 
 from lightning import Callback, LightningModule, Trainer
 
-from hwbench.data import InMemoryDataModule
+from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.devices import synchronize
 from hwbench.execution.strategy import Execution
-from hwbench.record_parts import ExecutionPart
+from hwbench.record.parts import ExecutionPart
 
 
 class PrepareExecution(Callback):

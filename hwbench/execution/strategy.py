@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from hwbench.classifier import Classifier
-    from hwbench.data import InMemoryDataModule
-    from hwbench.gpu_busy import ReplayTimer
+    from hwbench.data.datamodules import InMemoryDataModule
+    from hwbench.execution.replay_timer import ReplayTimer
+    from hwbench.model.classifier import Classifier
 
 Batch = tuple[Tensor, Tensor]
 

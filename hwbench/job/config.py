@@ -1,0 +1,217 @@
+"""The config's schema (Hydra structured configs), its range checks, and composing it outside the CLI.
+
+The YAML files under ``conf`` hold the values and their comments; the dataclasses here hold the
+types, so that ``epochs=abc`` gets Hydra's own one-line error. What a type cannot say (ranges, choices)
+is checked once, in :func:`check`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from hwbench.data.mnist_files import MNIST_TRAIN_SIZE
+from hwbench.errors import ConfigError, one_of
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class ArchConfig:
+    name: str = MISSING
+    net: Any = MISSING  # the net's constructor and arguments (``_target_``), which differ per network
+
+
+@dataclass
+class DataConfig:
+    _target_: str = MISSING
+    root: str | None = None
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    val_size: int = MISSING
+    train_limit: int | None = None
+    seed: int = MISSING
+    steps_per_execution: int = MISSING
+
+
+@dataclass
+class CpuKernelsConfig:
+    linear: str = MISSING
+    conv2d: str = MISSING
+    dropout: str = MISSING
+
+
+@dataclass
+class DeviceConfig:
+    name: str = MISSING
+    accelerator: str = MISSING
+    precision: str = MISSING
+    threads: int | None = None
+    devices: int = 1
+    strategy: str = "auto"
+    matmul_precision: str = MISSING
+    cudnn_benchmark: bool = MISSING
+    cpu_kernels: CpuKernelsConfig = field(default_factory=CpuKernelsConfig)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Any = MISSING  # a partial torch.optim class; its own checks validate its arguments
+    scheduler: Any = None
+
+
+@dataclass
+class HwbenchConfig:
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # the top-level keys; their values and comments are in conf/config.yaml
+    epochs: int = MISSING
+    batch_size: int = MISSING  # per device
+    lr: float = MISSING
+    seed: int = MISSING
+    init: str = MISSING  # keras | torch
+    one_hot_targets: bool = MISSING
+
+    execution: Any = MISSING  # the execution strategy's constructor and arguments (``_target_``), per strategy
+    steps_per_execution: int = MISSING  # optimizer steps per Lightning step
+    channels_last: bool = MISSING
+
+    log_every_n_steps: int = MISSING
+    warmup_steps: int = MISSING
+    inference_batch_size: int = MISSING
+    output_root: str = MISSING
+    run_name: str = MISSING
+
+
+def fresh_dir(path: str) -> str:
+    """``path``, else ``path-2``, ``path-3``...: the first this process creates (``mkdir`` is atomic).
+
+    Two jobs started in the same second resolve the same timestamped folder: each gets its own.
+    """
+    base = Path(path)
+    if shared_by_tasks():
+        base.mkdir(parents=True, exist_ok=True)
+        return str(base)
+    for n in itertools.count(1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
+def shared_by_tasks() -> bool:
+    """SLURM started one task per GPU of a job: they all resolve the job's folder and must agree on it."""
+    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def fresh_subdir(parent: str, name: str) -> str:
+    """A sweep job's folder under ``parent``, as :func:`fresh_dir` claims it (Hydra wants the name alone)."""
+    return Path(fresh_dir(str(Path(parent) / name))).name
+
+
+def gpu_count() -> int:
+    import torch  # only when a launcher preset asks: the CLI parses arguments before torch loads
+
+    return torch.cuda.device_count()
+
+
+def register() -> None:
+    """Make the schema and the folder-claiming resolvers known to Hydra (idempotent)."""
+    ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
+    # a launcher preset's GPUs per node: this machine's count (submitit_local hides the GPUs it is not told of)
+    OmegaConf.register_new_resolver("hwbench_gpu_count", gpu_count, replace=True)
+    # cached: resolved once per process and copied into every job's config, so a job keeps its folder
+    OmegaConf.register_new_resolver("hwbench_fresh_dir", fresh_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("hwbench_fresh_subdir", fresh_subdir, use_cache=True, replace=True)
+
+
+def config_dir() -> str:
+    """The config groups' folder (conf/ at the top of the checkout; inside the wheel, the package hwbench.conf)."""
+    import importlib.resources
+
+    return str(importlib.resources.files("hwbench.conf"))
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config as ``python -m hwbench OVERRIDES`` composes it (for scripts and tests)."""
+    register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", list(overrides))
+
+
+def numbers(node: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a resolved config, with its dotted key."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from numbers(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from numbers(v, f"{key}[{i}]")
+    elif isinstance(node, float):
+        yield key, node
+
+
+def check(cfg: DictConfig) -> None:
+    """Catch values that would fail deep inside training, and say how to fix them."""
+
+    def at_least(key: str, minimum: int) -> None:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{key} must be at least {minimum}, got {value}: set e.g. {key}={max(minimum, 5)}")
+
+    for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
+                "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
+                "data.train_limit"):  # fmt: skip
+        at_least(key, 1)
+    at_least("data.val_size", 0)
+    check_numbers(cfg)
+    if cfg.data.val_size >= MNIST_TRAIN_SIZE:
+        raise ConfigError(f"data.val_size must be below {MNIST_TRAIN_SIZE}, got {cfg.data.val_size}")
+    if cfg.data.train_limit is not None and cfg.data.train_limit > MNIST_TRAIN_SIZE - cfg.data.val_size:
+        raise ConfigError(f"data.train_limit must be at most {MNIST_TRAIN_SIZE - cfg.data.val_size} (60,000 "
+                          f"training images less data.val_size), got {cfg.data.train_limit}")  # fmt: skip
+    one_of("device.precision", str(cfg.device.precision), PRECISIONS)
+    one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
+    one_of("init", cfg.init, ("keras", "torch"))
+    one_of("device.strategy", cfg.device.strategy, ("auto", "ddp"))
+    from hwbench.model.cpu_kernels.autotune import AUTO, KINDS  # torch: not loaded while the CLI parses arguments
+
+    for kind, kernels in KINDS.items():
+        one_of(f"device.cpu_kernels.{kind}", cfg.device.cpu_kernels[kind], (AUTO, *kernels))
+    if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
+                          f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """What a type lets through: NaN and infinity anywhere, lr's sign, the seeds' and dropout's ranges."""
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):  # nan passes a plain `lr <= 0` test
+        raise ConfigError(f"lr must be a positive, finite number, got {cfg.lr!r}: set e.g. lr=0.01")
+    for key, value in numbers(OmegaConf.to_container(cfg, resolve=True)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}: give it a finite value "
+                              f"(python -m hwbench --cfg job shows the config)")  # fmt: skip
+    for key in ("seed", "data.seed"):
+        seed = OmegaConf.select(cfg, key)
+        if not 0 <= seed <= MAX_SEED:  # numpy's range, which Lightning's seed_everything enforces deep inside
+            raise ConfigError(f"{key} must be between 0 and {MAX_SEED}, got {seed}: set e.g. {key}=0")
+    dropout = OmegaConf.select(cfg, "arch.net.dropout")
+    for p in dropout if OmegaConf.is_list(dropout) else [dropout]:
+        if isinstance(p, (int, float)) and not 0 <= p <= 1:  # else torch's message hides under Hydra's instantiate
+            raise ConfigError(f"arch.net.dropout must be between 0 and 1, got {dropout}: set e.g. arch.net.dropout=0.5")

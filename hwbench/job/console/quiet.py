@@ -1,0 +1,33 @@
+"""Process-wide settings for a quiet, readable benchmark output: called by the entry points."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from hwbench.record.writing import quiet_tensorboard_thread
+
+
+def extras() -> None:
+    """Lightning's lines once each, and without its advertising tip; the warnings below are noise in a
+    benchmark's output."""
+    quiet_lightning()
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval")  # hwbench logs once an epoch
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
+    warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # val_size=0
+    quiet_tensorboard_thread()  # a full disk: one line from the job, not the writer thread's traceback
+
+
+def quiet_lightning() -> None:
+    """``import lightning`` gives its logger a console handler of its own; Hydra's handlers on the root logger
+    already print and file every line, so with it each Lightning line would print twice. Call it again after
+    importing Lightning where that comes late (the CLI parses its arguments first). Idempotent."""
+    logging.getLogger("lightning").handlers.clear()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_tip)
+    # Lightning logs from inside its SIGTERM handler: a signal that lands while a line is being written makes that
+    # a reentrant write to the same file, and a traceback on the screen. hwbench names the signal itself.
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
+
+
+def no_tip(record: logging.LogRecord) -> bool:
+    return "Tip:" not in record.getMessage()

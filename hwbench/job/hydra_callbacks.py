@@ -1,0 +1,112 @@
+"""Hydra callbacks: what must happen around the jobs rather than inside one."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hwbench.errors import OutputFolderTaken, OutputUnwritable
+from hwbench.job.ddp import process_rank
+from hwbench.record.results import refuse_taken
+from hwbench.record.writing import exit_unwritable, writing
+
+PROBE_BYTES = 64 * 1024  # room for Hydra's own files (multirun.yaml, .hydra/) before it writes them
+CONFIG_COPY = ".hydra"  # Hydra's usual folder for its copy of a job's config
+
+
+class CheckOutputFolder(Callback):
+    """Before any job starts, make sure its output folder can be written: else one line and exit 1."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = writable_or_exit(config, "hydra.run.dir")
+        if process_rank() > 0:  # a DDP rank >= 1 joins the folder its rank 0 has claimed
+            return
+        try:  # before Hydra writes its own files there
+            refuse_taken(folder)
+        except OutputFolderTaken as err:
+            sys.exit(f"error: {config.run_name}: {err}")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        writable_or_exit(config, "hydra.sweep.dir")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
+        hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
+        if process_rank() > 0:  # rank 0 has written it
+            return
+        save_config_copy(config)
+
+
+def save_config_copy(config: DictConfig) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra's run_job writes them."""
+    job = copy.deepcopy(config)
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    overrides = config.hydra.overrides.task
+    files = {"config.yaml": job, "hydra.yaml": HydraConfig.instance().cfg, "overrides.yaml": overrides}
+    folder = Path(config.hydra.runtime.output_dir) / CONFIG_COPY
+    try:
+        with writing(folder):
+            folder.mkdir(exist_ok=True)
+            for name, cfg in files.items():
+                (folder / name).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+    except OutputUnwritable as err:
+        exit_unwritable(err, sweeping=config.hydra.mode == RunMode.MULTIRUN)
+
+
+def writable_or_exit(config: DictConfig, key: str) -> Path:
+    folder = None
+    try:
+        folder = Path(str(OmegaConf.select(config, key)))  # resolving the run dir claims it (config.fresh_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:  # bytes, not only a name: a full disk fails here
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+        return folder
+    except Exception as err:
+        err = raised_os_error(err)
+        os_error = isinstance(err, OSError) and err.strerror
+        what = f"{err.strerror}: {err.filename or folder}" if os_error else str(err)  # type: ignore[attr-defined]
+        fix = "free some space there or set" if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else "set"
+        sys.exit(
+            f"error: cannot write the output folder under output_root={config.output_root} ({what}): "
+            f"{fix} output_root to a folder you can write, e.g. output_root=$HOME/hwbench-outputs"
+        )
+
+
+def raised_os_error(err: BaseException) -> BaseException:
+    """The OSError under OmegaConf's wrapping of what the resolver raised, else the innermost error. Not the
+    innermost OSError: mkdir(parents=True) raises a parent's EROFS while handling its own ENOENT."""
+    while not isinstance(err, OSError) and (inner := err.__cause__ or err.__context__) is not None:
+        err = inner
+    return err
+
+
+class ShowResults(Callback):
+    """After a run or a sweep: where its results are, and the two commands that open them."""
+
+    def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
+        if job_return is not None and job_return.hydra_cfg is not None and process_rank() == 0:
+            print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(results_lines(Path(str(config.hydra.sweep.dir))), flush=True)
+
+
+def results_lines(folder: Path) -> str:
+    relative = os.path.relpath(folder)
+    where = shlex.quote(folder.as_posix() if relative.startswith("..") else relative)
+    return f"results in {where}\n  tensorboard --logdir {where}\n  hwbench-compare {where}"

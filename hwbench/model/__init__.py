@@ -1,0 +1,1 @@
+"""What trains: the paper's networks, the speedrun's net, the LightningModule, and the layers' CPU kernels."""
