@@ -44,9 +44,10 @@ from hwbench.devices import (
     synchronize,
 )
 from hwbench.execution import Eager
+from hwbench.job.build import build_net
 from hwbench.job.config import compose_config
 from hwbench.job.console.quiet import extras
-from hwbench.job.runner import build_net, run
+from hwbench.job.runner import run
 from hwbench.model.cpu_kernels.autotune import choose_kernels
 from hwbench.record.results import ResultsRecord
 

@@ -52,8 +52,12 @@ class Interrupted(BaseException):
         super().__init__(f"interrupted by {self.signal_name}")
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """An error's message on one line (a multi-line message's first line often ends in a colon: the reason
-    follows), cut at ``limit`` characters; the error's type when it has no message."""
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+def one_line(what: BaseException | str, limit: int = 300, first_only: bool = False) -> str:
+    """An error's message (or a text) on one line: its lines joined (a multi-line message's first line often ends
+    in a colon: the reason follows), or only the first with ``first_only``; cut at ``limit`` characters; the
+    error's type when it has no message."""
+    lines = [line.strip() for line in str(what).splitlines() if line.strip()]
+    text = " ".join(lines[:1] if first_only else lines)
+    if not text and isinstance(what, BaseException):
+        text = type(what).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -122,7 +122,7 @@ def state():
             list(warnings.filters), OmegaConf.has_resolver("hwbench_fresh_dir"))
 before = state()
 import hwbench.cli, hwbench.compare, hwbench.job.runner, hwbench.job.config
-import hwbench.measure.training_clock, hwbench.measure.resources
+import hwbench.job.build, hwbench.measure.energy, hwbench.measure.gpu_busy, hwbench.measure.memory
 assert state() == before, "importing hwbench changed the process"
 from hwbench.job.console.quiet import extras
 extras()

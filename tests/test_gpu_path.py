@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 
 from conftest import cuda
 from hwbench.data.datamodules import SyntheticDataModule
-from hwbench.execution import Eager, Execution, Graphed, PrepareExecution
+from hwbench.execution import Eager, Execution, Fused, Graph, PrepareExecution
 from hwbench.job.runner import run
 from hwbench.model.classifier import Classifier
 from hwbench.model.paper import CNN, FFNN, init_weights
@@ -97,8 +97,7 @@ def test_graphed_steps_take_the_same_steps_as_eager(arch: str, kind: str) -> Non
     torch.manual_seed(0)
     start = init_weights(make(), "keras")
     eager = fit(copy.deepcopy(start), Eager(), optimizer)
-    graphed = Graphed(kind, "default" if kind == "fused" else None, steps_per_graph=8 if kind == "fused" else 1,
-                      fused_optimizer=kind == "fused")  # fmt: skip
+    graphed = Fused("default", steps_per_graph=8) if kind == "fused" else Graph()
     ours = fit(copy.deepcopy(start), graphed, optimizer)
     expected = {(128,) * 8, (128, 72)} if kind == "fused" else {(128,), (72,)}
     assert graphed.graphs.keys() == expected  # every step of both epochs ran in a graph
@@ -112,7 +111,7 @@ def test_fused_steps_follow_the_learning_rate_schedule_as_eager() -> None:
     torch.manual_seed(0)
     start = init_weights(FFNN(), "keras")
     eager = fit(copy.deepcopy(start), Eager(), optimizer, schedule)
-    fused = Graphed("fused", "default", steps_per_graph=8, fused_optimizer=True)
+    fused = Fused("default", steps_per_graph=8)
     ours = fit(copy.deepcopy(start), fused, optimizer, schedule)
     assert fused.lr is not None and fused.lr.step.item() == 36  # the table's counter moved with every step
     assert update_error(ours, eager, start) < 1e-3

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 import torch
-from lightning.pytorch.strategies import ParallelStrategy
 from omegaconf import DictConfig
 from torch import nn
 
 from hwbench.errors import one_of
-from hwbench.execution.strategy import Batch, Execution
+from hwbench.execution.strategy import Batch, Execution, Trainee
+from hwbench.execution.undo import undone
 
 if TYPE_CHECKING:
     from hwbench.data.datamodules import InMemoryDataModule
-    from hwbench.model.classifier import Classifier
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes whose graphs reuse output buffers
@@ -27,29 +25,15 @@ class Eager(Execution):
     kind = "eager"
     keeps_copies = False  # whether a step's outputs must be copied before the next step overwrites them
 
-    def train(self, module: Classifier, batches: list[Batch]) -> None:
-        optimizer = module.optimizers(use_pl_optimizer=False)
-        scheduler = module.lr_schedulers()
-        scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # set for 16-mixed only
-        # DDP all-reduces gradients only through Lightning's backward (it re-arms the reducer for each of the
-        # group's backwards; a plain backward would not sync); one device keeps the hook-free plain backward
-        distributed = isinstance(module.trainer.strategy, ParallelStrategy)  # DDP, even on one device
+    def train(self, module: Trainee, batches: list[Batch]) -> None:
+        stepping = module.stepping
         for x, y in batches:
             logits = module(x)
             loss = module.loss(logits, y)
             module.keep("train", loss, logits, [y], copy=self.keeps_copies)
-            optimizer.zero_grad(set_to_none=True)
-            if distributed:
-                module.manual_backward(loss)  # under 16-mixed the precision plugin scales the loss with the scaler
-            else:
-                (loss if scaler is None else scaler.scale(loss)).backward()
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            if scheduler is not None:
-                scheduler.step()  # type: ignore[union-attr]
+            stepping.optimizer.zero_grad(set_to_none=True)
+            stepping.backward(loss)
+            stepping.update()
 
 
 class Compiled(Eager):
@@ -62,26 +46,24 @@ class Compiled(Eager):
         self.mode = mode
         self.keeps_copies = mode in CUDA_GRAPH_MODES  # their CUDA graphs reuse the output buffer on the next call
 
+    @property
+    def replays_inside_compile(self) -> bool:
+        """Whether torch.compile replays CUDA graphs of its own, where no probe may look at the kernels."""
+        return self.keeps_copies
+
     def build_net(self, net: nn.Module) -> nn.Module:
-        """From a clean slate: the jobs of a multirun share one process, and a previous job's CUDA-graph trees
-        broke the next capture. Compiled code stays cached on disk."""
+        """From a clean slate: a previous compile's CUDA-graph trees broke the next capture when jobs shared a
+        process. Compiled code stays cached on disk."""
         torch.compiler.reset()
         return torch.compile(net, mode=self.mode)
 
     def refuse(self, cfg: DictConfig, accelerator: str) -> None:
         one_of("execution.mode", self.mode, COMPILE_MODES)
 
-    def prepare(self, module: Classifier, data: InMemoryDataModule) -> None:
+    def prepare(self, module: Trainee, data: InMemoryDataModule) -> None:
         """One forward and backward compiles the net; the step is then undone (weights, BN statistics, grads)."""
         x, y = (t[: data.batch_size] for t in data.splits["train"])
-        state = copy.deepcopy(module.state_dict())
-        with module.trainer.precision_plugin.forward_context():
-            loss = module.loss(module(x), y)
-        loss.backward()
-        module.load_state_dict(state)
-        module.zero_grad(set_to_none=True)
-
-    def hides_kernels(self) -> str | None:
-        if self.keeps_copies:
-            return f"compile mode {self.mode} replays CUDA graphs inside torch.compile, where no probe may look"
-        return None
+        with undone(module):  # type: ignore[arg-type]  # a Trainee is an nn.Module
+            with module.stepping.forward_context():
+                loss = module.loss(module(x), y)
+            loss.backward()

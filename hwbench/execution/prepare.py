@@ -30,6 +30,4 @@ class PrepareExecution(Callback):
         self.seconds = time.perf_counter() - start
 
     def record_parts(self) -> dict[str, ExecutionPart]:
-        e = self.execution
-        part = ExecutionPart(kind=e.kind, mode=e.mode, steps_per_graph=e.steps_per_graph, prepare_seconds=self.seconds)
-        return {"execution": part}
+        return {"execution": self.execution.part(prepare_seconds=self.seconds)}

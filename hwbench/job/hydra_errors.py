@@ -46,15 +46,11 @@ def command_line_error(err: Exception) -> str:
             return f"the launchers slurm, local and submitit_local need the cluster extra: {CLUSTER_EXTRA}"
         return f"{group}={option}: no such option; {group} is one of {', '.join(err.options or [])}"
     if isinstance(err, OverrideParseException):
-        return f"{err.override}: {first_line(err.message)}: write key=value (Hydra's override grammar)"
+        return f"{err.override}: {one_line(err.message, first_only=True)}: write key=value (Hydra's override grammar)"
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):  # a key the config does not have
-        key = getattr(cause, "full_key", None) or first_line(str(cause))
+        key = getattr(cause, "full_key", None) or one_line(str(cause), first_only=True)
         return f"{key}: no such key in the config ({SHOW_CONFIG}; +{key}=VALUE adds a new one)"
     merging = re.match(r"Error merging override (.+)", str(err))
     if merging and isinstance(cause, OmegaConfBaseException):  # a value of the wrong type
-        return f"{merging[1]}: {first_line(getattr(cause, 'msg', str(cause)))} ({SHOW_CONFIG})"
+        return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({SHOW_CONFIG})"
     return one_line(err, limit=1000)
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text

@@ -9,66 +9,20 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputUnwritable, one_line
-from hwbench.execution import Execution, PrepareExecution
+from hwbench.execution import Execution
+from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
 from hwbench.job.config import check
-from hwbench.job.console.progress import StepProgressBar
 from hwbench.job.ddp import job_scope, process_rank
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
 from hwbench.job.tensorboard import JobLogger, is_number, log_hparams
-from hwbench.measure.resources import ResourceMonitor
-from hwbench.measure.training_clock import BenchmarkMonitor, flops_per_sample
-from hwbench.model.classifier import Classifier
-from hwbench.model.cpu_kernels.autotune import CpuKernelChoice
-from hwbench.model.paper import init_weights
 from hwbench.record.fingerprint import as_markdown, fingerprint
-from hwbench.record.parts import ExecutionPart, Fingerprint, Interruption
+from hwbench.record.parts import Fingerprint, Interruption
 from hwbench.record.results import ResultsRecord, now, refuse_taken, write_record
 from hwbench.record.writing import writing
-
-
-def build_net(cfg: DictConfig, execution: Execution) -> torch.nn.Module:
-    """The config's network: initialised, in its memory format, as the strategy runs it (hwbench and the
-    overhead benchmark's hand loop both train this)."""
-    net = init_weights(instantiate(cfg.arch.net), cfg.init)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return execution.build_net(net)
-
-
-def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> Classifier:
-    return Classifier(
-        net,
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        execution=execution,
-        one_hot_targets=cfg.one_hot_targets,
-        channels_last=cfg.channels_last,
-    )
-
-
-def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
-    every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
-    devices = cfg.device.devices
-    return L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.job.ddp
-        use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
-        precision=cfg.device.precision,
-        max_epochs=cfg.epochs,
-        logger=logger,
-        callbacks=[*callbacks, StepProgressBar(refresh_rate=every)],
-        log_every_n_steps=every,
-        num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        benchmark=cfg.device.cudnn_benchmark,
-    )
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
@@ -88,8 +42,8 @@ class Job:
 
     def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool) -> None:
         self.cfg, self.out_dir, self.writes = cfg, out_dir, writes
-        self.measuring: list[CpuKernelChoice | PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
-        self.logger: TensorBoardLogger | None = None
+        self.measuring: Measurements | None = None
+        self.logger: JobLogger | None = None
         self.trainer: L.Trainer | None = None
         self.stop: StopSignals | None = None  # the job's own, while it runs
 
@@ -126,13 +80,12 @@ class Job:
         """What finished before the signal: the epochs (their figures marked partial when training was cut
         short), and the test's figures when the signal came in the inference timing after it."""
         record.status = "interrupted"
-        monitor = self.monitor
-        where = ""
-        if monitor is not None and monitor.training is not None:  # training had finished
-            where = ", in the test" if monitor.metrics is None else ", in the inference timing (tested)"
-        elif monitor is not None and self.trainer is not None:
-            monitor.summarize(self.trainer, partial=True)
-        epochs, steps = (len(monitor.epochs), monitor.steps) if monitor else (0, 0)
+        m, where = self.measuring, ""
+        if m is not None and m.summary.training is not None:  # training had finished
+            where = ", in the test" if m.test.metrics is None else ", in the inference timing (tested)"
+        elif m is not None and self.trainer is not None:
+            m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
+        epochs, steps = (len(m.epochs.epochs), m.clock.steps) if m else (0, 0)
         record.reason = f"{err.signal_name} after {epochs} epoch(s){where}"
         record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
 
@@ -148,22 +101,17 @@ class Job:
 
     def assemble(self, record: ResultsRecord) -> None:
         """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
-        for callback in self.measuring:
-            for name, part in callback.record_parts().items():
-                setattr(record, name, part)
+        for name, part in (self.measuring.record_parts() if self.measuring else {}).items():
+            setattr(record, name, part)
         if record.cpu_kernels is not None and record.fingerprint is not None:  # the machine as it ran: its kernels
             record.fingerprint.cpu_kernels = record.cpu_kernels.chosen
 
-    @property
-    def monitor(self) -> BenchmarkMonitor | None:
-        return next((c for c in self.measuring if isinstance(c, BenchmarkMonitor)), None)
-
-    def train_and_test(self, record: ResultsRecord) -> None:
+    def set_up(self, record: ResultsRecord) -> tuple[Execution, str]:
+        """The config checked, the strategy and device chosen (or refused), torch set up; the fingerprint."""
         cfg = self.cfg
         check(cfg)
         execution: Execution = instantiate(cfg.execution)
-        record.execution = ExecutionPart(kind=execution.kind, mode=execution.mode,
-                                         steps_per_graph=execution.steps_per_graph)  # fmt: skip
+        record.execution = execution.part()
         accelerator = resolve_accelerator(cfg.device.accelerator)
         execution.refuse(cfg, accelerator)
         need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
@@ -171,22 +119,22 @@ class Job:
         quiet_blas_threads()
         keep_freed_host_memory()
         record.fingerprint = Fingerprint(**fingerprint(threads, str(cfg.device.precision), accelerator))
+        return execution, accelerator
+
+    def train_and_test(self, record: ResultsRecord) -> None:
+        cfg = self.cfg
+        execution, accelerator = self.set_up(record)
         L.seed_everything(cfg.seed, verbose=False)
         net = build_net(cfg, execution)
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
-        flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
-        monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size,
-                                   safe_point=self.stop.safe_point if self.stop else None)  # fmt: skip
-        kernels = CpuKernelChoice(cfg.device.cpu_kernels, data)  # in its setup: before any clock starts
-        self.measuring = [kernels, PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
+        self.measuring = measuring = Measurements.of(cfg, net, data, execution, self.stop)
         self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
         with writing(self.out_dir):
             self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
-        self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, list(self.measuring))
+        self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, measuring.callbacks(self.stop))
         trainer.fit(model, datamodule=data)
-        record.world_size, record.strategy = trainer.world_size, type(trainer.strategy).__name__
+        record.strategy = type(trainer.strategy).__name__
         record.backend = getattr(trainer.strategy, "process_group_backend", None)
-        record.global_batch_size = cfg.batch_size * trainer.world_size
         if model.diverged_epoch is not None:
             record.status, record.diverged_epoch = "diverged", model.diverged_epoch
             record.reason = (
@@ -195,7 +143,7 @@ class Job:
             )
             return
         trainer.test(model, datamodule=data, verbose=False)
-        self.assemble(record)  # the test's figures and the inference timing: the monitor's parts
+        self.assemble(record)  # the test's figures and the inference timing
         record.status = "ok"
 
     def close_logger(self, record: ResultsRecord) -> None:
@@ -203,16 +151,12 @@ class Job:
         if self.logger is None:
             return
         if record.status == "ok":
-            step = self.monitor.steps if self.monitor else 0
+            step = self.measuring.clock.steps if self.measuring else 0
             figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
             self.logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
             with writing(self.out_dir):
                 log_hparams(self.logger, self.cfg, record, step)
         self.logger.finalize("success" if record.status == "ok" else "failed")
-
-
-def distributed(cfg: DictConfig) -> bool:
-    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
 
 
 def need_gpus(accelerator: str, devices: int) -> None:

@@ -7,64 +7,76 @@ so graphed strategies are timed by CUDA events around their replays; eager ones 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from lightning import Trainer
+from lightning import Callback, LightningModule, Trainer
 
 from hwbench.devices import synchronize
-
-if TYPE_CHECKING:
-    from hwbench.execution.strategy import Execution
+from hwbench.execution import Compiled, Execution, Graph
+from hwbench.record.parts import BusyFigures
 
 BUSY_PROFILED_STEP = -2  # the profiler's step: the first epoch's second-to-last, warmed up and outside steady state
 
 
-class BusyProbe:
+class GpuBusy(Callback):
     """How busy the GPU was in the first (warm-up) epoch, by the one method the execution strategy allows:
     events around its graph replays over the whole epoch, else torch's profiler (CUPTI) over one Lightning
-    step (never near a CUDA graph: pytorch/pytorch#75504), else no figure and the reason."""
+    step (never near a CUDA graph), else no figure and the reason. Off the GPU: nothing."""
 
     def __init__(self, execution: Execution) -> None:
-        self.timer = execution.busy_timer()
-        self.unavailable = execution.hides_kernels()
+        self.timer = execution.timer if isinstance(execution, Graph) else None
+        self.unavailable = (
+            f"compile mode {execution.mode} replays CUDA graphs inside torch.compile, where no probe may look"
+            if isinstance(execution, Compiled) and execution.replays_inside_compile
+            else None
+        )
         self.method = ("CUDA events around graph replays, first epoch" if self.timer is not None
                        else "torch profiler (CUPTI kernel time), one Lightning step of the first epoch")  # fmt: skip
+        self.device = torch.device("cpu")
         self.percent: float | None = None
         self.profiler: torch.profiler.profile | None = None
         self.wall_start = 0.0
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.device = trainer.strategy.root_device
+
     def watches(self, trainer: Trainer) -> bool:
-        return self.unavailable is None and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
+        on = self.device.type == "cuda" and self.unavailable is None
+        return on and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
 
-    def epoch_start(self, trainer: Trainer, now: float) -> None:
+    def now(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.timer is not None and self.watches(trainer):
-            self.timer.armed, self.wall_start = True, now
+            self.timer.armed, self.wall_start = True, self.now()
 
-    def epoch_end(self, now: float) -> None:
-        """``now``: read after synchronizing the device."""
-        if self.timer is not None and self.timer.armed:
-            self.percent = min(100.0, 100 * self.timer.seconds() / (now - self.wall_start))
-
-    def batch_start(self, trainer: Trainer, batch_idx: int, device: torch.device) -> None:
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         groups = trainer.num_training_batches
         if self.timer is None and self.watches(trainer) and groups >= 3 and batch_idx == groups + BUSY_PROFILED_STEP:
-            synchronize(device)
+            synchronize(self.device)
             self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
             self.profiler.__enter__()
             self.wall_start = time.perf_counter()
 
-    def batch_end(self, device: torch.device) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.profiler is not None:
-            synchronize(device)
-            wall_us = (time.perf_counter() - self.wall_start) * 1e6
+            wall_us = (self.now() - self.wall_start) * 1e6
             self.profiler.__exit__(None, None, None)
             kernel_us = sum(e.self_device_time_total for e in self.profiler.key_averages())
             self.percent = min(100.0, 100 * kernel_us / wall_us)
             self.profiler = None
+        if batch_idx + 1 == trainer.num_training_batches and self.timer is not None and self.timer.armed:
+            self.percent = min(100.0, 100 * self.timer.seconds() / (self.now() - self.wall_start))
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> BusyFigures:
+        if self.device.type != "cuda":
+            return BusyFigures()
         if self.percent is not None:
-            return {"gpu_busy_percent": self.percent, "gpu_busy_method": self.method}
+            return BusyFigures(gpu_busy_percent=self.percent, gpu_busy_method=self.method)
         reason = self.unavailable or "the run has a single epoch: busy is measured in the warm-up epoch only"
-        return {"gpu_busy_unavailable": reason}
+        return BusyFigures(gpu_busy_unavailable=reason)

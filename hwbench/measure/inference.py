@@ -1,15 +1,22 @@
-"""Inference speed: samples/s over the test images at one batch size, and single-image latency."""
+"""Inference speed after the test: samples/s over the test images at one batch size, and single-image latency."""
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
+from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.devices import synchronize
+from hwbench.measure.training_clock import TrainingClock
+from hwbench.record.parts import Flops, Inference
+
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -49,3 +56,37 @@ def measure_inference(
         "latency_ms_p50": statistics.median(latencies) * 1e3,
         "latency_ms_p90": deciles[-1] * 1e3,
     }
+
+
+class InferenceTiming(Callback):
+    """Times inference on the test images once the test is over; one device's figure: rank 0 measures it alone.
+    ``safe_point`` is where a stop signal held during the timing is raised (between timings, never inside one)."""
+
+    def __init__(
+        self, data: InMemoryDataModule, flops: Flops, clock: TrainingClock, batch_size: int = 1024,
+        latency_runs: int = 100, safe_point: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
+        self.data, self.flops, self.clock = data, flops, clock
+        self.batch_size, self.latency_runs = batch_size, latency_runs
+        self.safe_point = safe_point
+        self.inference: Inference | None = None
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log.info(f"testing on {len(self.data.splits['test'][0]):,} images")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        test = getattr(pl_module, "figures", {}).get("test")
+        accuracy = f" (accuracy {test.acc:.4f})" if test else ""
+        log.info(f"tested{accuracy}; timing inference at batch {self.batch_size}")
+        with trainer.precision_plugin.forward_context():
+            x = self.data.splits["test"][0]
+            figures = measure_inference(pl_module, x, self.batch_size, self.latency_runs, self.safe_point)
+        self.inference = Inference(**figures, flops_per_sec=figures["samples_per_sec"] * self.flops.forward)
+        if trainer.logger is not None:  # the batch size is a setting (in the record), not a time series
+            shown = self.inference.model_dump(exclude={"batch_size"}, exclude_none=True)
+            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in shown.items()}, step=self.clock.steps)
+
+    def record_parts(self) -> dict[str, Inference]:
+        return {"inference": self.inference} if self.inference is not None else {}

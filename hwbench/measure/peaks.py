@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
+
+from hwbench.record.parts import Peak
+
 # what a training step's matmuls run as: plain FP32, FP32 inputs on TF32 tensor cores, or 16-bit tensor cores
 PRECISION_CLASSES = ("fp32", "tf32", "bf16", "fp16")
 
@@ -77,3 +81,12 @@ def peak_flops(device_name: str, precision: str) -> tuple[float | None, str]:
         known = ", ".join(p.name for p in GPU_PEAKS)
         return None, f"no dense peak known for {device_name!r} (hwbench knows: {known}): no MFU"
     return getattr(peaks, precision) * 1e12, peaks.source
+
+
+def device_peak(device: torch.device, precision: str) -> Peak | str:
+    """The device's datasheet dense peak at the run's precision (``precision``: Lightning's), or why there is none."""
+    if device.type != "cuda":
+        return "no peak FLOP/s is known for CPUs: no MFU"
+    kind = precision_class(precision, torch.get_float32_matmul_precision())
+    flops, source = peak_flops(torch.cuda.get_device_name(device), kind)
+    return source if flops is None else Peak(flops_per_sec=flops, precision=kind, source=source)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from hwbench.errors import ConfigError
-from hwbench.execution import Eager, Execution
+from hwbench.execution import Eager, Execution, Stepping
+from hwbench.record.parts import SplitFigures
 
 NUM_CLASSES = 10
 
@@ -51,6 +54,7 @@ class Classifier(L.LightningModule):
             self.metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")  # a diverged run logs NaN
             self.metrics[f"{split}_acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro")  # plain accuracy
         self.outputs: dict[str, dict[str, list]] = {split: _empty_outputs() for split in ("train", "val", "test")}
+        self.figures: dict[str, SplitFigures] = {}  # each split's last epoch
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:
@@ -84,12 +88,13 @@ class Classifier(L.LightningModule):
         loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
         loss.update(torch.cat(out["loss"]).float(), torch.tensor(out["size"], device=self.device))
         acc.update(torch.cat(out["logits"]).argmax(dim=1), torch.cat(out["target"]))
-        mean_loss = loss.compute()
+        mean_loss, accuracy = loss.compute(), acc.compute()
+        # the epoch's figures for the measuring callbacks (one host sync an epoch, never per step)
+        self.figures[split] = SplitFigures(loss=float(mean_loss), acc=float(accuracy))
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
         # torchmetrics' compute sums the ranks' states: whole-split figures, the same on every rank (sync_dist
         # only says so to Lightning; one tiny all-reduce an epoch)
-        values = {f"{split}/loss": mean_loss, f"{split}/acc": acc.compute()}
-        self.log_dict(values, sync_dist=self.trainer.world_size > 1)
+        self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": accuracy}, sync_dist=self.trainer.world_size > 1)
         self.log("step", float(self.optimizer_steps), sync_dist=self.trainer.world_size > 1)
         # checked here, once an epoch, not per step (a host sync); EarlyStopping(check_finite=True) runs
         # before this hook and would see the loss an epoch late
@@ -118,14 +123,36 @@ class Classifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+    @property
+    def total_steps(self) -> int:
+        """The run's optimizer steps: what a schedule is built for (e.g. OneCycleLR's total_steps)."""
+        return (self.trainer.max_epochs or 1) * self.trainer.datamodule.train_dataloader().steps
+
+    @cached_property
+    def stepping(self) -> Stepping:
+        """What the strategy updates with, once the optimizer exists (Lightning built it in its setup)."""
+        trainer = self.trainer
+        distributed = isinstance(trainer.strategy, ParallelStrategy)  # DDP, even on one device
+        return Stepping(
+            optimizer=self.optimizers(use_pl_optimizer=False),  # type: ignore[arg-type]
+            total_steps=self.total_steps,
+            scheduler=self.lr_schedulers(),  # type: ignore[arg-type]
+            schedule=self.make_scheduler,
+            scaler=getattr(trainer.precision_plugin, "scaler", None),  # set for 16-mixed only
+            # DDP all-reduces gradients only through Lightning's backward (it re-arms the reducer for each of the
+            # group's backwards); one device keeps the hook-free plain backward
+            synced_backward=self.manual_backward if distributed else None,
+            forward_context=trainer.precision_plugin.forward_context,
+            bf16=trainer.precision == "bf16-mixed",
+        )
+
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         try:  # the optimizer's own checks are the ones that know its valid values
             options = self.execution.optimizer_options(getattr(self.make_optimizer, "func", self.make_optimizer))
             optimizer = self.make_optimizer(self.parameters(), **options)
             if self.make_scheduler is None:
                 return optimizer
-            # schedulers are built for the run's total optimizer steps (e.g. OneCycleLR's total_steps)
-            steps = self.trainer.max_epochs * self.trainer.datamodule.train_dataloader().steps
-            return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=steps)}
+            scheduler = self.make_scheduler(optimizer, total_steps=self.total_steps)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{err}: fix the optim settings (python -m hwbench --cfg job shows them)") from err

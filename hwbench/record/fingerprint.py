@@ -15,12 +15,18 @@ import psutil
 import torch
 
 
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (Linux; empty elsewhere)."""
+    path, fields = Path("/proc/cpuinfo"), {}
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+    if model := cpuinfo().get("model name"):
+        return model
     if sys.platform == "darwin":
         out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
         if out.returncode == 0:
@@ -35,12 +41,7 @@ def cpu_isa() -> str:
 
 def cpu_description() -> str:
     """The CPU as a table caption names it: model, vendor's family and model numbers (x86), ISA."""
-    fields: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
+    fields = cpuinfo()
     family = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
     vendor = f"{fields.get('vendor_id', '')} {family}".strip()
     return f"{cpu_model()} ({vendor + ', ' if vendor else ''}{cpu_isa()})"

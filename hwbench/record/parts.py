@@ -5,7 +5,7 @@ Unknown fields are refused everywhere: a misspelled field fails validation, neve
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,13 @@ class Rates(Part):
     batches_per_sec: Rate
     flops_per_sec: Rate | None = None
     mfu: Rate | None = None
+
+
+class SplitFigures(NamedTuple):
+    """A split's mean loss and accuracy over an epoch, as the module computed them (all ranks together)."""
+
+    loss: float
+    acc: float
 
 
 class Epoch(Part):
@@ -97,13 +104,18 @@ class Inference(Part):
     flops_per_sec: Rate | None = None
 
 
-class Resources(Part):
-    """Memory and energy; a counter this machine lacks is named in its ``*_unavailable`` field."""
+class MemoryFigures(Part):
+    """Peak host and GPU memory over the job (hwbench/measure/memory.py)."""
 
     peak_host_rss_mb: Rate | None = None
     peak_host_rss_scope: str | None = None  # "job", or "process" where the OS cannot reset the peak
     gpu_peak_allocated_mb: Rate | None = None
     gpu_peak_reserved_mb: Rate | None = None
+
+
+class EnergyFigures(Part):
+    """Energy over the training steps (hwbench/measure/energy.py); a counter this machine lacks is named."""
+
     energy_seconds: Seconds | None = None  # the training steps' window the energy covers
     energy_precise: bool | None = None  # False: a window shorter than the counters' update period
     energy_source: Literal["cpu", "gpu"] | None = None  # which counter average_watts and samples_per_joule use
@@ -113,9 +125,22 @@ class Resources(Part):
     gpu_energy_unavailable: str | None = None
     average_watts: Rate | None = None
     samples_per_joule: Rate | None = None
-    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None  # GPU time over wall time
-    gpu_busy_method: str | None = None  # how it was read (hwbench.measure.gpu_busy.BusyProbe)
+
+
+class BusyFigures(Part):
+    """How busy the GPU was (hwbench/measure/gpu_busy.py): its kernels' time over wall time, and how read."""
+
+    gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    gpu_busy_method: str | None = None
     gpu_busy_unavailable: str | None = None
+
+
+class Resources(BusyFigures, EnergyFigures, MemoryFigures):  # fields in this order: memory, energy, busy
+    """Memory, energy and GPU busy time, side by side in the record: each measured by its own callback."""
+
+    @classmethod
+    def of(cls, *parts: Part) -> Resources:
+        return cls(**{k: v for part in parts for k, v in part.model_dump(exclude_none=True).items()})
 
 
 class KernelChoice(Part):

@@ -34,15 +34,14 @@ class StepProgressBar(TQDMProgressBar):
         bar.leave = False  # the job's closing line gives the test accuracy
         return bar
 
-    def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer)
-        self.steps_done = 0
+        self.epoch_start = pl_module.optimizer_steps  # the module counts the optimizer steps it takes
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.steps_done += len(batch)
         last = batch_idx + 1 == trainer.num_training_batches
         if self.is_enabled and ((batch_idx + 1) % self.refresh_rate == 0 or last):
-            self.train_progress_bar.n = self.steps_done
+            self.train_progress_bar.n = pl_module.optimizer_steps - self.epoch_start
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))  # also redraws the bar

@@ -9,7 +9,6 @@ AMD EPYC with AVX-512 and lose on an Intel Xeon, so hwbench measures instead of 
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import statistics
@@ -23,6 +22,7 @@ from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
 from hwbench.data.datamodules import InMemoryDataModule
+from hwbench.execution.undo import undone
 from hwbench.model.cpu_kernels.layers import TORCH, Conv2d, Dropout, KernelLayer, Linear
 from hwbench.record.parts import CpuKernels, KernelChoice
 
@@ -182,13 +182,12 @@ def training_step(
 def unchanged(net: nn.Module) -> Iterator[None]:
     """Restores the net's weights, buffers and train/eval mode, drops its gradients and restores torch's CPU
     random stream: timing steps leaves no trace in training."""
-    state, rng, training = copy.deepcopy(net.state_dict()), torch.get_rng_state(), net.training
+    rng, training = torch.get_rng_state(), net.training
     net.train()
     try:
-        yield
+        with undone(net):
+            yield
     finally:
-        net.load_state_dict(state)
-        net.zero_grad(set_to_none=True)
         net.train(training)
         torch.set_rng_state(rng)
 

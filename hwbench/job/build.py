@@ -1,0 +1,120 @@
+"""What a job is built from its config: the net, the LightningModule, the measuring callbacks, the Trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from hwbench.data.datamodules import InMemoryDataModule
+from hwbench.execution import Execution, PrepareExecution
+from hwbench.job.console.progress import StepProgressBar
+from hwbench.job.safe_points import SafePoints
+from hwbench.job.signals import StopSignals
+from hwbench.measure.energy import Energy
+from hwbench.measure.epochs import EpochTable
+from hwbench.measure.gpu_busy import GpuBusy
+from hwbench.measure.inference import InferenceTiming
+from hwbench.measure.memory import PeakMemory
+from hwbench.measure.test_accuracy import TestAccuracy
+from hwbench.measure.throughput import FlopsAndPeak, flops_per_sample
+from hwbench.measure.training_clock import TrainingClock
+from hwbench.measure.training_summary import TrainingSummary
+from hwbench.model.classifier import Classifier
+from hwbench.model.cpu_kernels.autotune import CpuKernelChoice
+from hwbench.model.paper import init_weights
+from hwbench.record.parts import Part, Resources
+
+
+def build_net(cfg: DictConfig, execution: Execution) -> torch.nn.Module:
+    """The config's network: initialised, in its memory format, as the strategy runs it (hwbench and the
+    overhead benchmark's hand loop both train this)."""
+    net = init_weights(instantiate(cfg.arch.net), cfg.init)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return execution.build_net(net)
+
+
+def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> Classifier:
+    return Classifier(
+        net,
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        execution=execution,
+        one_hot_targets=cfg.one_hot_targets,
+        channels_last=cfg.channels_last,
+    )
+
+
+@dataclass
+class Measurements:
+    """The job's measuring callbacks, one per figure, and the record parts they give."""
+
+    kernels: CpuKernelChoice
+    prepare: PrepareExecution
+    clock: TrainingClock
+    meter: FlopsAndPeak
+    epochs: EpochTable
+    summary: TrainingSummary
+    test: TestAccuracy
+    inference: InferenceTiming
+    memory: PeakMemory
+    energy: Energy
+    busy: GpuBusy
+
+    @classmethod
+    def of(cls, cfg: DictConfig, net: torch.nn.Module, data: InMemoryDataModule, execution: Execution,
+           stop: StopSignals | None) -> Measurements:  # fmt: skip
+        clock = TrainingClock(cfg.warmup_steps)
+        flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
+        meter = FlopsAndPeak(flops, str(cfg.device.precision))
+        epochs = EpochTable(clock, meter)
+        safe_point = stop.safe_point if stop is not None else (lambda: None)
+        return cls(
+            kernels=CpuKernelChoice(cfg.device.cpu_kernels, data),  # in its setup: before any clock starts
+            prepare=PrepareExecution(execution, data), clock=clock, meter=meter, epochs=epochs,
+            summary=TrainingSummary(clock, meter, epochs), test=TestAccuracy(),
+            inference=InferenceTiming(data, flops, clock, cfg.inference_batch_size, safe_point=safe_point),
+            memory=PeakMemory(), energy=Energy(clock), busy=GpuBusy(execution),
+        )  # fmt: skip
+
+    def callbacks(self, stop: StopSignals | None) -> list[Callback]:
+        """In the order they run: the kernel choice and preparation before the clock; the clock before what
+        reads its marks; a held signal raised before a step is counted."""
+        return [self.kernels, self.prepare, SafePoints(stop), self.clock, self.meter, self.epochs, self.summary,
+                self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
+
+    def record_parts(self) -> dict[str, Part]:
+        parts: dict[str, Part] = {}
+        for callback in (self.kernels, self.prepare, self.summary, self.test, self.inference):
+            parts |= callback.record_parts()
+        parts["resources"] = Resources.of(self.memory.figures(), self.energy.figures(), self.busy.figures())
+        return parts
+
+
+def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
+    every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=cfg.device.devices,
+        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.job.ddp
+        use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
+        precision=cfg.device.precision,
+        max_epochs=cfg.epochs,
+        logger=logger,
+        callbacks=[*callbacks, StepProgressBar(refresh_rate=every)],
+        log_every_n_steps=every,
+        num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        benchmark=cfg.device.cudnn_benchmark,
+    )
+
+
+def distributed(cfg: DictConfig) -> bool:
+    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"

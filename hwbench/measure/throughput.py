@@ -1,0 +1,62 @@
+"""Throughput between two marks of the training clock: samples/s, batches/s, FLOP/s and MFU, all ranks together.
+
+FLOPs per image come from torch's flop counter (through Lightning's ``measure_flops``), the rates from Lightning's
+``Throughput``; MFU divides by the device's datasheet peak where one is known (``peaks.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from lightning import Callback, LightningModule, Trainer
+from lightning.fabric.utilities.throughput import Throughput, measure_flops
+from torch import nn
+
+from hwbench.measure.peaks import device_peak
+from hwbench.measure.training_clock import Mark
+from hwbench.record.parts import Flops, Peak, Rates
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+def flops_per_sample(net: nn.Module) -> Flops:
+    """Forward and training (forward + backward) FLOPs for one image, from torch's flop counter."""
+    meta = copy.deepcopy(net).to("meta")
+    x = torch.empty(2, *INPUT_SHAPE, device="meta")
+    y = torch.zeros(2, dtype=torch.long, device="meta")
+    forward = measure_flops(meta, lambda: meta(x))
+    train = measure_flops(meta, lambda: meta(x), lambda logits: F.cross_entropy(logits, y))
+    return Flops(forward=forward // 2, train=train // 2)
+
+
+class FlopsAndPeak(Callback):
+    """The net's FLOPs per image and the device's peak: what turns two marks of the clock into rates and MFU."""
+
+    def __init__(self, flops: Flops, precision: str) -> None:
+        self.flops, self.precision = flops, precision
+        self.peak: Peak | None = None
+        self.mfu_unavailable: str | None = None
+        self.world_size = 1
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.world_size = trainer.world_size
+        peak = device_peak(trainer.strategy.root_device, self.precision)
+        self.peak, self.mfu_unavailable = (None, peak) if isinstance(peak, str) else (peak, None)
+
+    def rates(self, start: Mark, end: Mark) -> Rates:
+        """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known, against all the devices)."""
+        w = self.world_size
+        window = Throughput(available_flops=self.peak.flops_per_sec * w if self.peak else None, window_size=2)
+        window.update(time=start.seconds, batches=start.steps, samples=start.samples * w, flops=0)
+        done = self.flops.train * (end.samples - start.samples) * w
+        window.update(time=end.seconds, batches=end.steps, samples=end.samples * w, flops=done)
+        m = window.compute()
+        return Rates(samples_per_sec=m["device/samples_per_sec"], batches_per_sec=m["device/batches_per_sec"],
+                     flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"))  # fmt: skip
+
+
+def scalars(prefix: str, figures: Rates) -> dict[str, float]:
+    """A part's figures as TensorBoard scalars under ``prefix``."""
+    return {f"{prefix}_{k}": v for k, v in figures.model_dump(exclude_none=True).items()}
