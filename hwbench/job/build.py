@@ -84,9 +84,9 @@ class Measurements:
         )  # fmt: skip
 
     def callbacks(self, stop: StopSignals | None) -> list[Callback]:
-        """In the order they run: the kernel choice and preparation before the clock; the clock before what
-        reads its marks; a held signal raised before a step is counted."""
-        return [self.kernels, self.prepare, SafePoints(stop), self.clock, self.meter, self.epochs, self.summary,
+        """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
+        next epoch's clock starts; a held signal raised before a step is counted."""
+        return [self.kernels, self.prepare, self.epochs, SafePoints(stop), self.clock, self.meter, self.summary,
                 self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
 
     def record_parts(self) -> dict[str, Part]:

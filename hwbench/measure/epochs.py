@@ -21,7 +21,8 @@ class ReportsFigures(Protocol):
 class EpochTable(Callback):
     """The epochs as they finish. The module computes the epoch's training figures after this callback's
     ``on_train_epoch_end`` (Lightning calls callbacks first), so an epoch is closed when the next starts or
-    training ends, with everything measured."""
+    training ends, with everything measured. It runs before the clock's callback: closing an epoch (its line,
+    its record) happens before the next epoch's clock starts."""
 
     def __init__(self, clock: TrainingClock, meter: FlopsAndPeak) -> None:
         self.clock, self.meter = clock, meter
@@ -29,7 +30,7 @@ class EpochTable(Callback):
         self.open: Epoch | None = None  # timed, awaiting the module's figures
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        start, end = self.clock.epoch_start, self.clock.finished
+        start, end = self.clock.epoch_start, self.clock.epoch_end  # the mark at the epoch's last step
         assert end is not None
         rates = self.meter.rates(start, end)
         seconds = end.seconds - start.seconds
