@@ -150,10 +150,17 @@ def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{path}.lock", timeout=LOCK_SECONDS):
-            return cached_peak(path, key) or probed(device, precision, path, key)
+            peak = cached_peak(path, key) or probed(device, precision, path, key)
     except (OSError, Timeout) as err:  # no cache folder, or another job's probe hangs: probe without the cache
         log.warning("no matmul peak cache (%s): probing without it", err)
-        return probed(device, precision, None, key)
+        peak = probed(device, precision, None, key)
+    if isinstance(peak, str):
+        log.warning(peak)
+    else:
+        how = f"kept from {peak.measured_at}" if peak.cached else f"measured in {peak.seconds:.1f} s"
+        log.info(f"matmul peak: {peak.flops_per_sec / 1e9:,.0f} GFLOP/s at {peak.precision} ({peak.size}x{peak.size} "
+                 f"products, {peak.threads} threads; {how})")  # fmt: skip
+    return peak
 
 
 def probed(device: torch.device, precision: str, path: Path | None, key: dict[str, str | int]) -> MeasuredPeak | str:
