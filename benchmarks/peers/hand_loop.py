@@ -102,7 +102,8 @@ def main() -> None:
     if args.execution == "compiled":  # compiled on the warm-up epoch's first step
         net = torch.compile(net, mode=args.compile_mode)
     step = make_step(net, args, device)
-    group = args.steps_per_graph if args.execution == "fused" else 1
+    full_batches = max(1, len(y) // args.batch_size)  # a group longer than the epoch would never replay
+    group = min(args.steps_per_graph, full_batches) if args.execution == "fused" else 1
     graphed = args.execution in ("graph", "fused")
     replay = capture(step, group, x[: group * args.batch_size], y[: group * args.batch_size]) if graphed else None
 
