@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,16 @@ def no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     """Output goes to a pipe here, whatever width the runner's terminal has (pytest-xdist sets COLUMNS in its
     workers): the tests that want a width set one."""
     monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def matmul_peak_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The measured matmul peak's cache (hwbench/measure/matmul_peak.py) in a folder of the session's own: tests
+    never read or write the user's ~/.cache, and each pytest worker probes a setting once."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("hwbench-cache")
+        patch.setenv("HWBENCH_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

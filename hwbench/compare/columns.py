@@ -35,7 +35,8 @@ RUN_COLUMNS = [
     Column("train_basis", "steady|overall"),
     Column("epoch_seconds", "epoch s", ".2f"),
     Column("seconds_to_97", "to 97% s", ".1f", priority=14),
-    Column("mfu", "MFU", ".1%", priority=10),
+    Column("mfu", "MFU", ".1%", priority=10),  # the datasheet peak's, else the measured peak's (marked)
+    Column("mfu_of_measured_peak", "MFU of measured peak", ".1%"),
     Column("inference_samples_per_sec", "infer samples/s", ",.0f", priority=15),
     Column("latency_ms_p50", "batch-1 ms", ".3f"),
     Column("speedup", "speed-up", ".2f", priority=5),
@@ -71,6 +72,7 @@ SETUP_COLUMNS = [
     Column("mfu", "MFU", ".1%", priority=10),
 ]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
+MEASURED_MARK = "†"  # marks an MFU against the measured matmul peak: the device has no datasheet peak
 
 
 def cell(column: Column, row: Any) -> str:
@@ -88,6 +90,8 @@ def cell(column: Column, row: Any) -> str:
         text += "x"
     if column.key == "train_samples_per_sec" and getattr(row, "train_basis", None) == "overall":
         text += OVERALL_MARK
+    if column.key == "mfu" and getattr(row, "mfu_measured", False):
+        text += MEASURED_MARK
     if column.key == "gpu_busy_percent" and getattr(row, "host_bound", False):
         text += " host-bound"
     return text

@@ -44,7 +44,8 @@ class Row:
     train_basis: str | None  # steady or overall
     epoch_seconds: float | None  # median over the epochs after the first
     seconds_to_97: float | None
-    mfu: float | None
+    mfu_of_datasheet_peak: float | None  # against the GPU's datasheet dense peak (hwbench/measure/peaks.py)
+    mfu_of_measured_peak: float | None  # against the device's measured matmul peak: any device
     inference_samples_per_sec: float | None
     latency_ms_p50: float | None
     gpu_busy_percent: float | None
@@ -70,6 +71,16 @@ class Row:
     def label(self) -> str:
         """What a user types to --baseline, and sees in the captions: host/device/run_name."""
         return f"{self.host}/{self.device}/{self.run_name}"
+
+    @property
+    def mfu(self) -> float | None:
+        """The MFU the tables show: against the datasheet's peak where there is one, else the measured peak."""
+        return self.mfu_of_datasheet_peak if self.mfu_of_datasheet_peak is not None else self.mfu_of_measured_peak
+
+    @property
+    def mfu_measured(self) -> bool:
+        """The MFU shown is the measured peak's: the device has no datasheet peak."""
+        return self.mfu_of_datasheet_peak is None and self.mfu_of_measured_peak is not None
 
 
 # a row as its values in order: how the workers send rows (a tuple pickles and rebuilds in two thirds of the
@@ -130,7 +141,8 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         train_basis=shared(record.train_basis),
         epoch_seconds=statistics.median(e.seconds for e in steady_epochs) if steady_epochs else None,
         seconds_to_97=record.training.time_to_val_acc.get("0.97") if record.training else None,
-        mfu=speed.mfu if speed else None,
+        mfu_of_datasheet_peak=speed.mfu if speed else None,
+        mfu_of_measured_peak=speed.mfu_of_measured_peak if speed else None,
         inference_samples_per_sec=inference.samples_per_sec if inference else None,
         latency_ms_p50=inference.latency_ms_p50 if inference else None,
         gpu_busy_percent=resources.gpu_busy_percent if resources else None,

@@ -66,6 +66,10 @@ class Setup:
     def mfu(self) -> float | None:
         return median(r.mfu for r in self.rows)
 
+    @functools.cached_property
+    def mfu_measured(self) -> bool:
+        return any(r.mfu_measured for r in self.rows)
+
     def label(self, parts: Sequence[str]) -> str:
         """The setup's name in a plot: its hardware, and the other ``parts`` (execution, precision, batch) that
         vary."""

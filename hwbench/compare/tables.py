@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hwbench.compare.columns import (
+    MEASURED_MARK,
     NOT_OK_COLUMNS,
     OVERALL_MARK,
     RUN_COLUMNS,
@@ -42,6 +43,10 @@ HOST_BOUND_NOTE = (
     "not the GPU"
 )
 SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
+MEASURED_NOTE = (
+    f"{MEASURED_MARK} MFU against the device's measured peak (a large matmul's FLOP/s at the run's settings), "
+    "for want of a datasheet peak"
+)
 SETUP_NOTE = (
     "one row per setup (network, hardware, execution, precision, batch): the median of its runs; "
     "min-max: its slowest and fastest run; every run is in compare.csv"
@@ -64,6 +69,8 @@ def ok_view(ok: list[Row], bases: dict[str, Row], setups: list[Setup]) -> View:
         notes.append(SCALING_NOTE)
     if any(r.train_basis == "overall" for r in ok):
         notes.append(f"{OVERALL_MARK} overall: no steady-state window")
+    if any(r.mfu_measured for r in ok):
+        notes.append(MEASURED_NOTE)
     if any(r.host_bound for r in ok):
         notes.append(HOST_BOUND_NOTE)
     if len(ok) <= MAX_RUN_ROWS:

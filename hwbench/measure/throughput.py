@@ -1,7 +1,8 @@
 """Throughput between two marks of the training clock: samples/s, batches/s, FLOP/s and MFU, all ranks together.
 
 FLOPs per image come from torch's flop counter (through Lightning's ``measure_flops``), the rates from Lightning's
-``Throughput``; MFU divides by the device's datasheet peak where one is known (``peaks.py``).
+``Throughput``; MFU divides by the device's datasheet peak where one is known (``peaks.py``), and on every device
+by its measured matmul peak (``matmul_peak.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.throughput import Throughput, measure_flops
 from torch import nn
 
-from hwbench.measure.peaks import device_peak
+from hwbench.measure.matmul_peak import matmul_peak
+from hwbench.measure.peaks import device_peak, precision_class
 from hwbench.measure.training_clock import Mark
-from hwbench.record.parts import Flops, Peak, Rates
+from hwbench.record.parts import Flops, MeasuredPeak, Peak, Rates
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -38,12 +40,21 @@ class FlopsAndPeak(Callback):
         self.flops, self.precision = flops, precision
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
+        self.measured: MeasuredPeak | str | None = None  # or why there is none
         self.world_size = 1
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.world_size = trainer.world_size
         peak = device_peak(trainer.strategy.root_device, self.precision)
         self.peak, self.mfu_unavailable = (None, peak) if isinstance(peak, str) else (peak, None)
+        if self.measured is None:  # once per job (setup runs again for the test); rank 0 probes, the others wait
+            kind = precision_class(self.precision, torch.get_float32_matmul_precision())
+            mine = matmul_peak(trainer.strategy.root_device, kind) if trainer.is_global_zero else None
+            self.measured = trainer.strategy.broadcast(mine)
+
+    @property
+    def measured_peak(self) -> MeasuredPeak | None:
+        return self.measured if isinstance(self.measured, MeasuredPeak) else None
 
     def rates(self, start: Mark, end: Mark) -> Rates:
         """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known, against all the devices)."""
@@ -53,8 +64,10 @@ class FlopsAndPeak(Callback):
         done = self.flops.train * (end.samples - start.samples) * w
         window.update(time=end.seconds, batches=end.steps, samples=end.samples * w, flops=done)
         m = window.compute()
+        measured = self.measured_peak.flops_per_sec * w if self.measured_peak else None
         return Rates(samples_per_sec=m["device/samples_per_sec"], batches_per_sec=m["device/batches_per_sec"],
-                     flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"))  # fmt: skip
+                     flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"),
+                     mfu_of_measured_peak=m["device/flops_per_sec"] / measured if measured else None)  # fmt: skip
 
 
 def scalars(prefix: str, figures: Rates) -> dict[str, float]:

@@ -38,7 +38,9 @@ class TrainingSummary(Callback):
         self.training = Training(
             seconds=end.seconds, epochs=epochs, overall=overall, steady=steady,
             steady_excludes=self.clock.steady_excludes, partial=partial, flops_per_sample=self.meter.flops,
-            peak=self.meter.peak, mfu_unavailable=self.meter.mfu_unavailable, time_to_val_acc=time_to,
+            peak=self.meter.peak, mfu_unavailable=self.meter.mfu_unavailable, measured_peak=self.meter.measured_peak,
+            measured_peak_unavailable=self.meter.measured if isinstance(self.meter.measured, str) else None,
+            time_to_val_acc=time_to,
         )  # fmt: skip
         figures = scalars("perf/overall", overall) | (scalars("perf/steady", steady) if steady else {})
         figures |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}

@@ -37,7 +37,8 @@ class Rates(Part):
     samples_per_sec: Rate
     batches_per_sec: Rate
     flops_per_sec: Rate | None = None
-    mfu: Rate | None = None
+    mfu: Rate | None = None  # against the datasheet's dense peak (Training.peak)
+    mfu_of_measured_peak: Rate | None = None  # against the measured matmul peak (Training.measured_peak)
 
 
 class SplitFigures(NamedTuple):
@@ -188,6 +189,22 @@ class Peak(Part):
     source: str
 
 
+class MeasuredPeak(Part):
+    """The FLOP/s this device reached on a large dense matmul at the run's settings (hwbench/measure/matmul_peak.py):
+    the rate of one friendly kernel with this software, not the silicon's limit. mfu_of_measured_peak divides by it."""
+
+    flops_per_sec: Rate  # the fastest round's
+    precision: str  # fp32 | tf32 | bf16 | fp16: the operands' dtype and float32 matmul precision
+    size: int  # n: each product is n x n by n x n, 2 n^3 FLOPs
+    calls: int  # products per round
+    round_seconds: Seconds  # the fastest round's
+    rounds: int
+    threads: int  # torch's CPU threads during the probe
+    seconds: Seconds  # the probe's time, before training; 0 when cached
+    cached: bool = False  # measured by an earlier job on this machine at the same settings, read from disk
+    measured_at: str  # when it was measured (UTC)
+
+
 class Training(Part):
     """What the training clock measured (hwbench/measure): epochs, steady and overall throughput, MFU."""
 
@@ -200,4 +217,6 @@ class Training(Part):
     flops_per_sample: Flops | None = None
     peak: Peak | None = None
     mfu_unavailable: str | None = None
+    measured_peak: MeasuredPeak | None = None
+    measured_peak_unavailable: str | None = None
     time_to_val_acc: dict[str, Seconds | None] = {}
