@@ -15,7 +15,7 @@ from types import ModuleType
 import matplotlib.image
 import pytest
 
-from conftest import REPO
+from conftest import REPO, next_steps
 from hwbench.compare.cli import main as compare
 from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
 from hwbench.compare.reading import read_rows
@@ -125,8 +125,7 @@ def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs
     where = os.path.relpath(folder, cwd)  # as the user would type it there
     assert sweep.stdout.strip().splitlines()[-3:] == [
         f"results in {where}",
-        f"  tensorboard --logdir {where}",
-        f"  hwbench-compare {where}",
+        *next_steps(where, cwd),
     ]
     # the command it names works, from where the sweep ran
     result = subprocess.run([sys.executable, "-m", "hwbench.compare", where, "--out", str(tmp_path / "r")],

@@ -36,6 +36,8 @@ class StepProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer)
+        if self.is_enabled:  # counted as the log lines count them: "epoch 1/5", not Lightning's "Epoch 0"
+            self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
         self.epoch_start = pl_module.optimizer_steps  # the module counts the optimizer steps it takes
 
     def on_train_batch_end(
