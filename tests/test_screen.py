@@ -48,6 +48,7 @@ def test_a_job_captured_to_a_file_prints_each_line_once_and_names_its_folder(hwb
     assert not repeated, repeated
     assert not any(line.startswith(("INFO:", "[")) for line in lines)  # no Lightning or Hydra prefixes
     assert "GPU available: False, used: False" in lines  # Lightning's lines, once
+    assert not [line for line in lines if "Trainer.fit" in line]  # not its "stopped: max_epochs reached"
     for epoch in (1, 2):
         assert sum(line.startswith(f"epoch {epoch}/2 done: ") for line in lines) == 1
 
