@@ -2,11 +2,11 @@
 """Does hwbench-compare stay fast and small at scale? N synthetic but schema-valid records, then compare on them.
 
 Writes N results.json records into a temporary folder, shaped as real sweeps leave them (real composed
-configs, full fingerprints, epoch tables of 1-5 epochs; CPU, H100 and A100 hosts, 1-4 devices; some
-skipped, failed, interrupted and diverged runs), then runs ``python -m hwbench.compare`` on the folder in a
-child process and prints its wall seconds and peak memory (it and its worker processes together), as lines
-and as one JSON line. The records are written once per size and read by every repeat (a warm page cache,
-as when one compares the same folders twice).
+configs, full fingerprints, epoch tables of 1-5 epochs: one length per network, as its sweeps run it; CPU,
+H100 and A100 hosts, 1-4 devices; some skipped, failed, interrupted and diverged runs), then runs
+``python -m hwbench.compare`` on the folder in a child process and prints its wall seconds and peak memory
+(it and its worker processes together), as lines and as one JSON line. The records are written once per size
+and read by every repeat (a warm page cache, as when one compares the same folders twice).
 
     python benchmarks/compare_at_scale.py                          # 500, 5,000 and 50,000 records, 3 repeats
     python benchmarks/compare_at_scale.py --records 50000 --repeats 1 --keep /tmp/records
@@ -36,6 +36,7 @@ from hwbench.job.config import compose_config
 from hwbench.record.results import SCHEMA_VERSION, ResultsRecord
 
 ARCHS = {"ffnn": 40_000.0, "cnn": 3_000.0, "speedrun": 5_000.0}  # CPU samples/s on 2 threads, roughly
+EPOCHS = {"ffnn": 5, "cnn": 3, "speedrun": 1}  # runs of other lengths are other setups (hwbench.compare.setups)
 # (hosts, CPU, GPU, accelerator, threads, speed over the 2-thread CPU, device counts)
 MACHINES = [
     ([f"vm{k}" for k in range(10)], "AMD EPYC 7B13", None, "cpu", 2, 1.0, (1,)),
@@ -69,7 +70,7 @@ def synthetic_record(i: int, rng: random.Random, base: dict[tuple[str, str], dic
     world = rng.choice(sizes)
     precision = rng.choice(("32", "bf16-mixed")) if gpu else "32"
     batch = rng.choice((128, 1024)) if gpu else 128
-    epochs = rng.randint(1, 5)
+    epochs = EPOCHS[arch]
     cfg = copy.deepcopy(base[(arch, device)])
     cfg["epochs"], cfg["batch_size"], cfg["seed"] = epochs, batch, i % 5
     cfg["device"] |= {"devices": world, "precision": precision}

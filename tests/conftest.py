@@ -101,6 +101,18 @@ def peer_rows(stdout: str, name: str) -> list[dict]:
     return json.loads(line)[name]
 
 
+def next_steps(where: str, cwd: Path) -> list[str]:
+    """The two lines after "results in WHERE" of a job run with this interpreter and PATH from ``cwd``."""
+    from hwbench.job.commands import command
+
+    here = Path.cwd()
+    os.chdir(cwd)  # the commands' paths are spelled from where the job ran
+    try:
+        return [f"  {command('tensorboard')} --logdir {where}", f"  {command('hwbench-compare')} {where}"]
+    finally:
+        os.chdir(here)
+
+
 def scalars(run_dir: Path) -> dict[str, list[float]]:
     """Every scalar of a TensorBoard run, read back with TensorBoard's own reader."""
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})

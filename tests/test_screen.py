@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import scalars
+from conftest import next_steps, scalars
 
 JOB = ("device=cpu", "epochs=2", "data.train_limit=3000")  # 24 optimizer steps an epoch at batch 128
 
@@ -48,6 +48,7 @@ def test_a_job_captured_to_a_file_prints_each_line_once_and_names_its_folder(hwb
     assert not repeated, repeated
     assert not any(line.startswith(("INFO:", "[")) for line in lines)  # no Lightning or Hydra prefixes
     assert "GPU available: False, used: False" in lines  # Lightning's lines, once
+    assert not [line for line in lines if "Trainer.fit" in line]  # not its "stopped: max_epochs reached"
     for epoch in (1, 2):
         assert sum(line.startswith(f"epoch {epoch}/2 done: ") for line in lines) == 1
 
@@ -57,13 +58,12 @@ def test_a_job_captured_to_a_file_prints_each_line_once_and_names_its_folder(hwb
     assert result.stdout.strip().splitlines()[-4:] == [
         summary,
         f"results in {where}",
-        f"  tensorboard --logdir {where}",
-        f"  hwbench-compare {where}",
+        *next_steps(where, tmp_path),
     ]
     log = (folder / "hwbench.log").read_text()
     assert log.strip().splitlines()[-1].endswith(f"[hwbench.summary][INFO] - {summary}")  # the closing line too
     assert "epoch 2/2 done" in log and "GPU available" in log
-    assert "test/acc" in scalars(folder)  # what tensorboard --logdir opens there
+    assert "run/test_acc" in scalars(folder)  # what tensorboard --logdir opens there
 
 
 def test_on_a_terminal_log_lines_never_land_on_the_progress_bar(data_root: str, tmp_path: Path) -> None:
@@ -71,7 +71,9 @@ def test_on_a_terminal_log_lines_never_land_on_the_progress_bar(data_root: str, 
     cmd = [sys.executable, "-m", "hwbench", *JOB, f"output_root={tmp_path / 'outputs'}"]
     code, screen = run_on_terminal(cmd, tmp_path, env)
     assert code == 0, screen[-3000:]
-    assert re.search(r"Epoch 1: 100%\|[^\r\n]*\| 24/24 \[[^\]]*step/s\]", screen)  # the bar counts optimizer steps
+    for epoch in (1, 2):  # the bar counts optimizer steps, and epochs as the log lines do
+        assert re.search(rf"Epoch {epoch}/2: 100%\|[^\r\n]*\| 24/24 \[[^\]]*step/s\]", screen)
+    assert "Epoch 0" not in screen
     segments = re.split(r"[\r\n]", screen)  # what the terminal shows between carriage returns and newlines
     for text in ("epoch 1/2 done: ", "epoch 2/2 done: ", "GPU available", "ffnn cpu epochs=2: test acc"):
         (segment,) = [s for s in segments if text in s]  # once

@@ -27,13 +27,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], metavar="DIR",
                         help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
     parser.add_argument("--baseline", metavar="SPEC",
-                        help="the row each arch's speed-up is against: a substring of host/device/run_name or "
-                        "of its results.json path (default: the slowest run of each arch)")  # fmt: skip
+                        help="the run each speed-up is against, among the runs of its network and epochs: a "
+                        "substring of host/device/run_name or of its results.json path (default: the slowest run "
+                        "of each; a network with one run of some length gets no speed-up)")  # fmt: skip
     parser.add_argument("--columns", metavar="KEYS",
                         help="the console's columns: 'all', or keys separated by commas (default: those that fit "
                         f"the terminal). Keys: {', '.join(column_keys())}")  # fmt: skip
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="report folder (default: outputs/reports/<date>_<time>)")  # fmt: skip
+                        help="the folder to write the report to (compare.csv, compare.md, the plots): choose it "
+                        "here; without --out each call writes a new outputs/reports/<date>_<time>/")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -69,7 +71,7 @@ def compare(args: argparse.Namespace) -> int:
 
     console = make_console()
     setups = group_setups(ok)
-    view = ok_view(ok, bases, setups)
+    view = ok_view(ok, bases, setups, named=args.baseline is not None)
     out = args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     show = functools.partial(print_tables, console, view, not_ok, args.columns)
     try:

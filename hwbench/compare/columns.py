@@ -29,7 +29,7 @@ RUN_COLUMNS = [
     Column("world_size", "devices", "d"),
     Column("batch_size", "batch", "d"),  # per device
     Column("global_batch_size", "global batch", "d"),
-    Column("epochs", "epochs", "d"),
+    Column("epochs", "epochs", "d"),  # among the defaults where the runs differ in it (tables.with_epochs)
     Column("test_acc", "test acc", ".4f", priority=3),
     Column("train_samples_per_sec", "train samples/s", ",.0f", priority=2),
     Column("train_basis", "steady|overall"),
@@ -56,13 +56,14 @@ RUN_COLUMNS = [
     Column("path", "results.json"),
 ]
 NOT_OK_COLUMNS = [c for c in RUN_COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
-# one row per setup (network, hardware, precision, batch): the median of its runs, and their spread
+# one row per setup (network, hardware, execution, precision, batch, epochs): the median of its runs, and their spread
 SETUP_COLUMNS = [
     Column("arch", "arch", priority=0),
     Column("hardware", "hardware", priority=1),
     Column("execution", "execution", priority=2),
     Column("precision", "precision", priority=11),
     Column("batch_size", "batch", "d", priority=3),
+    Column("epochs", "epochs", "d"),  # among the defaults where the setups differ in it (tables.with_epochs)
     Column("runs", "runs", "d", priority=6),
     Column("train_samples_per_sec", "train samples/s", ",.0f", priority=4),
     Column("spread", "min-max", priority=8),

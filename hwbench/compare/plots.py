@@ -34,6 +34,7 @@ class Bar:
     low: float  # the slowest run
     high: float  # the fastest run
     steady: bool  # every run has a steady-state figure
+    runs: int
 
 
 @dataclass
@@ -70,7 +71,7 @@ def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
         mine = [s for s in setups if s.arch == arch]
         shown = most_runs(mine, MAX_BARS)
         bars = [Bar(s.label(varying(shown)), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
-                    s.train_basis == "steady") for s in shown]  # fmt: skip
+                    s.train_basis == "steady", s.runs) for s in shown]  # fmt: skip
         panels.append(Panel(arch, bars, len(mine)))
     return panels or None
 
@@ -79,22 +80,27 @@ def throughput_figure(panels: list[Panel]) -> Figure:
     """Horizontal bars (long labels stay readable), one panel per network (they differ by orders of magnitude):
     one bar per setup at its median training samples/s, the whisker from its slowest to its fastest run."""
     heights = [len(p.bars) for p in panels]
+    bars = [b for p in panels for b in p.bars]
+    repeated = any(b.runs > 1 for b in bars)
     fig = Figure(figsize=(10, 1.2 + 0.45 * sum(heights) + 0.9 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, panel in zip(axes, panels, strict=True):
         medians = [b.median for b in panel.bars]
         spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
         colors = ["C0" if b.steady else "C1" for b in panel.bars]
-        ax.barh(range(len(medians)), medians, xerr=spread, color=colors, capsize=3, error_kw={"elinewidth": 1})
+        whiskers = spread if repeated else None  # a single run's would be a bare cap at the bar's end
+        ax.barh(range(len(medians)), medians, xerr=whiskers, color=colors, capsize=3, error_kw={"elinewidth": 1})
         ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
         for y, bar in enumerate(panel.bars):  # the median, beyond the whisker's end
             ax.annotate(f"{bar.median:,.0f}", (bar.high, y), xytext=(4, 0), textcoords="offset points", va="center")
         ax.invert_yaxis()  # first setup on top, as in the table
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, not 20000 running into its neighbour
         ax.set_title(fewer(panel.arch, len(panel.bars), panel.setups), loc="left", fontweight="bold")
-        ax.set_xlabel("training samples/s, median of the runs")
+        ax.set_xlabel("training samples/s" + (", median of the runs" if repeated else ""))
         ax.set_xlim(0, 1.3 * max(b.high for b in panel.bars))  # room for the value labels beyond the whiskers
-    fig.suptitle("Training throughput\nwhisker: slowest to fastest run; orange: a run without a steady-state window")
+    keys = ["whisker: slowest to fastest run"] if repeated else []  # only what is drawn
+    keys += ["orange: a run without a steady-state window"] if any(not b.steady for b in bars) else []
+    fig.suptitle("\n".join(["Training throughput", "; ".join(keys)]).strip())
     return fig
 
 
@@ -135,10 +141,11 @@ def accuracy_figure(plot: Lines) -> Figure:
     if min(seconds) > 0 and max(seconds) / min(seconds) > 100:
         ax.set_xscale("log")  # a GPU next to a CPU: linear time would squash the fast runs against the axis
     ax.axhline(0.97, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("cumulative training seconds (validation excluded), median of the runs")
+    banded = any(line.band for line in plot.lines)  # only what is drawn
+    ax.set_xlabel("cumulative training seconds (validation excluded)" + (", median of the runs" if banded else ""))
     ax.set_ylabel("validation accuracy")
-    ax.set_title(fewer("Validation accuracy against training time\n(dotted: 97%; band: lowest to highest run)",
-                       len(plot.lines), plot.setups))  # fmt: skip
+    keys = "dotted: 97%" + ("; band: lowest to highest run" if banded else "")
+    ax.set_title(fewer(f"Validation accuracy against training time\n({keys})", len(plot.lines), plot.setups))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
     return fig
@@ -170,7 +177,8 @@ def scaling_figure(plot: Lines) -> Figure:
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("devices (world size)")
     ax.set_ylabel("training samples/s, all devices (median of the runs)")
-    title = "Scaling: throughput against devices (dashed: ideal, N x the 1-device speed)"
+    ideal = any(line.xs[0] == 1 for line in plot.lines)  # a dashed ideal is drawn from a 1-device speed
+    title = "Scaling: throughput against devices" + (" (dashed: ideal, N x the 1-device speed)" if ideal else "")
     ax.set_title(fewer(title, len(plot.lines), plot.setups))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -19,6 +19,7 @@ from typing import Any
 
 from hwbench.record.results import ResultsRecord
 
+SAYS = {"gpu": "cuda"}  # a device name that says its accelerator already: 'gpu', not 'gpu (cuda)'
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
 
 
@@ -28,7 +29,7 @@ class Row:
 
     arch: str
     job: str  # the job's folder name: tells apart the jobs of one sweep
-    device: str  # the device config's name, and what it resolved to where that says more: 'auto (cuda)'
+    device: str  # the device's name, and its accelerator where that says more: 'auto (cuda)' (older records)
     host: str | None
     model: str | None  # the GPU's or CPU's name, shortened
     hardware: str  # the model, its CPU threads, its device count: what a run is compared on
@@ -125,7 +126,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
     return Row(
         arch=sys.intern(str(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
         job=os.path.basename(os.path.dirname(path)),
-        device=sys.intern(device if accelerator in (None, device) else f"{device} ({accelerator})"),
+        device=sys.intern(device if accelerator in (None, device, SAYS.get(device)) else f"{device} ({accelerator})"),
         host=shared(fp.host if fp else None),
         model=shared(model),
         hardware=sys.intern(hardware(model or device, cpu_threads, record.world_size)),
@@ -213,30 +214,38 @@ def names(row: Row, spec: str) -> bool:
     return spec in row.label or spec in row.path
 
 
-def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
-    """Set each ok row's speed-up against its arch's baseline row; return the baseline of each arch.
+SpeedupGroup = tuple[str, int | None]  # network and epochs: the runs a speed-up compares
 
-    ``baseline`` is a substring of a row's label or of its results.json path (the path tells apart jobs
-    of one sweep, whose labels are the same); without one, the slowest row of each arch is the baseline.
-    Raises ValueError when it names nothing, or more than one row of an arch.
+
+def add_speedups(rows: list[Row], baseline: str | None) -> dict[SpeedupGroup, Row]:
+    """Set each ok row's speed-up against the baseline of its network and epochs; return each group's baseline.
+
+    Runs that differ in their epochs are not compared: their steady-state windows differ. A group of one run
+    has nothing to compare against: no speed-up, no baseline. ``baseline`` is a substring of a row's label
+    or of its results.json path (the path tells apart jobs of one sweep, whose labels are the same); without
+    one, the slowest row of each group is its baseline. Raises ValueError when it names nothing, or more than
+    one row of a group.
     """
-    by_arch: dict[str, list[Row]] = {}
+    groups: dict[SpeedupGroup, list[Row]] = {}
     for r in timed_rows(rows):
-        by_arch.setdefault(r.arch, []).append(r)
-    if baseline is not None and not any(names(r, baseline) for group in by_arch.values() for r in group):
+        groups.setdefault((r.arch, r.epochs), []).append(r)
+    if baseline is not None and not any(names(r, baseline) for group in groups.values() for r in group):
         hint = "give part of host/device/run_name or of a results.json path"
         raise ValueError(f"--baseline {baseline!r} names no ok run: {hint}")
-    bases: dict[str, Row] = {}
-    for arch, group in by_arch.items():
+    bases: dict[SpeedupGroup, Row] = {}
+    for (arch, epochs), group in groups.items():
+        if len(group) < 2:
+            continue
         candidates = group
         if baseline is not None:
             matches = [r for r in group if names(r, baseline)]
             if len(matches) > 1:
                 listed = ", ".join(f"{r.label} ({r.job})" for r in matches[:5])
                 more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
-                raise ValueError(f"--baseline {baseline!r} matches {len(matches)} {arch} runs: {listed}{more}")
-            candidates = matches or group  # an arch the spec does not name falls back to its slowest
-        base = bases[arch] = min(candidates, key=lambda r: r.train_samples_per_sec)  # type: ignore[arg-type,return-value]
+                raise ValueError(f"--baseline {baseline!r} matches {len(matches)} {arch} runs of {epochs} epochs: "
+                                 f"{listed}{more}")  # fmt: skip
+            candidates = matches or group  # a group the spec does not name falls back to its slowest
+        base = bases[arch, epochs] = min(candidates, key=lambda r: r.train_samples_per_sec)  # type: ignore[arg-type,return-value]
         for r in group:
             r.speedup = r.train_samples_per_sec / base.train_samples_per_sec  # type: ignore[operator]
     return bases

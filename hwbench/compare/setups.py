@@ -1,5 +1,5 @@
-"""Runs grouped by setup (network, hardware, execution, precision, batch size): what a comparison of thousands
-of runs shows.
+"""Runs grouped by setup (network, hardware, execution, precision, batch size, epochs): what a comparison of
+thousands of runs shows.
 
 Repeats of one setup on one kind of machine (seeds, days, the nodes of a cluster) become one bar, one line or
 one table row with the median and the spread, so a plot of 5,000 runs stays as readable as one of five.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from hwbench.compare.rows import Row
 
-SetupKey = tuple[str, str, str | None, str | None, int | None]
+SetupKey = tuple[str, str, str | None, str | None, int | None, int | None]
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Setup:
     execution: str | None  # eager, compiled, graph, fused: the same math run another way is another setup
     precision: str | None
     batch_size: int | None
+    epochs: int | None  # runs of other lengths have other steady-state windows: another setup
     rows: list[Row] = field(default_factory=list)
 
     @property
@@ -71,8 +72,8 @@ class Setup:
         return any(r.mfu_measured for r in self.rows)
 
     def label(self, parts: Sequence[str]) -> str:
-        """The setup's name in a plot: its hardware, and the other ``parts`` (execution, precision, batch) that
-        vary."""
+        """The setup's name in a plot: its hardware, and the other ``parts`` (execution, precision, batch, epochs)
+        that vary."""
         words = [self.hardware]
         if "execution" in parts:
             words.append(str(self.execution))
@@ -80,7 +81,13 @@ class Setup:
             words.append(f"prec {self.precision}")
         if "batch_size" in parts:
             words.append(f"bs {self.batch_size}")
+        if "epochs" in parts:
+            words.append(epochs_words(self.epochs))
         return ", ".join(words) + (f" (n={self.runs})" if self.runs > 1 else "")
+
+
+def epochs_words(epochs: int | None) -> str:
+    return f"{epochs} epoch{'' if epochs == 1 else 's'}"
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -89,22 +96,21 @@ def median(values: Iterable[float | None]) -> float | None:
 
 
 def group_setups(rows: Iterable[Row]) -> list[Setup]:
-    """The timed (ok) rows by setup, sorted by network, hardware, execution, precision and batch size."""
+    """The timed (ok) rows by setup, sorted by network, hardware, execution, precision, batch size and epochs."""
     setups: dict[SetupKey, Setup] = {}
     for r in rows:
         if r.timed:
-            key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size)
+            key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size, r.epochs)
             if (setup := setups.get(key)) is None:
                 setup = setups[key] = Setup(*key)
             setup.rows.append(r)
-    return sorted(
-        setups.values(), key=lambda s: (s.arch, s.hardware, s.execution or "", s.precision or "", s.batch_size or 0)
-    )
+    return sorted(setups.values(), key=lambda s: (s.arch, s.hardware, s.execution or "", s.precision or "",
+                                                  s.batch_size or 0, s.epochs or 0))  # fmt: skip
 
 
 def varying(setups: Sequence[Setup]) -> list[str]:
     """The label parts beyond the hardware that tell these setups apart."""
-    return [k for k in ("execution", "precision", "batch_size") if len({getattr(s, k) for s in setups}) > 1]
+    return [k for k in ("execution", "precision", "batch_size", "epochs") if len({getattr(s, k) for s in setups}) > 1]
 
 
 def most_runs(setups: Sequence[Setup], limit: int) -> list[Setup]:

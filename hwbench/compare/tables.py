@@ -32,8 +32,8 @@ from hwbench.compare.columns import (
     pick,
     with_values,
 )
-from hwbench.compare.rows import Row
-from hwbench.compare.setups import Setup
+from hwbench.compare.rows import Row, SpeedupGroup
+from hwbench.compare.setups import Setup, epochs_words
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
 MAX_NOT_OK_ROWS = 30  # runs without a result listed one by one; more are counted by network and status
@@ -48,9 +48,17 @@ MEASURED_NOTE = (
     "for want of a datasheet peak"
 )
 SETUP_NOTE = (
-    "one row per setup (network, hardware, execution, precision, batch): the median of its runs; "
+    "one row per setup (network, hardware, execution, precision, batch, epochs): the median of its runs; "
     "min-max: its slowest and fastest run; every run is in compare.csv"
 )
+
+
+@dataclass
+class Note:
+    """A line under the table, shown only with a column it explains (none: always)."""
+
+    text: str
+    columns: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,28 +67,54 @@ class View:
 
     columns: list[Column]
     rows: Sequence[Any]  # Row or Setup
-    notes: list[str]
+    notes: list[Note]
+
+    def notes_for(self, shown: Sequence[Column]) -> list[str]:
+        """The notes of the columns ``shown``: no caption for a column left out."""
+        keys = {c.key for c in shown}
+        return [n.text for n in self.notes if not n.columns or keys.intersection(n.columns)]
 
 
-def ok_view(ok: list[Row], bases: dict[str, Row], setups: list[Setup]) -> View:
-    """Each ok run, or at scale each setup (``setups``: the ok runs grouped)."""
-    notes = [f"speed-up: training samples/s against {baseline_note(bases)}"] if bases else []
+def ok_view(ok: list[Row], bases: dict[SpeedupGroup, Row], setups: list[Setup], named: bool = False) -> View:
+    """Each ok run, or at scale each setup (``setups``: the ok runs grouped). ``bases``: each group's baseline
+    (add_speedups); ``named``: --baseline chose them."""
+    epochs_differ = lengths_differ(ok)
+    notes = [Note(speedup_note(bases, named, epochs_differ), ("speedup",))] if bases else []
     if any(r.scaling_speedup is not None for r in ok):
-        notes.append(SCALING_NOTE)
+        notes.append(Note(SCALING_NOTE, ("scaling_speedup", "scaling_efficiency")))
     if any(r.train_basis == "overall" for r in ok):
-        notes.append(f"{OVERALL_MARK} overall: no steady-state window")
+        notes.append(Note(f"{OVERALL_MARK} overall: no steady-state window", ("train_samples_per_sec",)))
     if any(r.mfu_measured for r in ok):
-        notes.append(MEASURED_NOTE)
+        notes.append(Note(MEASURED_NOTE, ("mfu",)))
     if any(r.host_bound for r in ok):
-        notes.append(HOST_BOUND_NOTE)
+        notes.append(Note(HOST_BOUND_NOTE, ("gpu_busy_percent", "host_bound")))
     if len(ok) <= MAX_RUN_ROWS:
-        return View(RUN_COLUMNS, ok, notes)
-    notes.insert(0, f"{len(ok):,} ok runs: {SETUP_NOTE}")
-    return View(SETUP_COLUMNS, setups, notes)
+        return View(with_epochs(RUN_COLUMNS, epochs_differ), ok, notes)
+    notes.insert(0, Note(f"{len(ok):,} ok runs: {SETUP_NOTE}"))
+    return View(with_epochs(SETUP_COLUMNS, epochs_differ), setups, notes)
 
 
-def baseline_note(bases: dict[str, Row]) -> str:
-    return "; ".join(f"{arch}: {r.label} ({r.job})" for arch, r in bases.items())
+def lengths_differ(rows: Sequence[Row]) -> bool:
+    """Some network has runs of more than one length (their speeds come from different windows)."""
+    lengths: dict[str, set[int | None]] = {}
+    for r in rows:
+        lengths.setdefault(r.arch, set()).add(r.epochs)
+    return any(len(epochs) > 1 for epochs in lengths.values())
+
+
+def with_epochs(columns: list[Column], differ: bool) -> list[Column]:
+    """Where a network's runs differ in their epochs, the epochs column among the defaults, beside the speed."""
+    speed = next(c.priority for c in columns if c.key == "train_samples_per_sec")
+    return [c._replace(priority=speed) if differ and c.key == "epochs" else c for c in columns]
+
+
+def speedup_note(bases: dict[SpeedupGroup, Row], named: bool, epochs_differ: bool) -> str:
+    """What the speed-up is against, in words: each group's baseline by its job, hardware and host."""
+    against = "the run --baseline names (else the slowest)" if named else "the slowest run"
+    group = "network and epochs" if epochs_differ else "network"
+    runs = "; ".join(f"{arch}{f', {epochs_words(epochs)}' if epochs_differ else ''}: job {r.job}, {r.hardware}, "
+                     f"host {r.host}" for (arch, epochs), r in bases.items())  # fmt: skip
+    return f"speed-up: training samples/s over those of {against} of the same {group} ({runs})"
 
 
 # ---- the console ----------------------------------------------------------------------------------------
@@ -119,14 +153,14 @@ def print_tables(console: Console, view: View, not_ok: list[Row], columns: str |
     """``columns``: --columns, 'all' (every column with a value) or keys; None, or keys of none of this view's
     columns (a run's job in the per-setup table): the default columns that fit the terminal."""
     if view.rows:
-        notes = list(view.notes)
         named = with_values(view.columns, view.rows) if columns == "all" else view.columns
-        shown = pick(named, columns or "")
+        shown, left_out = pick(named, columns or ""), []
         if not shown:
             shown, left_out = fitting(console, view)
-            if left_out:
-                notes.append(f"not shown for width: {', '.join(c.header for c in left_out)} "
-                             f"(--columns all shows every column; compare.csv and compare.md have them)")  # fmt: skip
+        notes = view.notes_for(shown)
+        if left_out:
+            notes.append(f"not shown for width: {', '.join(c.header for c in left_out)} "
+                         f"(--columns all shows every column; compare.csv and compare.md have them)")  # fmt: skip
         caption = "\n".join(notes) or None
         console.print(rich_table(shown, view.rows, title="hwbench results", caption=caption, caption_justify="left"))
     if not_ok:
@@ -176,8 +210,9 @@ def write_markdown(path: Path, view: View, not_ok: list[Row], sources: list[Path
     """Every column that has a value, the notes, and the plots that were drawn."""
     parts = [f"# hwbench results\n\nFrom {', '.join(f'`{s}`' for s in sources)}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
     if view.rows:
-        parts.append(markdown_table(with_values(view.columns, view.rows), view.rows) + "\n")
-        parts.extend(f"{note[0].upper()}{note[1:]}." for note in view.notes)
+        columns = with_values(view.columns, view.rows)
+        parts.append(markdown_table(columns, view.rows) + "\n")
+        parts.extend(f"{note[0].upper()}{note[1:]}." for note in view.notes_for(columns))
         parts.extend(f"\n![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in plots)
     if not_ok:
         columns, rows = not_ok_table(not_ok)

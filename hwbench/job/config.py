@@ -21,10 +21,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hwbench.data.mnist_files import MNIST_TRAIN_SIZE
 from hwbench.errors import ConfigError, one_of
+from hwbench.job.commands import command
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 MAX_SEED = 2**32 - 1
+DEVICE_NAMES = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}  # accelerator -> the device config's name
 
 
 @dataclass
@@ -131,6 +133,17 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def device_name(accelerator: str) -> str:
+    """The name a job's folder, record and summary give its device: cpu, gpu or mps, never auto.
+
+    Resolved where a job resolves its folder, on the machine that runs it (a SLURM node, not the login node)."""
+    if accelerator == "auto":
+        from hwbench.devices import resolve_accelerator  # torch: loaded once a job names its folder, not before
+
+        accelerator = resolve_accelerator(accelerator)
+    return DEVICE_NAMES.get(accelerator, accelerator)
+
+
 def register() -> None:
     """Make the schema and the folder-claiming resolvers known to Hydra (idempotent)."""
     ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
@@ -139,6 +152,9 @@ def register() -> None:
     # cached: resolved once per process and copied into every job's config, so a job keeps its folder
     OmegaConf.register_new_resolver("hwbench_fresh_dir", fresh_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("hwbench_fresh_subdir", fresh_subdir, use_cache=True, replace=True)
+    # device=auto's name: the device it resolves to; the --help page's commands, as this shell runs them
+    OmegaConf.register_new_resolver("hwbench_device_name", device_name, replace=True)
+    OmegaConf.register_new_resolver("hwbench_command", command, replace=True)
 
 
 def config_dir() -> str:

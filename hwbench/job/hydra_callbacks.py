@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import errno
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hwbench.errors import OutputFolderTaken, OutputUnwritable
+from hwbench.job.commands import command, shell_path
 from hwbench.job.ddp import process_rank
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
@@ -107,6 +107,6 @@ class ShowResults(Callback):
 
 
 def results_lines(folder: Path) -> str:
-    relative = os.path.relpath(folder)
-    where = shlex.quote(folder.as_posix() if relative.startswith("..") else relative)
-    return f"results in {where}\n  tensorboard --logdir {where}\n  hwbench-compare {where}"
+    """The folder, and the two commands that open it as this shell runs them (hwbench/job/commands.py)."""
+    where = shell_path(folder)
+    return f"results in {where}\n  {command('tensorboard')} --logdir {where}\n  {command('hwbench-compare')} {where}"

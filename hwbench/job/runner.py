@@ -18,7 +18,7 @@ from hwbench.job.build import Measurements, build_model, build_net, distributed,
 from hwbench.job.config import check
 from hwbench.job.ddp import job_scope, process_rank
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
-from hwbench.job.tensorboard import JobLogger, is_number, log_hparams
+from hwbench.job.tensorboard import JobLogger, log_run
 from hwbench.record.fingerprint import as_markdown, fingerprint
 from hwbench.record.parts import Fingerprint, Interruption
 from hwbench.record.results import ResultsRecord, now, refuse_taken, write_record
@@ -147,15 +147,13 @@ class Job:
         record.status = "ok"
 
     def close_logger(self, record: ResultsRecord) -> None:
-        """The run's last TensorBoard figures (resources, the HParams row), then flush the event file."""
+        """The run's own figures in TensorBoard (hwbench/job/tensorboard.py), then flush the event file."""
         if self.logger is None:
             return
-        if record.status == "ok":
+        if record.status == "ok" and self.writes:
             step = self.measuring.clock.steps if self.measuring else 0
-            figures = record.resources.model_dump(exclude_none=True) if record.resources else {}
-            self.logger.log_metrics({f"resources/{k}": v for k, v in figures.items() if is_number(v)}, step=step)
             with writing(self.out_dir):
-                log_hparams(self.logger, self.cfg, record, step)
+                log_run(self.logger, self.cfg, record, step)
         self.logger.finalize("success" if record.status == "ok" else "failed")
 
 

@@ -84,9 +84,6 @@ class InferenceTiming(Callback):
             x = self.data.splits["test"][0]
             figures = measure_inference(pl_module, x, self.batch_size, self.latency_runs, self.safe_point)
         self.inference = Inference(**figures, flops_per_sec=figures["samples_per_sec"] * self.flops.forward)
-        if trainer.logger is not None:  # the batch size is a setting (in the record), not a time series
-            shown = self.inference.model_dump(exclude={"batch_size"}, exclude_none=True)
-            trainer.logger.log_metrics({f"perf/inference_{k}": v for k, v in shown.items()}, step=self.clock.steps)
 
     def record_parts(self) -> dict[str, Inference]:
         return {"inference": self.inference} if self.inference is not None else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning import Callback, LightningModule, Trainer
 
 from hwbench.measure.epochs import EpochTable
-from hwbench.measure.throughput import FlopsAndPeak, scalars
+from hwbench.measure.throughput import FlopsAndPeak
 from hwbench.measure.training_clock import START, TrainingClock
 from hwbench.record.parts import Training
 
@@ -42,10 +42,6 @@ class TrainingSummary(Callback):
             measured_peak_unavailable=self.meter.measured if isinstance(self.meter.measured, str) else None,
             time_to_val_acc=time_to,
         )  # fmt: skip
-        figures = scalars("perf/overall", overall) | (scalars("perf/steady", steady) if steady else {})
-        figures |= {f"perf/seconds_to_val_acc_{k}": v for k, v in time_to.items() if v is not None}
-        if trainer.logger is not None:
-            trainer.logger.log_metrics(figures, step=end.steps)
 
     def record_parts(self) -> dict[str, Training]:
         return {"training": self.training} if self.training is not None else {}

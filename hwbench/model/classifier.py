@@ -94,8 +94,10 @@ class Classifier(L.LightningModule):
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
         # torchmetrics' compute sums the ranks' states: whole-split figures, the same on every rank (sync_dist
         # only says so to Lightning; one tiny all-reduce an epoch)
-        self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": accuracy}, sync_dist=self.trainer.world_size > 1)
-        self.log("step", float(self.optimizer_steps), sync_dist=self.trainer.world_size > 1)
+        # the test's figures are the run's own: TensorBoard draws them with the others (hwbench/job/tensorboard.py)
+        sync, curve = self.trainer.world_size > 1, split != "test"
+        self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": accuracy}, sync_dist=sync, logger=curve)
+        self.log("step", float(self.optimizer_steps), sync_dist=sync, logger=curve)
         # checked here, once an epoch, not per step (a host sync); EarlyStopping(check_finite=True) runs
         # before this hook and would see the loss an epoch late
         if split == "train" and not torch.isfinite(mean_loss):

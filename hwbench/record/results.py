@@ -42,7 +42,9 @@ class ResultsRecord(Part):
     reason: str | None = None
     run_name: str | None = None
     arch: str | None = None
-    device: str | None = None  # the device config's name (auto, cpu, gpu, mps); device_name is the hardware
+    # the device config's name: cpu, gpu or mps (device=auto: the one it resolved to; older records say auto);
+    # device_name is the hardware
+    device: str | None = None
     epochs: int | None = None
     started: str | None = None
     finished: str | None = None

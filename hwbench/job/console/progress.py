@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -35,7 +35,12 @@ class StepProgressBar(TQDMProgressBar):
         return bar
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_epoch_start(trainer)
+        """Lightning's, whose bar says "Epoch 0" for the first: this one counts as the log lines do ("epoch 1/5"),
+        named before the bar is drawn again."""
+        bar = self.train_progress_bar
+        bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", refresh=False)
+        bar.reset(total=convert_inf(self.total_train_batches))
+        bar.initial = 0
         self.epoch_start = pl_module.optimizer_steps  # the module counts the optimizer steps it takes
 
     def on_train_batch_end(

@@ -9,8 +9,8 @@ from hwbench.record.writing import quiet_tensorboard_thread
 
 
 def extras() -> None:
-    """Lightning's lines once each, and without its advertising tip; the warnings below are noise in a
-    benchmark's output."""
+    """Lightning's lines once each, and without its tip or its line for the last epoch reached; the warnings
+    below are noise in a benchmark's output."""
     quiet_lightning()
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval")  # hwbench logs once an epoch
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
@@ -23,11 +23,14 @@ def quiet_lightning() -> None:
     already print and file every line, so with it each Lightning line would print twice. Call it again after
     importing Lightning where that comes late (the CLI parses its arguments first). Idempotent."""
     logging.getLogger("lightning").handlers.clear()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_tip)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_noise)
     # Lightning logs from inside its SIGTERM handler: a signal that lands while a line is being written makes that
     # a reentrant write to the same file, and a traceback on the screen. hwbench names the signal itself.
     logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
 
 
-def no_tip(record: logging.LogRecord) -> bool:
-    return "Tip:" not in record.getMessage()
+def not_noise(record: logging.LogRecord) -> bool:
+    """Not Lightning's advertising tip, nor its "`Trainer.fit` stopped: `max_epochs=5` reached.": the end every
+    run has, printed before the last epoch's line (whose training figures come after it)."""
+    message = record.getMessage()
+    return "Tip:" not in message and not message.startswith("`Trainer.fit` stopped: `max_epochs=")
