@@ -48,7 +48,7 @@ def test_ranks_take_disjoint_slices_of_each_epochs_permutation(world_size: int) 
     assert [len(e) for e in evals] == [len(list(e)) for e in evals]
 
 
-@pytest.mark.parametrize(("steps", "limit", "group"), [(1, 64, 1), (8, 512, 4)], ids=["one step", "grouped"])
+@pytest.mark.parametrize(("steps", "limit", "group"), [(4, 256, 1), (8, 512, 4)], ids=["steps", "grouped"])
 def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path, steps, limit, group) -> None:
     """SGD on the mean loss: the all-reduced mean of two ranks' gradients over b images each is the gradient
     over the same 2b images, so the weights, and the test loss over the whole test split, agree."""
@@ -102,7 +102,7 @@ def test_devices_sweep_runs_both_jobs_and_compare_shows_the_efficiency(hwbench_c
 
 def test_a_ddp_job_leaves_the_sweep_process_as_it_found_it(hwbench_cli, tmp_path) -> None:
     # the basic launcher runs jobs in one process: the 1-device job after a DDP job must not see its ranks
-    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=256", *TINY))
+    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=1024", *TINY))
     jobs = sorted(records(tmp_path / "outputs").items())
     assert [(r.world_size, r.strategy, r.status) for _, r in jobs] == [(2, "DDPStrategy", "ok"),
                                                                         (1, "SingleDeviceStrategy", "ok")]  # fmt: skip
@@ -128,7 +128,7 @@ def installed(module: str) -> bool:
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"),
                     reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
 def test_submitit_local_sweep_lands_in_one_sweep_folder(hwbench_cli, tmp_path, capsys) -> None:
-    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=256")
+    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=1024")
     ok(hwbench_cli(*args, *TINY))
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     jobs = records(sweep)

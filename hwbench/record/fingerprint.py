@@ -14,6 +14,8 @@ import lightning
 import psutil
 import torch
 
+from hwbench.devices import available_cores
+
 
 def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
@@ -74,6 +76,7 @@ def fingerprint(threads: int, precision: str, accelerator: str) -> dict[str, Any
         "cpu_isa": cpu_isa(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": available_cores(),
         "threads": threads,
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "accelerator": accelerator,

@@ -90,6 +90,7 @@ class Fingerprint(Part):
     os: Name | None = None
     physical_cores: int | None = None
     logical_cores: int | None = None
+    usable_cores: int | None = None  # those this process may use (its CPU affinity): threads beyond are oversubscribed
     ram_gb: float | None = None
     driver: Name | None = None
     cuda: Name | None = None
