@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -106,6 +110,35 @@ def test_a_ddp_job_leaves_the_sweep_process_as_it_found_it(hwbench_cli, tmp_path
     jobs = sorted(records(tmp_path / "outputs").items())
     assert [(r.world_size, r.strategy, r.status) for _, r in jobs] == [(2, "DDPStrategy", "ok"),
                                                                         (1, "SingleDeviceStrategy", "ok")]  # fmt: skip
+
+
+def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, tmp_path) -> None:
+    """SIGKILL of rank 1 in the second epoch. Before, the job ended in gloo's 'Connection reset by peer', naming
+    neither the rank nor the signal, with training: null; and every epoch line printed once per rank."""
+    args = ["device.devices=2", "epochs=3", "data.train_limit=20000", *TINY, f"output_root={tmp_path / 'outputs'}"]
+    env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    shown = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        shown.append(line)
+        if line.startswith("epoch 1/3 done"):
+            break
+    (rank1,) = psutil.Process(proc.pid).children()  # Lightning started it: python -m hwbench ... ddp_rank1
+    assert "hydra.job.name=ddp_rank1" in rank1.cmdline()
+    rank1.send_signal(signal.SIGKILL)
+    rest, stderr = proc.communicate(timeout=300)
+    shown.append(rest)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    ((folder, record),) = [(p.parent, read_record(p)) for p in (tmp_path / "outputs").rglob("results.json")]
+    reason = f"rank 1 was killed by SIGKILL after 1 epoch(s) (its log: {folder / 'ddp_rank1.log'})"
+    assert stderr.strip().splitlines()[-1] == f"error: ffnn cpu x2 epochs=3: failed: {reason}"
+    assert record.status == "failed" and record.reason == reason
+    assert len(record.training.epochs) == 1 and record.training.partial  # the finished epoch, kept
+    assert record.training.overall.samples_per_sec > 0
+    console = "".join(shown)
+    assert console.count("epoch 1/3 done") == 1 and console.count("cpu kernels:") == 1  # rank 0's lines alone
+    assert "epoch 1/3 done" in (folder / "ddp_rank1.log").read_text()  # rank 1's, in its log file
 
 
 def test_more_gpus_than_the_machine_has_is_a_skip_record(hwbench_cli, tmp_path) -> None:

@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable
-from hwbench.job.ddp import process_rank
+from hwbench.job.ddp import console_to_log, process_rank
 from hwbench.job.folders import plain_name
 from hwbench.job.hydra_errors import hwbench_error
 from hwbench.record.results import refuse_taken
@@ -48,7 +48,8 @@ class CheckOutputFolder(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
-        if process_rank() > 0:  # rank 0 has written it
+        if process_rank() > 0:  # rank 0 has written it, and speaks for the job: this rank's lines go to its log
+            console_to_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")
             return
         save_config_copy(config)
 
