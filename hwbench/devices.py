@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 
 import torch
@@ -10,6 +11,8 @@ from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 from hwbench.errors import DeviceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def available_cores() -> int:
@@ -42,13 +45,26 @@ def configure_torch(device_cfg: DictConfig) -> int:
     """Apply the device config's thread count, float32 matmul and convolution precision and cuDNN autotuning;
     return the CPU threads."""
     # DDP on one machine: the ranks share its cores (Lightning's own split, which it applies unless OMP is set)
-    threads = device_cfg.threads or max(1, available_cores() // device_cfg.get("devices", 1))
+    processes = device_cfg.get("devices", 1)
+    threads = device_cfg.threads or max(1, available_cores() // processes)
+    if warning := oversubscribed(threads, processes):
+        log.warning(warning)
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(device_cfg.matmul_precision)
     # convolutions too: cuDNN takes TF32 for float32 by default, whatever the matmul precision says
     torch.backends.cudnn.allow_tf32 = device_cfg.matmul_precision != "highest"
     torch.backends.cudnn.benchmark = device_cfg.cudnn_benchmark
     return threads
+
+
+def oversubscribed(threads: int, processes: int) -> str | None:
+    """The warning for more threads than cores (sometimes wanted: the record keeps fingerprint.usable_cores)."""
+    cores = available_cores()
+    if threads * processes <= cores:
+        return None
+    asked = f"device.threads={threads}" if processes == 1 else f"{processes} ranks of {threads} thread(s)"
+    return (f"{asked} is more than the {cores} cores this process may use: the threads take turns on the cores, "
+            f"and the figures measure that")  # fmt: skip
 
 
 def quiet_blas_threads() -> None:

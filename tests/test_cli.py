@@ -41,8 +41,9 @@ def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_
         ("device=tpu", "device=cpu,tpu", "error: device=tpu: no such option; device is one of auto, cpu, gpu, mps"),
         ("epochs=abc", "epochs=1,abc", "error: epochs=abc: Value 'abc' of type 'str' could not be converted to "
                                        "Integer (python -m hwbench --cfg job shows every key and its value)"),
-        ("epoch=3", "epoch=1,3", "error: epoch: no such key in the config (python -m hwbench --cfg job shows every "
-                                 "key and its value; +epoch=VALUE adds a new one)"),
+        ("epoch=3", "epoch=1,3", "error: epoch: no such key in the config; did you mean epochs? (python -m hwbench "
+                                 "--cfg job shows every key and its value; +KEY=VALUE adds keys only under arch.net, "
+                                 "optim.optimizer, optim.scheduler and execution (a constructor's arguments))"),
     ],
     ids=["option", "another option", "value", "key"],
 )  # fmt: skip

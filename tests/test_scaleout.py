@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -48,7 +52,7 @@ def test_ranks_take_disjoint_slices_of_each_epochs_permutation(world_size: int) 
     assert [len(e) for e in evals] == [len(list(e)) for e in evals]
 
 
-@pytest.mark.parametrize(("steps", "limit", "group"), [(1, 64, 1), (8, 512, 4)], ids=["one step", "grouped"])
+@pytest.mark.parametrize(("steps", "limit", "group"), [(4, 256, 1), (8, 512, 4)], ids=["steps", "grouped"])
 def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path, steps, limit, group) -> None:
     """SGD on the mean loss: the all-reduced mean of two ranks' gradients over b images each is the gradient
     over the same 2b images, so the weights, and the test loss over the whole test split, agree."""
@@ -102,10 +106,39 @@ def test_devices_sweep_runs_both_jobs_and_compare_shows_the_efficiency(hwbench_c
 
 def test_a_ddp_job_leaves_the_sweep_process_as_it_found_it(hwbench_cli, tmp_path) -> None:
     # the basic launcher runs jobs in one process: the 1-device job after a DDP job must not see its ranks
-    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=256", *TINY))
+    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=1024", *TINY))
     jobs = sorted(records(tmp_path / "outputs").items())
     assert [(r.world_size, r.strategy, r.status) for _, r in jobs] == [(2, "DDPStrategy", "ok"),
                                                                         (1, "SingleDeviceStrategy", "ok")]  # fmt: skip
+
+
+def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, tmp_path) -> None:
+    """SIGKILL of rank 1 in the second epoch. Before, the job ended in gloo's 'Connection reset by peer', naming
+    neither the rank nor the signal, with training: null; and every epoch line printed once per rank."""
+    args = ["device.devices=2", "epochs=3", "data.train_limit=20000", *TINY, f"output_root={tmp_path / 'outputs'}"]
+    env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    shown = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        shown.append(line)
+        if line.startswith("epoch 1/3 done"):
+            break
+    (rank1,) = psutil.Process(proc.pid).children()  # Lightning started it: python -m hwbench ... ddp_rank1
+    assert "hydra.job.name=ddp_rank1" in rank1.cmdline()
+    rank1.send_signal(signal.SIGKILL)
+    rest, stderr = proc.communicate(timeout=300)
+    shown.append(rest)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    ((folder, record),) = [(p.parent, read_record(p)) for p in (tmp_path / "outputs").rglob("results.json")]
+    reason = f"rank 1 was killed by SIGKILL after 1 epoch(s) (its log: {folder / 'ddp_rank1.log'})"
+    assert stderr.strip().splitlines()[-1] == f"error: ffnn cpu x2 epochs=3: failed: {reason}"
+    assert record.status == "failed" and record.reason == reason
+    assert len(record.training.epochs) == 1 and record.training.partial  # the finished epoch, kept
+    assert record.training.overall.samples_per_sec > 0
+    console = "".join(shown)
+    assert console.count("epoch 1/3 done") == 1 and console.count("cpu kernels:") == 1  # rank 0's lines alone
+    assert "epoch 1/3 done" in (folder / "ddp_rank1.log").read_text()  # rank 1's, in its log file
 
 
 def test_more_gpus_than_the_machine_has_is_a_skip_record(hwbench_cli, tmp_path) -> None:
@@ -128,7 +161,7 @@ def installed(module: str) -> bool:
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"),
                     reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
 def test_submitit_local_sweep_lands_in_one_sweep_folder(hwbench_cli, tmp_path, capsys) -> None:
-    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=256")
+    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=1024")
     ok(hwbench_cli(*args, *TINY))
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     jobs = records(sweep)

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from hwbench.compare.columns import check_columns, column_keys
 from hwbench.compare.reading import read_rows
 from hwbench.compare.rows import Row, add_scaling, add_speedups
+from hwbench.compare.safe_text import terminal
 from hwbench.compare.setups import Setup, group_setups
 from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
 from hwbench.compare.workers import workers
+from hwbench.errors import Interrupted
+from hwbench.job.signals import signals_raise_interrupted
+
+# in a report folder while compare writes it: what is left there when compare is stopped says so in one line
+PARTIAL = "PARTIAL.txt"
+PARTIAL_LINE = "This report is partial: hwbench-compare stopped before it had written all of it; run it again.\n"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,14 +56,40 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
     except SystemExit as exit_:  # argparse has printed usage and the error (or --help)
         return int(exit_.code or 0)
+    report = Report(args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")
+    stops = signals_raise_interrupted() if threading.current_thread() is threading.main_thread() else None
     try:
-        return compare(args)
+        with stops or contextlib.nullcontext():
+            return compare(args, report)
     except ValueError as err:  # a --baseline or --columns that names nothing
-        print(f"error: {err}", file=sys.stderr)
+        print(terminal(f"error: {err}"), file=sys.stderr)  # it may name a record's host and run name
         return 2
+    except (Interrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: off the main thread
+        stopped = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"error: {stopped}: {report.left()}", file=sys.stderr, flush=True)
+        return 128 + stopped.signum
+    except BrokenProcessPool:  # a worker killed from outside (the OOM killer), not by compare
+        print("error: a worker process of compare died (out of memory?): run it again", file=sys.stderr)
+        return 1
 
 
-def compare(args: argparse.Namespace) -> int:
+@dataclass
+class Report:
+    """The report's folder, and whether compare has written all of it."""
+
+    out: Path
+    written: bool = False
+
+    def left(self) -> str:
+        """What a stopped compare leaves: no report, one whose PARTIAL.txt says it is partial, or a whole one."""
+        if self.written:
+            return f"the report in {self.out} is complete"
+        if (self.out / PARTIAL).exists():
+            return f"the report in {self.out} is partial ({PARTIAL} there says so)"
+        return "no report written"
+
+
+def compare(args: argparse.Namespace, report: Report) -> int:
     missing = [str(d) for d in args.dirs if not d.is_dir()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
@@ -72,10 +110,11 @@ def compare(args: argparse.Namespace) -> int:
     console = make_console()
     setups = group_setups(ok)
     view = ok_view(ok, bases, setups, named=args.baseline is not None)
-    out = args.out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     show = functools.partial(print_tables, console, view, not_ok, args.columns)
+    out = report.out
     try:
         plots = write_report(out, rows, view, not_ok, args.dirs, setups, scaling, meanwhile=show)
+        report.written = True
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -98,12 +137,14 @@ def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sour
                 "accuracy_vs_time.png": (p.accuracy_figure, p.accuracy_plot(setups)),
                 "scaling.png": (p.scaling_figure, p.scaling_plot(scaling))}  # fmt: skip
     plots = [name for name, (_, plot) in drawings.items() if plot is not None]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PARTIAL).write_text(PARTIAL_LINE, encoding="utf-8")  # first in, last out: its presence means partial
     with workers(len(plots)) as pool:
         drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
         meanwhile()
-        out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "compare.csv", rows)
         write_markdown(out / "compare.md", view, not_ok, sources, plots)
         for plot in drawn:
             plot.result()  # a worker's error, raised here
+    (out / PARTIAL).unlink()
     return plots

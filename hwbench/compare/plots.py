@@ -9,6 +9,7 @@ worker process if need be (drawing the text of a tall figure takes a second or t
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, and PNGs ren
 from matplotlib.ticker import EngFormatter
 
 from hwbench.compare.rows import Row
+from hwbench.compare.safe_text import plot_label
 from hwbench.compare.setups import Setup, most_runs, varying
 
 MAX_BARS = 40  # per network: more setups than this keep those with the most runs
@@ -70,9 +72,9 @@ def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
     for arch in dict.fromkeys(s.arch for s in setups):
         mine = [s for s in setups if s.arch == arch]
         shown = most_runs(mine, MAX_BARS)
-        bars = [Bar(s.label(varying(shown)), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
+        bars = [Bar(plot_label(s.label(varying(shown))), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
                     s.train_basis == "steady", s.runs) for s in shown]  # fmt: skip
-        panels.append(Panel(arch, bars, len(mine)))
+        panels.append(Panel(plot_label(arch), bars, len(mine)))
     return panels or None
 
 
@@ -109,8 +111,8 @@ def accuracy_plot(setups: Sequence[Setup]) -> Lines | None:
     curved = [s for s in setups if any(r.curve for r in s.rows)]
     shown = most_runs(curved, MAX_LINES)
     parts = varying(shown)
-    lines = [Line(f"{s.arch} {s.label(parts)}", *median_curve([r.curve for r in s.rows if r.curve]), s.runs > 1)
-             for s in shown]  # fmt: skip
+    lines = [Line(plot_label(f"{s.arch} {s.label(parts)}"), *median_curve([r.curve for r in s.rows if r.curve]),
+                  s.runs > 1) for s in shown]  # fmt: skip
     return Lines(lines, len(curved)) if lines else None
 
 
@@ -159,7 +161,7 @@ def scaling_plot(groups: Sequence[list[Row]]) -> Lines | None:
         sizes = sorted({r.world_size for r in group})
         speeds = [statistics.median(r.train_samples_per_sec for r in group if r.world_size == n) for n in sizes]  # type: ignore[type-var]
         first = group[0]
-        name = f"{first.arch} {first.host}/{first.device}, bs {first.batch_size}/device"
+        name = plot_label(f"{first.arch} {first.host}/{first.device}, bs {first.batch_size}/device")
         lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False))
     return Lines(lines, len(groups)) if lines else None
 
@@ -189,8 +191,10 @@ def save(draw: Callable[[Any], Figure], plot: Any, path: Path) -> None:
     """Draw one plot and write it as a PNG (a worker process's task), making its folder if need be.
 
     Glyphs unhinted: text is most of a figure's drawing time, and hinting it costs a sixth more CPU for no
-    difference a reader sees at this resolution."""
-    with rc_context({"text.hinting": "none"}):
+    difference a reader sees at this resolution. A character the font lacks (a host named in another script)
+    is drawn as a box, without matplotlib's warning and its source line on the terminal."""
+    with rc_context({"text.hinting": "none"}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         figure = draw(plot)
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=DPI)

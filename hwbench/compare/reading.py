@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hwbench.compare.rows import ROW_VALUES, Row, to_row
+from hwbench.compare.safe_text import terminal
 from hwbench.compare.workers import usable_cpus, workers
 from hwbench.record.results import RECORD_NAME, read_record
 
@@ -33,7 +34,10 @@ def listing(folder: Path) -> tuple[list[Path], list[Path]] | None:
                 if entry.is_symlink():
                     return None
                 if entry.name == RECORD_NAME:
-                    records.append(Path(entry.path))
+                    if entry.is_file(follow_symlinks=False):  # the file type from the listing: no system call
+                        records.append(Path(entry.path))
+                    else:
+                        warn_skipping(entry.path, "not a regular file")
                 elif not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
                     subfolders.append(Path(entry.path))
     except OSError:
@@ -78,14 +82,17 @@ def read_rows(
 
 def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[tuple[Any, ...]], list[str]]:
     """The rows of the records of a task (records, and folders to search), each as its values (``ROW_VALUES``),
-    and a warning for each invalid record."""
+    and a warning for each invalid record: whatever is wrong with one record (its size, depth, encoding, a
+    value of a type no row expects) is its warning line, never the end of the comparison."""
     records, folders = task
     rows, warnings = [], []
     for path in [*map(str, records), *record_paths(folders)]:
         try:
             rows.append(ROW_VALUES(to_row(path, read_record(path))))
         except ValueError as err:
-            warnings.append(f"warning: skipping {path}: {err}".replace("\n", " "))
+            warnings.append(skipping(path, str(err)))
+        except Exception as err:  # a record read_record let through and to_row could not use
+            warnings.append(skipping(path, f"{type(err).__name__}: {err}"))
     return rows, warnings
 
 
@@ -130,7 +137,10 @@ def record_paths(folders: Iterable[str | Path]) -> list[str]:
             elif entry.is_dir() and not entry.name.startswith("."):  # .hydra, .submitit: never a record
                 subfolders.append(entry.path)
             elif entry.name == RECORD_NAME:
-                found.append(entry.path)
+                if entry.is_file():  # never opened otherwise: a FIFO would block, a device may act on an open
+                    found.append(entry.path)
+                else:
+                    warn_skipping(entry.path, "not a regular file")
         stack.extend(reversed(subfolders))
     return found
 
@@ -148,5 +158,10 @@ def link_problem(link: Path, folder: Path) -> str | None:
     return None
 
 
+def skipping(path: str | Path, why: str) -> str:
+    """One warning line: the path and the reason may hold anything a file name or a record can."""
+    return terminal(f"warning: skipping {path}: {why}".replace("\n", " "))
+
+
 def warn_skipping(path: str | Path, why: str) -> None:
-    print(f"warning: skipping {path}: {why}".replace("\n", " "), file=sys.stderr)
+    print(skipping(path, why), file=sys.stderr)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
+from hwbench.record.parts import MAX_NAME
 from hwbench.record.results import ResultsRecord
 
 SAYS = {"gpu": "cuda"}  # a device name that says its accelerator already: 'gpu', not 'gpu (cuda)'
@@ -107,24 +108,29 @@ def as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def named(value: object) -> str:
+    """A name from a record's free-form config, as long as the schema lets a name be (a row keeps it)."""
+    return str(value)[:MAX_NAME]
+
+
 def shared(value: object) -> str | None:
     """Strings that repeat across thousands of rows (hosts, models, archs) are stored once."""
-    return None if value is None else sys.intern(str(value))
+    return None if value is None else sys.intern(named(value))
 
 
 def to_row(path: str, record: ResultsRecord) -> Row:
     cfg, fp, speed = record.config, record.fingerprint, record.train_speed
     inference, resources = record.inference, record.resources
     device_cfg = as_dict(cfg.get("device"))
-    accelerator = fp.accelerator if fp else device_cfg.get("accelerator")
-    device = str(record.device or device_cfg.get("name") or "?")
+    accelerator = fp.accelerator if fp else shared(device_cfg.get("accelerator"))
+    device = named(record.device or device_cfg.get("name") or "?")
     epochs = record.training.epochs if record.training else []
     steady_epochs = epochs[1:] if len(epochs) > 1 else epochs  # the first is warm-up
     model = short_model(record.device_name) if record.device_name else None
     threads = fp.threads if fp else as_int(device_cfg.get("threads"))
     cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
     return Row(
-        arch=sys.intern(str(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
+        arch=sys.intern(named(record.arch or as_dict(cfg.get("arch")).get("name") or "?")),
         job=os.path.basename(os.path.dirname(path)),
         device=sys.intern(device if accelerator in (None, device, SAYS.get(device)) else f"{device} ({accelerator})"),
         host=shared(fp.host if fp else None),

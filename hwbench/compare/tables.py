@@ -33,6 +33,7 @@ from hwbench.compare.columns import (
     with_values,
 )
 from hwbench.compare.rows import Row, SpeedupGroup
+from hwbench.compare.safe_text import csv_field, markdown, terminal
 from hwbench.compare.setups import Setup, epochs_words
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
@@ -132,7 +133,7 @@ def rich_table(columns: Sequence[Column], rows: Sequence[Any], **kwargs: Any) ->
     for i, row in enumerate(rows):
         if i and getattr(row, "arch", None) != getattr(rows[i - 1], "arch", None):
             table.add_section()  # a rule between networks
-        table.add_row(*(Text(cell(c, row)) for c in columns))  # Text: a '[' in a name is not rich markup
+        table.add_row(*(Text(terminal(cell(c, row))) for c in columns))  # Text: a '[' in a name is not markup
     return table
 
 
@@ -161,7 +162,7 @@ def print_tables(console: Console, view: View, not_ok: list[Row], columns: str |
         if left_out:
             notes.append(f"not shown for width: {', '.join(c.header for c in left_out)} "
                          f"(--columns all shows every column; compare.csv and compare.md have them)")  # fmt: skip
-        caption = "\n".join(notes) or None
+        caption = Text("\n".join(map(terminal, notes))) if notes else None  # the baseline's name is a record's
         console.print(rich_table(shown, view.rows, title="hwbench results", caption=caption, caption_justify="left"))
     if not_ok:
         not_ok_columns, rows = not_ok_table(not_ok)
@@ -190,17 +191,18 @@ def not_ok_table(not_ok: list[Row]) -> tuple[list[Column], Sequence[Any]]:
 
 # ---- the files ------------------------------------------------------------------------------------------
 def write_csv(path: Path, rows: Iterable[Row]) -> None:
-    """Every record, full precision; a missing value is an empty field."""
+    """Every record, full precision; a missing value is an empty field; text made safe for a spreadsheet."""
     keys = [c.key for c in RUN_COLUMNS]
-    with path.open("w", newline="") as f:
+    values = attrgetter(*keys)
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(keys)
-        writer.writerows(map(attrgetter(*keys), rows))
+        writer.writerows([csv_field(v) for v in values(row)] for row in rows)
 
 
 def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
     def line(cells: Iterable[str]) -> str:
-        return "| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |"
+        return "| " + " | ".join(map(markdown, cells)) + " |"
 
     rule = line("---" if c.spec is None else "---:" for c in columns)  # numbers right-aligned
     return "\n".join([line(c.header for c in columns), rule, *(line(cell(c, r) for c in columns) for r in rows)])
@@ -208,13 +210,13 @@ def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
 
 def write_markdown(path: Path, view: View, not_ok: list[Row], sources: list[Path], plots: list[str]) -> None:
     """Every column that has a value, the notes, and the plots that were drawn."""
-    parts = [f"# hwbench results\n\nFrom {', '.join(f'`{s}`' for s in sources)}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
+    parts = [f"# hwbench results\n\nFrom {', '.join(map(markdown, sources))}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
     if view.rows:
         columns = with_values(view.columns, view.rows)
         parts.append(markdown_table(columns, view.rows) + "\n")
-        parts.extend(f"{note[0].upper()}{note[1:]}." for note in view.notes_for(columns))
+        parts.extend(markdown(f"{note[0].upper()}{note[1:]}.") for note in view.notes_for(columns))
         parts.extend(f"\n![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in plots)
     if not_ok:
         columns, rows = not_ok_table(not_ok)
         parts.append(f"\n## {NOT_OK_TITLE}\n\n" + markdown_table(columns, rows) + "\n")
-    path.write_text("\n".join(parts) + "\n")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")

@@ -7,12 +7,9 @@ is checked once, in :func:`check`.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -22,11 +19,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from hwbench.data.mnist_files import MNIST_TRAIN_SIZE
 from hwbench.errors import ConfigError, one_of
 from hwbench.job.commands import command
+from hwbench.job.folders import fresh_dir, fresh_subdir
+from hwbench.job.keys import unknown_key_line, unknown_keys
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 MAX_SEED = 2**32 - 1
 DEVICE_NAMES = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}  # accelerator -> the device config's name
+MIN_TIMED_STEPS = 4  # optimizer steps an epoch: fewer, and the epoch's clock reads weigh as much as its steps
 
 
 @dataclass
@@ -98,35 +98,6 @@ class HwbenchConfig:
     run_name: str = MISSING
 
 
-def fresh_dir(path: str) -> str:
-    """``path``, else ``path-2``, ``path-3``...: the first this process creates (``mkdir`` is atomic).
-
-    Two jobs started in the same second resolve the same timestamped folder: each gets its own.
-    """
-    base = Path(path)
-    if shared_by_tasks():
-        base.mkdir(parents=True, exist_ok=True)
-        return str(base)
-    for n in itertools.count(1):
-        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            candidate.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        return str(candidate)
-    raise AssertionError("unreachable")
-
-
-def shared_by_tasks() -> bool:
-    """SLURM started one task per GPU of a job: they all resolve the job's folder and must agree on it."""
-    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
-
-
-def fresh_subdir(parent: str, name: str) -> str:
-    """A sweep job's folder under ``parent``, as :func:`fresh_dir` claims it (Hydra wants the name alone)."""
-    return Path(fresh_dir(str(Path(parent) / name))).name
-
-
 def gpu_count() -> int:
     import torch  # only when a launcher preset asks: the CLI parses arguments before torch loads
 
@@ -184,12 +155,19 @@ def numbers(node: Any, key: str = "") -> Iterator[tuple[str, float]]:
 
 
 def check(cfg: DictConfig) -> None:
-    """Catch values that would fail deep inside training, and say how to fix them."""
+    """Catch values that would fail deep inside training or make a run whose figures mean nothing, and say how
+    to fix them."""
+    from hwbench.devices import available_cores  # torch: not loaded while the CLI parses arguments
+
+    examples = {"device.threads": f"{available_cores()} (the cores this process may use)", "device.devices": "1"}
 
     def at_least(key: str, minimum: int) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value < minimum:
-            raise ConfigError(f"{key} must be at least {minimum}, got {value}: set e.g. {key}={max(minimum, 5)}")
+            example = examples.get(key, max(minimum, 5))
+            raise ConfigError(f"{key} must be at least {minimum}, got {value}: set e.g. {key}={example}")
+
+    check_keys(cfg)
 
     for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
                 "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
@@ -202,6 +180,7 @@ def check(cfg: DictConfig) -> None:
     if cfg.data.train_limit is not None and cfg.data.train_limit > MNIST_TRAIN_SIZE - cfg.data.val_size:
         raise ConfigError(f"data.train_limit must be at most {MNIST_TRAIN_SIZE - cfg.data.val_size} (60,000 "
                           f"training images less data.val_size), got {cfg.data.train_limit}")  # fmt: skip
+    check_split(cfg)
     one_of("device.precision", str(cfg.device.precision), PRECISIONS)
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
     one_of("init", cfg.init, ("keras", "torch"))
@@ -213,6 +192,36 @@ def check(cfg: DictConfig) -> None:
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """A key added on the command line (``+foo=1``) that nothing reads: refused, as a mistyped key is."""
+    unknown = next(unknown_keys(OmegaConf.to_container(cfg, resolve=False), HwbenchConfig), None)  # type: ignore[arg-type]
+    if unknown is not None:
+        raise ConfigError(unknown_key_line(*unknown))
+
+
+def check_split(cfg: DictConfig) -> None:
+    """The training split against the batch: a batch larger than the split would be recorded as run though a
+    smaller one ran, and a split of a few steps an epoch times the epoch's edges (a sync, a barrier), not them."""
+    if cfg.data.batch_size != cfg.batch_size:  # the record's batch is batch_size: it must be the one that runs
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} differs from batch_size={cfg.batch_size}: set "
+                          f"batch_size={cfg.data.batch_size} instead (data.batch_size follows it)")  # fmt: skip
+    ranks, limit = cfg.device.devices, cfg.data.train_limit
+    images = limit or MNIST_TRAIN_SIZE - cfg.data.val_size
+    split = f"data.train_limit={limit}" if limit else f"60,000 less data.val_size={cfg.data.val_size}"
+    batch = cfg.batch_size * ranks
+    what = f"batch_size={cfg.batch_size}" + (f" x device.devices={ranks}" if ranks > 1 else "")
+    largest = images // (ranks * MIN_TIMED_STEPS)
+    more = "train on more images (data.train_limit, data.val_size)"
+    fix = f"set batch_size to at most {largest}, or {more}" if largest else more
+    if batch > images:
+        raise ConfigError(f"{what} is a batch of {batch:,} images, more than the {images:,} training images "
+                          f"({split}): {fix}")  # fmt: skip
+    steps = math.ceil(images / batch) if ranks == 1 else images // batch  # hwbench.data.TensorBatches.steps
+    if steps < MIN_TIMED_STEPS:
+        raise ConfigError(f"{images:,} training images ({split}) make {steps} step(s) an epoch at {what}: too few "
+                          f"to time (at least {MIN_TIMED_STEPS}): {fix}")  # fmt: skip
 
 
 def check_numbers(cfg: DictConfig) -> None:

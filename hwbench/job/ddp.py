@@ -10,11 +10,22 @@ RUN mode, pinned to this job's folder; the children write nothing there but thei
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # Lightning's order (_get_rank)
+POLL_SECONDS = 0.2  # how often the ranks this process started are looked at
+# a rank died and this one has not finished its job this long after: it hangs in a collective that will never
+# complete (NCCL waits for a dead peer), and everything is killed, as Lightning's own observer does at once
+HUNG_SECONDS = 60.0
 
 
 def process_rank() -> int:
@@ -41,6 +52,17 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
     return cmd, get_original_cwd()
 
 
+def install_rank_watch() -> RankWatch:
+    """Point Lightning's launcher at a new :class:`RankWatch` in place of its process observer."""
+    import lightning.pytorch.strategies.launchers.subprocess_script as launcher
+
+    if not hasattr(launcher, "_launch_process_observer"):
+        raise RuntimeError("Lightning no longer has _launch_process_observer: re-check hwbench/job/ddp.py against it")
+    watch = RankWatch()
+    launcher._launch_process_observer = watch.start
+    return watch
+
+
 def install_hydra_job_command() -> None:
     """Point Lightning's launcher at :func:`hydra_job_command` (it imported the original by name)."""
     import lightning.pytorch.strategies.launchers.subprocess_script as launcher
@@ -50,23 +72,103 @@ def install_hydra_job_command() -> None:
     launcher._hydra_subprocess_cmd = hydra_job_command
 
 
+class RankDeath(NamedTuple):
+    rank: int
+    how: str  # 'was killed by SIGKILL', 'exited with status 1'
+    log: str | None  # its log file
+
+    def line(self, epochs: int) -> str:
+        """The job's reason: 'rank 1 was killed by SIGKILL after 1 epoch(s) (its log: <job>/ddp_rank1.log)'."""
+        return f"rank {self.rank} {self.how} after {epochs} epoch(s)" + (f" (its log: {self.log})" if self.log else "")
+
+
+class RankWatch:
+    """The ranks this process started (Lightning's launcher's children), in place of Lightning's observer, which
+    SIGKILLs this process too within 5 s of a rank's death: before the job could record what it finished. This one
+    notes the first rank that died and how, for the job's one line, and kills only a job that hangs."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.first: RankDeath | None = None
+        self.done = threading.Event()  # the job has ended
+
+    def start(self, procs: list[subprocess.Popen]) -> None:
+        """Lightning's ``_launch_process_observer``: called once the ranks >= 1 are started."""
+        self.procs = procs
+        threading.Thread(target=self.watch, name="hwbench-rank-watch", daemon=True).start()
+
+    def watch(self) -> None:
+        while not self.done.wait(POLL_SECONDS):
+            if self.death() is not None:
+                break
+        if not self.done.wait(HUNG_SECONDS):
+            for proc in self.procs:
+                proc.send_signal(signal.SIGKILL)  # skips those that have exited
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def death(self, wait: float = 0.0) -> RankDeath | None:
+        """The first rank that ended with an error, and how; ``wait``: give a dying rank that long to be gone
+        (this rank may see its connection drop a moment before the process has exited)."""
+        deadline = time.monotonic() + wait
+        while self.first is None and self.procs:
+            for local_rank, proc in enumerate(self.procs, start=1):
+                if proc.poll():  # not None, not 0
+                    self.first = self.first or rank_ended(local_rank, len(self.procs) + 1, proc)
+            if self.first is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_SECONDS / 4)
+        return self.first
+
+
+def rank_ended(local_rank: int, per_node: int, proc: subprocess.Popen) -> RankDeath:
+    """How a rank ended, from its exit status, and its log file, from its command (hydra_job_command's)."""
+    code = proc.returncode
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        how = f"was killed by {name}"
+    else:
+        how = f"exited with status {code}"
+    args = dict(str(a).partition("=")[::2] for a in proc.args if "=" in str(a))  # type: ignore[union-attr]
+    folder, name = args.get("hydra.run.dir", "").strip('"'), args.get("hydra.job.name")
+    rank = int(os.environ.get("NODE_RANK", "0") or 0) * per_node + local_rank
+    return RankDeath(rank, how, str(Path(folder) / f"{name}.log") if folder and name else None)
+
+
+def console_to_log(log_file: Path) -> None:
+    """A rank >= 1 prints nothing on the console (rank 0 speaks for the job): its log lines go to its log file
+    alone, and whatever else it writes (a warning, a traceback) is appended there too."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    os.dup2(fd, sys.stdout.fileno())
+    os.dup2(fd, sys.stderr.fileno())
+    os.close(fd)
+
+
 @contextlib.contextmanager
-def job_scope(distributed: bool) -> Iterator[None]:
-    """Around a DDP job: a sweep runs its jobs one after another in one process, so leave it as it was.
+def job_scope(distributed: bool) -> Iterator[RankWatch | None]:
+    """Around a DDP job: a sweep runs its jobs one after another in one process, so leave it as it was; and
+    watch the ranks this process starts (the job's failure names the one that died).
 
     Lightning writes MASTER_ADDR/PORT, LOCAL_RANK, WORLD_SIZE, OMP_NUM_THREADS into ``os.environ``, sets
     torch's threads, and keeps the process group: the next job would think its ranks were made externally.
     """
     if not distributed:
-        yield
+        yield None
         return
     import torch
 
     install_hydra_job_command()
+    ranks = install_rank_watch()
     env, threads = dict(os.environ), torch.get_num_threads()
     try:
-        yield
+        yield ranks
     finally:
+        ranks.done.set()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         os.environ.clear()

@@ -16,9 +16,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hwbench.errors import OutputFolderTaken, OutputUnwritable
+from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable
 from hwbench.job.commands import command, shell_path
-from hwbench.job.ddp import process_rank
+from hwbench.job.ddp import console_to_log, process_rank
+from hwbench.job.folders import plain_name
+from hwbench.job.hydra_errors import hwbench_error
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
@@ -30,6 +32,7 @@ class CheckOutputFolder(Callback):
     """Before any job starts, make sure its output folder can be written: else one line and exit 1."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        plain_job_name(config)
         folder = writable_or_exit(config, "hydra.run.dir")
         if process_rank() > 0:  # a DDP rank >= 1 joins the folder its rank 0 has claimed
             return
@@ -39,12 +42,14 @@ class CheckOutputFolder(Callback):
             sys.exit(f"error: {config.run_name}: {err}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        plain_job_name(config)
         writable_or_exit(config, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
-        if process_rank() > 0:  # rank 0 has written it
+        if process_rank() > 0:  # rank 0 has written it, and speaks for the job: this rank's lines go to its log
+            console_to_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")
             return
         save_config_copy(config)
 
@@ -66,6 +71,14 @@ def save_config_copy(config: DictConfig) -> None:
         exit_unwritable(err, sweeping=config.hydra.mode == RunMode.MULTIRUN)
 
 
+def plain_job_name(config: DictConfig) -> None:
+    """hydra.job.name names the job's log file: never one outside the job's folder (before anything is created)."""
+    try:
+        plain_name("hydra.job.name", str(config.hydra.job.name))
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
 def writable_or_exit(config: DictConfig, key: str) -> Path:
     folder = None
     try:
@@ -77,6 +90,8 @@ def writable_or_exit(config: DictConfig, key: str) -> Path:
             os.fsync(probe.fileno())
         return folder
     except Exception as err:
+        if refused := hwbench_error(err):  # a folder the config names outside output_root: nothing created
+            sys.exit(f"error: {refused}")
         err = raised_os_error(err)
         os_error = isinstance(err, OSError) and err.strerror
         what = f"{err.strerror}: {err.filename or folder}" if os_error else str(err)  # type: ignore[attr-defined]

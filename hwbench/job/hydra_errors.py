@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from hwbench.errors import one_line
+from hwbench.errors import HwbenchError, one_line
+from hwbench.job.keys import SHOW_CONFIG, unknown_key_line
 
-SHOW_CONFIG = "python -m hwbench --cfg job shows every key and its value"
+KEY = re.compile(r"[+~]{0,2}[\w.@/-]+")  # a key as Hydra's grammar reads it, with its + ++ ~ prefix
 CLUSTER_EXTRA = "pip install -e '.[cluster]' (hydra-submitit-launcher)"
 
 
@@ -37,8 +39,18 @@ def errors_as_one_line() -> Iterator[None]:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def hwbench_error(err: BaseException) -> HwbenchError | None:
+    """The error of hwbench's own under what Hydra and OmegaConf wrapped it in (a resolver's, a callback's)."""
+    seen: BaseException | None = err
+    while seen is not None and not isinstance(seen, HwbenchError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
 def command_line_error(err: Exception) -> str:
     """The fix for a bad option, key or value, named in one line."""
+    if own := hwbench_error(err):  # a folder name that would leave output_root (hwbench.job.folders)
+        return str(own)
     cause = err.__cause__
     if isinstance(err, MissingConfigException) and "/" in (err.missing_cfg_file or ""):
         group, option = err.missing_cfg_file.rsplit("/", 1)  # type: ignore[union-attr]
@@ -46,11 +58,24 @@ def command_line_error(err: Exception) -> str:
             return f"the launchers slurm, local and submitit_local need the cluster extra: {CLUSTER_EXTRA}"
         return f"{group}={option}: no such option; {group} is one of {', '.join(err.options or [])}"
     if isinstance(err, OverrideParseException):
-        return f"{err.override}: {one_line(err.message, first_only=True)}: write key=value (Hydra's override grammar)"
+        return unparsed_line(err.override, one_line(err.message, first_only=True))
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):  # a key the config does not have
         key = getattr(cause, "full_key", None) or one_line(str(cause), first_only=True)
-        return f"{key}: no such key in the config ({SHOW_CONFIG}; +{key}=VALUE adds a new one)"
+        parent = getattr(cause, "parent_node", None)
+        return unknown_key_line(key, list(parent.keys()) if parent is not None else [])
     merging = re.match(r"Error merging override (.+)", str(err))
     if merging and isinstance(cause, OmegaConfBaseException):  # a value of the wrong type
         return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({SHOW_CONFIG})"
     return one_line(err, limit=1000)
+
+
+def unparsed_line(override: str, reason: str) -> str:
+    """An override Hydra's lexer cannot read. Its grammar takes few characters unquoted (no letters beyond ASCII,
+    no quotes or brackets): where the key is good, the fix is Hydra's own quoting, spelled out for the shell."""
+    key, equals, value = override.partition("=")
+    if not equals or not value or not KEY.fullmatch(key):
+        return f"{override}: {reason}: write key=value (Hydra's override grammar)"
+    quoted = value.replace("'", "\\'")  # in Hydra's quotes, \' is a quote
+    argument = f"{key}='{quoted}'"
+    shell = f'"{argument}"' if not set(argument) & set('"$`\\!') else shlex.quote(argument)
+    return f"{override}: Hydra's override grammar reads this value only in quotes: write {shell}"

@@ -16,7 +16,7 @@ from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputU
 from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
 from hwbench.job.config import check
-from hwbench.job.ddp import job_scope, process_rank
+from hwbench.job.ddp import RankWatch, job_scope, process_rank
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
 from hwbench.job.tensorboard import JobLogger, log_run
 from hwbench.record.fingerprint import as_markdown, fingerprint
@@ -32,16 +32,16 @@ def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
     finished, and ``OutputFolderTaken`` before writing anything. Only rank 0 writes (the other ranks of a
     DDP job share its folder).
     """
-    with job_scope(distributed(cfg)):
-        return Job(cfg, out_dir, writes=process_rank() == 0).run()
+    with job_scope(distributed(cfg)) as ranks:
+        return Job(cfg, out_dir, writes=process_rank() == 0, ranks=ranks).run()
 
 
 class Job:
     """One job: build, fit, test, then the record, assembled from the parts its measuring callbacks return
     (whatever was built before a failure or a signal still gives its part)."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool) -> None:
-        self.cfg, self.out_dir, self.writes = cfg, out_dir, writes
+    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool, ranks: RankWatch | None = None) -> None:
+        self.cfg, self.out_dir, self.writes, self.ranks = cfg, out_dir, writes, ranks
         self.measuring: Measurements | None = None
         self.logger: JobLogger | None = None
         self.trainer: L.Trainer | None = None
@@ -69,7 +69,8 @@ class Job:
                 self.record_interruption(record, err)
                 raise
             except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
-                record.status, record.reason = "failed", f"{type(err).__name__}: {one_line(err)}"
+                self.keep_finished_epochs()
+                record.status, record.reason = "failed", self.rank_death() or f"{type(err).__name__}: {one_line(err)}"
                 record.traceback = traceback.format_exc()
             finally:
                 with stop.held():  # a signal now is raised once the record is on disk
@@ -83,11 +84,22 @@ class Job:
         m, where = self.measuring, ""
         if m is not None and m.summary.training is not None:  # training had finished
             where = ", in the test" if m.test.metrics is None else ", in the inference timing (tested)"
-        elif m is not None and self.trainer is not None:
-            m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
+        else:
+            self.keep_finished_epochs()
         epochs, steps = (len(m.epochs.epochs), m.clock.steps) if m else (0, 0)
         record.reason = f"{err.signal_name} after {epochs} epoch(s){where}"
         record.interruption = Interruption(signal=err.signal_name, epochs_finished=epochs, steps_finished=steps)
+
+    def keep_finished_epochs(self) -> None:
+        """Training was cut short: its figures over the epochs that finished, marked partial."""
+        m = self.measuring
+        if m is not None and m.summary.training is None and self.trainer is not None:
+            m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
+
+    def rank_death(self) -> str | None:
+        """'rank 1 was killed by SIGKILL after 1 epoch(s) (its log: ...)' where a DDP rank has died."""
+        death = self.ranks.death(wait=2.0) if self.ranks is not None else None
+        return death.line(len(self.measuring.epochs.epochs) if self.measuring else 0) if death else None
 
     def finish(self, record: ResultsRecord, start: float) -> None:
         """The record from every part measured, on disk; then TensorBoard's last figures, flushed."""

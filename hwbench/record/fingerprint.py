@@ -14,6 +14,8 @@ import lightning
 import psutil
 import torch
 
+from hwbench.devices import available_cores
+
 
 def cpuinfo() -> dict[str, str]:
     """The first processor's fields in /proc/cpuinfo (Linux; empty elsewhere)."""
@@ -75,6 +77,7 @@ def fingerprint(threads: int, precision: str, accelerator: str) -> dict[str, Any
         "cpu_isa": cpu_isa(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": available_cores(),
         "threads": threads,
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "accelerator": accelerator,

@@ -7,13 +7,35 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
+
+# Strings are capped: a record may come from anyone (hwbench-compare reads it as untrusted input).
+# A name longer than this is no name: the record is refused.
+MAX_NAME = 256
+# Free text hwbench writes from an error (a reason, a traceback) is cut instead: the record must still be written.
+MAX_TEXT = 4096
+MAX_TRACEBACK = 65536
+
+
+def clipped(limit: int, keep_end: bool = False) -> AfterValidator:
+    """Cut a string to ``limit`` characters, marking the cut (``keep_end``: keep the end, a traceback's last line)."""
+
+    def clip(text: str) -> str:
+        if len(text) <= limit:
+            return text
+        return "…" + text[1 - limit :] if keep_end else text[: limit - 1] + "…"
+
+    return AfterValidator(clip)
+
+
+Name = Annotated[str, Field(max_length=MAX_NAME)]  # a host, a CPU, a device, a version, a run's name
+Text = Annotated[str, clipped(MAX_TEXT)]  # a reason: one line, which may hold paths and values
 
 
 class Part(BaseModel):
@@ -26,9 +48,9 @@ class Part(BaseModel):
 class Gpu(Part):
     """One of the machine's GPUs, as torch reports it."""
 
-    name: str
+    name: Name
     memory_gb: float | None = None
-    capability: str | None = None
+    capability: Name | None = None
 
 
 class Rates(Part):
@@ -67,24 +89,25 @@ class Fingerprint(Part):
 
     The fields compare reads are required; the others may be missing from older records."""
 
-    host: str
-    cpu: str
+    host: Name
+    cpu: Name
     threads: int
-    accelerator: str
-    precision: str
+    accelerator: Name
+    precision: Name
     gpus: list[Gpu] = []
-    os: str | None = None
+    os: Name | None = None
     physical_cores: int | None = None
     logical_cores: int | None = None
+    usable_cores: int | None = None  # those this process may use (its CPU affinity): threads beyond are oversubscribed
     ram_gb: float | None = None
-    driver: str | None = None
-    cuda: str | None = None
+    driver: Name | None = None
+    cuda: Name | None = None
     cudnn: int | None = None
-    python: str | None = None
-    torch: str | None = None
-    lightning: str | None = None
-    cpu_isa: str | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
-    cpu_kernels: dict[str, str] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
+    python: Name | None = None
+    torch: Name | None = None
+    lightning: Name | None = None
+    cpu_isa: Name | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
+    cpu_kernels: dict[Name, Name] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
 
 
 class Metrics(Part):
@@ -109,7 +132,7 @@ class MemoryFigures(Part):
     """Peak host and GPU memory over the job (hwbench/measure/memory.py)."""
 
     peak_host_rss_mb: Rate | None = None
-    peak_host_rss_scope: str | None = None  # "job", or "process" where the OS cannot reset the peak
+    peak_host_rss_scope: Name | None = None  # "job", or "process" where the OS cannot reset the peak
     gpu_peak_allocated_mb: Rate | None = None
     gpu_peak_reserved_mb: Rate | None = None
 
@@ -121,9 +144,9 @@ class EnergyFigures(Part):
     energy_precise: bool | None = None  # False: a window shorter than the counters' update period
     energy_source: Literal["cpu", "gpu"] | None = None  # which counter average_watts and samples_per_joule use
     cpu_energy_j: Rate | None = None  # RAPL: the whole CPU package, other processes included
-    cpu_energy_unavailable: str | None = None
+    cpu_energy_unavailable: Text | None = None
     gpu_energy_j: Rate | None = None
-    gpu_energy_unavailable: str | None = None
+    gpu_energy_unavailable: Text | None = None
     average_watts: Rate | None = None
     samples_per_joule: Rate | None = None
 
@@ -132,8 +155,8 @@ class BusyFigures(Part):
     """How busy the GPU was (hwbench/measure/gpu_busy.py): its kernels' time over wall time, and how read."""
 
     gpu_busy_percent: Annotated[float, Field(ge=0, le=100)] | None = None
-    gpu_busy_method: str | None = None
-    gpu_busy_unavailable: str | None = None
+    gpu_busy_method: Text | None = None
+    gpu_busy_unavailable: Text | None = None
 
 
 class Resources(BusyFigures, EnergyFigures, MemoryFigures):  # fields in this order: memory, energy, busy
@@ -147,15 +170,15 @@ class Resources(BusyFigures, EnergyFigures, MemoryFigures):  # fields in this or
 class KernelChoice(Part):
     """How one kind of layer (linear, conv2d, dropout) ran on the CPU, and why that way."""
 
-    kernel: str  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
+    kernel: Name  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
     how: Literal["measured", "forced", "only one applies", "compiled"]
-    ms_per_step: dict[str, Milliseconds] = {}  # measured: each candidate's median training step (no update)
+    ms_per_step: dict[Name, Milliseconds] = {}  # measured: each candidate's median training step (no update)
 
 
 class CpuKernels(Part):
     """The CPU kernels of the net's layers (hwbench/model/cpu_kernels), chosen before training, off the clock."""
 
-    layers: dict[str, KernelChoice]  # by kind, the kinds the net has
+    layers: dict[Name, KernelChoice]  # by kind, the kinds the net has
     seconds: Seconds  # the choosing's time; 0 when cached
     cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
     rounds: int  # alternated rounds of timing per candidate
@@ -167,7 +190,7 @@ class CpuKernels(Part):
 
 
 class Interruption(Part):
-    signal: str
+    signal: Name
     epochs_finished: int
     steps_finished: int
 
@@ -175,8 +198,8 @@ class Interruption(Part):
 class ExecutionPart(Part):
     """How the steps executed (hwbench/execution): the strategy, its variant, and its preparation off the clock."""
 
-    kind: str  # eager | compiled | graph | fused
-    mode: str | None = None  # the torch.compile mode, where one compiles
+    kind: Name  # eager | compiled | graph | fused
+    mode: Name | None = None  # the torch.compile mode, where one compiles
     steps_per_graph: int | None = None  # optimizer steps per CUDA-graph replay
     prepare_seconds: Seconds | None = None  # compiling and capturing, before the training clock starts
 
@@ -185,8 +208,8 @@ class Peak(Part):
     """The device's dense peak FLOP/s that MFU divides by, what precision it is for, and where it comes from."""
 
     flops_per_sec: Rate
-    precision: str  # fp32 | tf32 | bf16 | fp16
-    source: str
+    precision: Name  # fp32 | tf32 | bf16 | fp16
+    source: Text
 
 
 class MeasuredPeak(Part):
@@ -194,7 +217,7 @@ class MeasuredPeak(Part):
     the rate of one friendly kernel with this software, not the silicon's limit. mfu_of_measured_peak divides by it."""
 
     flops_per_sec: Rate  # the fastest round's
-    precision: str  # fp32 | tf32 | bf16 | fp16: the operands' dtype and float32 matmul precision
+    precision: Name  # fp32 | tf32 | bf16 | fp16: the operands' dtype and float32 matmul precision
     size: int  # n: each product is n x n by n x n, 2 n^3 FLOPs
     calls: int  # products per round
     round_seconds: Seconds  # the fastest round's
@@ -202,7 +225,7 @@ class MeasuredPeak(Part):
     threads: int  # torch's CPU threads during the probe
     seconds: Seconds  # the probe's time, before training; 0 when cached
     cached: bool = False  # measured by an earlier job on this machine at the same settings, read from disk
-    measured_at: str  # when it was measured (UTC)
+    measured_at: Name  # when it was measured (UTC)
 
 
 class Training(Part):
@@ -212,11 +235,11 @@ class Training(Part):
     epochs: list[Epoch] = []
     overall: Rates | None = None
     steady: Rates | None = None
-    steady_excludes: str | None = None
+    steady_excludes: Text | None = None
     partial: bool = False  # the figures cover only the epochs that finished
     flops_per_sample: Flops | None = None
     peak: Peak | None = None
-    mfu_unavailable: str | None = None
+    mfu_unavailable: Text | None = None
     measured_peak: MeasuredPeak | None = None
-    measured_peak_unavailable: str | None = None
-    time_to_val_acc: dict[str, Seconds | None] = {}
+    measured_peak_unavailable: Text | None = None
+    time_to_val_acc: dict[Name, Seconds | None] = {}

@@ -8,24 +8,29 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from hwbench.errors import OutputFolderTaken
 from hwbench.record.parts import (
+    MAX_TRACEBACK,
     CpuKernels,
     ExecutionPart,
     Fingerprint,
     Inference,
     Interruption,
     Metrics,
+    Name,
     Part,
     Rates,
     Resources,
     Seconds,
+    Text,
     Training,
+    clipped,
 )
+from hwbench.record.untrusted import file_bytes
 from hwbench.record.writing import writing
 
 RECORD_NAME = "results.json"
@@ -39,15 +44,15 @@ class ResultsRecord(Part):
 
     schema_version: int = SCHEMA_VERSION
     status: Status
-    reason: str | None = None
-    run_name: str | None = None
-    arch: str | None = None
+    reason: Text | None = None
+    run_name: Name | None = None
+    arch: Name | None = None
     # the device config's name: cpu, gpu or mps (device=auto: the one it resolved to; older records say auto);
     # device_name is the hardware
-    device: str | None = None
+    device: Name | None = None
     epochs: int | None = None
-    started: str | None = None
-    finished: str | None = None
+    started: Name | None = None
+    finished: Name | None = None
     wall_seconds: Seconds | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     fingerprint: Fingerprint | None = None
@@ -55,8 +60,8 @@ class ResultsRecord(Part):
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
     # scale-out; samples/s are global, all ranks together
     world_size: int = 1
-    strategy: str | None = None  # Lightning's strategy class, e.g. DDPStrategy
-    backend: str | None = None  # the process group's: nccl, gloo; None on one device
+    strategy: Name | None = None  # Lightning's strategy class, e.g. DDPStrategy
+    backend: Name | None = None  # the process group's: nccl, gloo; None on one device
     per_device_batch_size: int | None = None
     global_batch_size: int | None = None
     training: Training | None = None
@@ -65,7 +70,7 @@ class ResultsRecord(Part):
     resources: Resources | None = None
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
-    traceback: str | None = None  # an unexpected failure's, so the screen shows one line
+    traceback: Annotated[str, clipped(MAX_TRACEBACK, keep_end=True)] | None = None  # an unexpected failure's
 
     @model_validator(mode="after")
     def _ok_has_results(self) -> ResultsRecord:
@@ -169,30 +174,20 @@ def refuse_taken(out_dir: Path) -> None:
 
 
 def read_record(path: str | Path) -> ResultsRecord:
-    """One record; raises ValueError with a one-line reason when it is not a valid one."""
-    with contextlib.suppress(OSError, ValidationError):  # the fast path: pydantic parses the JSON itself
-        record = ResultsRecord.model_validate_json(file_bytes(path))
+    """One record, read as untrusted input (hwbench.record.untrusted); raises ValueError with a one-line reason
+    when it is not a valid one."""
+    data = file_bytes(path)
+    with contextlib.suppress(ValidationError):  # the fast path: pydantic parses the JSON itself
+        record = ResultsRecord.model_validate_json(data)
         if "schema_version" in record.model_fields_set and record.schema_version == SCHEMA_VERSION:
             return record  # an older version, even one that happens to validate, takes the upgrading path
     try:  # the path that upgrades older versions and names what is wrong
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"not readable JSON ({err})") from err
-    return parse_record(data)
-
-
-def file_bytes(path: str | Path, chunk: int = 1 << 16) -> bytes:
-    """A small file's bytes in three system calls (open, read, close), where Python's file objects take seven:
-    reading 50,000 records is mostly system calls. A short read ends the file; should a file system ever
-    return one early, the truncated JSON fails validation and read_record's slow path reads the file again."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = [os.read(fd, chunk)]
-        while len(chunks[-1]) == chunk:
-            chunks.append(os.read(fd, chunk))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    except RecursionError as err:
+        raise ValueError("not a results record (JSON nested too deeply)") from err
+    return parse_record(parsed)
 
 
 def parse_record(data: object) -> ResultsRecord:
@@ -203,6 +198,8 @@ def parse_record(data: object) -> ResultsRecord:
     refuse_newer(data.get("schema_version", 1))  # named plainly, not as a validation error
     try:
         return ResultsRecord.model_validate(upgrade(data))
+    except RecursionError as err:
+        raise ValueError("not a results record (nested too deeply)") from err
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "record"
