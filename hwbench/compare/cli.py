@@ -17,9 +17,10 @@ from pathlib import Path
 
 from hwbench.compare.columns import check_columns, column_keys
 from hwbench.compare.reading import read_rows
-from hwbench.compare.rows import Row, add_scaling, add_speedups
+from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import terminal
 from hwbench.compare.setups import Setup, group_setups
+from hwbench.compare.speedups import add_scaling, add_speedups
 from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
 from hwbench.compare.workers import workers
 from hwbench.errors import Interrupted

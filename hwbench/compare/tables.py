@@ -32,9 +32,10 @@ from hwbench.compare.columns import (
     pick,
     with_values,
 )
-from hwbench.compare.rows import Row, SpeedupGroup
+from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import csv_field, markdown, terminal
 from hwbench.compare.setups import Setup, epochs_words
+from hwbench.compare.speedups import SpeedupGroup
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
 MAX_NOT_OK_ROWS = 30  # runs without a result listed one by one; more are counted by network and status
