@@ -8,6 +8,7 @@ passes through one of the functions here, and nothing else decides what is safe.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 MAX_TEXT = 4096  # characters of one value shown: a record's longest free text (its reason) fits
 MAX_LABEL = 120  # characters of a plot's label or title: a setup's is under 100
@@ -48,6 +49,12 @@ def csv_field(value: object) -> object:
         return value
     text = printable(value)
     return f"'{text}" if text.startswith(FORMULA_START) else text
+
+
+def csv_fixes(values: Iterable[object]) -> dict[str, str]:
+    """Those of a column's values that csv_field changes, and what it makes of them: checking each distinct value
+    once costs a tenth of passing 50,000 rows' fields through csv_field."""
+    return {v: csv_field(v) for v in set(values) if isinstance(v, str) and csv_field(v) != v}  # type: ignore[misc]
 
 
 def markdown(text: object) -> str:

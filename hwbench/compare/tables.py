@@ -33,7 +33,7 @@ from hwbench.compare.columns import (
     with_values,
 )
 from hwbench.compare.rows import Row
-from hwbench.compare.safe_text import csv_field, markdown, terminal
+from hwbench.compare.safe_text import csv_fixes, markdown, terminal
 from hwbench.compare.setups import Setup, epochs_words
 from hwbench.compare.speedups import SpeedupGroup
 
@@ -191,14 +191,22 @@ def not_ok_table(not_ok: list[Row]) -> tuple[list[Column], Sequence[Any]]:
 
 
 # ---- the files ------------------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Iterable[Row]) -> None:
+def write_csv(path: Path, rows: Sequence[Row]) -> None:
     """Every record, full precision; a missing value is an empty field; text made safe for a spreadsheet."""
     keys = [c.key for c in RUN_COLUMNS]
     values = attrgetter(*keys)
+    texts = [(i, c.key) for i, c in enumerate(RUN_COLUMNS) if c.spec is None]
+    fixes = {i: fix for i, key in texts if (fix := csv_fixes(map(attrgetter(key), rows)))}
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(keys)
-        writer.writerows([csv_field(v) for v in values(row)] for row in rows)
+        if not fixes:  # as almost always: the rows as they are
+            writer.writerows(map(values, rows))
+        for row in rows if fixes else ():
+            cells = list(values(row))
+            for i, fix in fixes.items():
+                cells[i] = fix.get(cells[i], cells[i])
+            writer.writerow(cells)
 
 
 def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
