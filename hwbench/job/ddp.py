@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # Lightning's order (_get_rank)
-POLL_SECONDS = 0.2  # how often the ranks this process started are looked at
+POLL_SECONDS = 1.0  # how often the ranks this process started are looked at (a job that hangs is the hurry)
 # a rank died and this one has not finished its job this long after: it hangs in a collective that will never
 # complete (NCCL waits for a dead peer), and everything is killed, as Lightning's own observer does at once
 HUNG_SECONDS = 60.0
@@ -116,7 +116,7 @@ class RankWatch:
                     self.first = self.first or rank_ended(local_rank, len(self.procs) + 1, proc)
             if self.first is not None or time.monotonic() >= deadline:
                 break
-            time.sleep(POLL_SECONDS / 4)
+            time.sleep(0.05)
         return self.first
 
 
@@ -143,7 +143,10 @@ def console_to_log(log_file: Path) -> None:
             root.removeHandler(handler)
     sys.stdout.flush()
     sys.stderr.flush()
-    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError:  # a folder gone read-only: rank 0 reports the folder; this rank's stray output stays visible
+        return
     os.dup2(fd, sys.stdout.fileno())
     os.dup2(fd, sys.stderr.fileno())
     os.close(fd)
