@@ -23,6 +23,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from hwbench.record.results import ResultsRecord, read_record
 
+pytestmark = pytest.mark.xdist_group("first_run")  # one pytest worker: one run for the module's tests
 RUN = ("epochs=2", "data.train_limit=2000")  # 16 optimizer steps an epoch at batch 128: 32 in all
 STEPS = 32
 SHOWN_HPARAMS = ["arch", "hardware", "host", "precision", "threads"]  # the HParams table's columns at first
@@ -100,8 +101,8 @@ def serving_port(server: subprocess.Popen, timeout: float = 120) -> int:
     deadline, said = time.monotonic() + timeout, ""
     while time.monotonic() < deadline and server.poll() is None:
         ready, _, _ = select.select([server.stderr], [], [], 1)
-        if ready:
-            said += server.stderr.readline()
+        if ready:  # what is there, unbuffered: a buffered readline could hold a line that select no longer sees
+            said += os.read(server.stderr.fileno(), 1 << 16).decode(errors="replace")
             if found := re.search(r"http://localhost:(\d+)/", said):
                 return int(found.group(1))
     raise AssertionError(f"TensorBoard did not serve: {said[-2000:]}")
