@@ -79,7 +79,7 @@ class Measurements:
             kernels=CpuKernelChoice(cfg.device.cpu_kernels, data),  # in its setup: before any clock starts
             prepare=PrepareExecution(execution, data), clock=clock, meter=meter, epochs=epochs,
             summary=TrainingSummary(clock, meter, epochs), test=TestAccuracy(),
-            inference=InferenceTiming(data, flops, clock, cfg.inference_batch_size, safe_point=safe_point),
+            inference=InferenceTiming(data, flops, cfg.inference_batch_size, safe_point=safe_point),
             memory=PeakMemory(), energy=Energy(clock), busy=GpuBusy(execution),
         )  # fmt: skip
 

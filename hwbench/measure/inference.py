@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.devices import synchronize
-from hwbench.measure.training_clock import TrainingClock
 from hwbench.record.parts import Flops, Inference
 
 log = logging.getLogger(__name__)
@@ -63,10 +62,10 @@ class InferenceTiming(Callback):
     ``safe_point`` is where a stop signal held during the timing is raised (between timings, never inside one)."""
 
     def __init__(
-        self, data: InMemoryDataModule, flops: Flops, clock: TrainingClock, batch_size: int = 1024,
+        self, data: InMemoryDataModule, flops: Flops, batch_size: int = 1024,
         latency_runs: int = 100, safe_point: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
-        self.data, self.flops, self.clock = data, flops, clock
+        self.data, self.flops = data, flops
         self.batch_size, self.latency_runs = batch_size, latency_runs
         self.safe_point = safe_point
         self.inference: Inference | None = None
