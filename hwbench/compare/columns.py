@@ -46,6 +46,7 @@ RUN_COLUMNS = [
     Column("peak_host_rss_mb", "peak RSS MB", ",.0f"),
     Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
     Column("host_bound", "host-bound"),
+    Column("noisy", "noisy"),  # why: the machine's other load while the run was timed
     Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
     Column("status", "status"),
@@ -71,6 +72,7 @@ SETUP_COLUMNS = [
     Column("mfu", "MFU", ".1%", priority=10),
 ]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
+NOISY_MARK = "noisy"  # marks a training speed timed while the machine was busy
 
 
 def cell(column: Column, row: Any) -> str:
@@ -88,6 +90,8 @@ def cell(column: Column, row: Any) -> str:
         text += "x"
     if column.key == "train_samples_per_sec" and getattr(row, "train_basis", None) == "overall":
         text += OVERALL_MARK
+    if column.key == "train_samples_per_sec" and getattr(row, "noisy", None):
+        text += f" {NOISY_MARK}"
     if column.key == "gpu_busy_percent" and getattr(row, "host_bound", False):
         text += " host-bound"
     return text

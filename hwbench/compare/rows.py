@@ -54,6 +54,7 @@ class Row:
     peak_host_rss_mb: float | None
     gpu_peak_allocated_mb: float | None
     host_bound: bool
+    noisy: str | None  # why the machine was not quiet while the run was timed: never a baseline
     status: str
     timed: bool  # an ok run with a training speed: the rows that get speed-ups and plots
     reason: str | None
@@ -140,6 +141,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         peak_host_rss_mb=resources.peak_host_rss_mb if resources else None,
         gpu_peak_allocated_mb=resources.gpu_peak_allocated_mb if resources else None,
         host_bound=record.host_bound,
+        noisy="; ".join(record.noise) or None,
         status=sys.intern(record.status),
         timed=record.status == "ok" and bool(speed and speed.samples_per_sec),
         reason=record.reason,
@@ -206,7 +208,8 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
 
     ``baseline`` is a substring of a row's label or of its results.json path (the path tells apart jobs
     of one sweep, whose labels are the same); without one, the slowest row of each arch is the baseline.
-    Raises ValueError when it names nothing, or more than one row of an arch.
+    A noisy row (the machine was busy) is never one: an arch with only noisy rows has no speed-ups.
+    Raises ValueError when it names nothing, a noisy row alone, or more than one row of an arch.
     """
     by_arch: dict[str, list[Row]] = {}
     for r in timed_rows(rows):
@@ -214,16 +217,21 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[str, Row]:
     if baseline is not None and not any(names(r, baseline) for group in by_arch.values() for r in group):
         hint = "give part of host/device/run_name or of a results.json path"
         raise ValueError(f"--baseline {baseline!r} names no ok run: {hint}")
+    if baseline is not None and not any(names(r, baseline) and not r.noisy for g in by_arch.values() for r in g):
+        raise ValueError(f"--baseline {baseline!r} names only noisy runs (the machine was busy while they were "
+                         f"timed): a noisy run is never a baseline")  # fmt: skip
     bases: dict[str, Row] = {}
     for arch, group in by_arch.items():
-        candidates = group
+        candidates = [r for r in group if not r.noisy]
+        if not candidates:
+            continue
         if baseline is not None:
-            matches = [r for r in group if names(r, baseline)]
+            matches = [r for r in candidates if names(r, baseline)]
             if len(matches) > 1:
                 listed = ", ".join(f"{r.label} ({r.job})" for r in matches[:5])
                 more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
                 raise ValueError(f"--baseline {baseline!r} matches {len(matches)} {arch} runs: {listed}{more}")
-            candidates = matches or group  # an arch the spec does not name falls back to its slowest
+            candidates = matches or candidates  # an arch the spec does not name falls back to its slowest
         base = bases[arch] = min(candidates, key=lambda r: r.train_samples_per_sec)  # type: ignore[arg-type,return-value]
         for r in group:
             r.speedup = r.train_samples_per_sec / base.train_samples_per_sec  # type: ignore[operator]

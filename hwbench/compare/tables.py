@@ -41,6 +41,10 @@ HOST_BOUND_NOTE = (
     "host-bound: the GPU was busy under half the time; the speed measures the host (Python, kernel launches), "
     "not the GPU"
 )
+NOISY_NOTE = (
+    "noisy: the machine had other load while the run was timed (other processes, steal, another GPU process, "
+    "throttling: the noisy column says which); never a baseline"
+)
 SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
 SETUP_NOTE = (
     "one row per setup (network, hardware, execution, precision, batch): the median of its runs; "
@@ -66,6 +70,8 @@ def ok_view(ok: list[Row], bases: dict[str, Row], setups: list[Setup]) -> View:
         notes.append(f"{OVERALL_MARK} overall: no steady-state window")
     if any(r.host_bound for r in ok):
         notes.append(HOST_BOUND_NOTE)
+    if any(r.noisy for r in ok):
+        notes.append(NOISY_NOTE)
     if len(ok) <= MAX_RUN_ROWS:
         return View(RUN_COLUMNS, ok, notes)
     notes.insert(0, f"{len(ok):,} ok runs: {SETUP_NOTE}")

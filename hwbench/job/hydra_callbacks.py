@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hwbench.errors import OutputFolderTaken, OutputUnwritable
 from hwbench.job.ddp import process_rank
+from hwbench.job.process import job_process
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
@@ -44,7 +45,7 @@ class CheckOutputFolder(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
-        if process_rank() > 0:  # rank 0 has written it
+        if process_rank() > 0 or job_process() is not None:  # the process that started this one has written it
             return
         save_config_copy(config)
 
@@ -99,7 +100,8 @@ class ShowResults(Callback):
     """After a run or a sweep: where its results are, and the two commands that open them."""
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
-        if job_return is not None and job_return.hydra_cfg is not None and process_rank() == 0:
+        started = process_rank() > 0 or job_process() is not None  # the process that started this one says it
+        if job_return is not None and job_return.hydra_cfg is not None and not started:
             print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

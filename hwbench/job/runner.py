@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from pathlib import Path
@@ -18,17 +19,21 @@ from hwbench.execution import Execution, PrepareExecution
 from hwbench.job.config import check
 from hwbench.job.console.progress import StepProgressBar
 from hwbench.job.ddp import job_scope, process_rank
+from hwbench.job.process import process_part
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
 from hwbench.job.tensorboard import JobLogger, is_number, log_hparams
+from hwbench.measure.machine_load import MachineLoadCheck
 from hwbench.measure.resources import ResourceMonitor
 from hwbench.measure.training_clock import BenchmarkMonitor, flops_per_sample
 from hwbench.model.classifier import Classifier
 from hwbench.model.cpu_kernels.autotune import CpuKernelChoice
 from hwbench.model.paper import init_weights
 from hwbench.record.fingerprint import as_markdown, fingerprint
-from hwbench.record.parts import ExecutionPart, Fingerprint, Interruption
+from hwbench.record.parts import ExecutionPart, Fingerprint, Interruption, Training
 from hwbench.record.results import ResultsRecord, now, refuse_taken, write_record
 from hwbench.record.writing import writing
+
+Measuring = CpuKernelChoice | PrepareExecution | MachineLoadCheck | BenchmarkMonitor | ResourceMonitor  # record_parts()
 
 
 def build_net(cfg: DictConfig, execution: Execution) -> torch.nn.Module:
@@ -71,24 +76,25 @@ def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, c
     )
 
 
-def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
+def run(cfg: DictConfig, out_dir: Path, shared: str | None = None) -> ResultsRecord:
     """Train and test one configuration and write its results record, whatever happens.
 
     Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
     finished, and ``OutputFolderTaken`` before writing anything. Only rank 0 writes (the other ranks of a
-    DDP job share its folder).
+    DDP job share its folder). ``shared``: why the job runs in a process it shares (python -m hwbench gives it
+    a fresh one; called directly, it runs in its caller's).
     """
     with job_scope(distributed(cfg)):
-        return Job(cfg, out_dir, writes=process_rank() == 0).run()
+        return Job(cfg, out_dir, writes=process_rank() == 0, shared=shared).run()
 
 
 class Job:
     """One job: build, fit, test, then the record, assembled from the parts its measuring callbacks return
     (whatever was built before a failure or a signal still gives its part)."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool) -> None:
-        self.cfg, self.out_dir, self.writes = cfg, out_dir, writes
-        self.measuring: list[CpuKernelChoice | PrepareExecution | BenchmarkMonitor | ResourceMonitor] = []
+    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool, shared: str | None = None) -> None:
+        self.cfg, self.out_dir, self.writes, self.shared = cfg, out_dir, writes, shared
+        self.measuring: list[Measuring] = []
         self.logger: TensorBoardLogger | None = None
         self.trainer: L.Trainer | None = None
         self.stop: StopSignals | None = None  # the job's own, while it runs
@@ -100,6 +106,7 @@ class Job:
             if self.writes:
                 refuse_taken(self.out_dir)
             record = ResultsRecord.start(self.cfg)
+            record.job = process_part(self.shared)
             try:
                 if self.writes:  # claims the folder; a killed job leaves "running", never nothing
                     write_record(self.out_dir, record)
@@ -154,6 +161,15 @@ class Job:
         if record.cpu_kernels is not None and record.fingerprint is not None:  # the machine as it ran: its kernels
             record.fingerprint.cpu_kernels = record.cpu_kernels.chosen
 
+    def save_progress(self, record: ResultsRecord) -> None:
+        """After each epoch, off the clock: the record so far, so that a job whose process dies keeps its finished
+        epochs (hwbench.job.process marks it failed)."""
+        if self.writes and (monitor := self.monitor) is not None:
+            seconds = monitor.finished.seconds if monitor.finished else None
+            record.training = Training(seconds=seconds, epochs=list(monitor.epochs), partial=True)
+            with self.stop.held() if self.stop else contextlib.nullcontext():
+                write_record(self.out_dir, record)
+
     @property
     def monitor(self) -> BenchmarkMonitor | None:
         return next((c for c in self.measuring if isinstance(c, BenchmarkMonitor)), None)
@@ -176,9 +192,12 @@ class Job:
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
         flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
         monitor = BenchmarkMonitor(flops, str(cfg.device.precision), data, cfg.warmup_steps, cfg.inference_batch_size,
-                                   safe_point=self.stop.safe_point if self.stop else None)  # fmt: skip
+                                   safe_point=self.stop.safe_point if self.stop else None,
+                                   epoch_closed=lambda: self.save_progress(record))  # fmt: skip
         kernels = CpuKernelChoice(cfg.device.cpu_kernels, data)  # in its setup: before any clock starts
-        self.measuring = [kernels, PrepareExecution(execution, data), monitor, ResourceMonitor(execution, monitor)]
+        load = MachineLoadCheck(cfg.device.require_quiet)  # before the clock's callback: reads off its clock
+        resources = ResourceMonitor(execution, monitor)
+        self.measuring = [kernels, PrepareExecution(execution, data), load, monitor, resources]
         self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
         with writing(self.out_dir):
             self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))

@@ -70,15 +70,14 @@ class BenchmarkMonitor(Callback):
         inference_batch_size: int = 1024,
         latency_runs: int = 100,
         safe_point: Callable[[], None] | None = None,
+        epoch_closed: Callable[[], None] | None = None,
     ) -> None:
         self.flops, self.precision, self.data = flops, precision, data
         # where a stop signal that could not be raised yet is raised (hwbench.job.signals.StopSignals.safe_point)
         self.safe_point = safe_point or (lambda: None)
-        self.warmup_steps, self.inference_batch_size, self.latency_runs = (
-            warmup_steps,
-            inference_batch_size,
-            latency_runs,
-        )
+        self.epoch_closed = epoch_closed or (lambda: None)  # off the clock: the job writes its record so far
+        self.warmup_steps, self.latency_runs = warmup_steps, latency_runs
+        self.inference_batch_size = inference_batch_size
         self.device = torch.device("cpu")
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
@@ -183,6 +182,7 @@ class BenchmarkMonitor(Callback):
                 e[key.replace("/", "_")] = float(trainer.callback_metrics[key])
         epoch = Epoch(**e)
         self.epochs.append(epoch)
+        self.epoch_closed()  # on disk before its line is on the screen
         val = f", val acc {epoch.val_acc:.4f}" if epoch.val_acc is not None else ""
         loss = float("nan") if epoch.train_loss is None else epoch.train_loss
         log.info(

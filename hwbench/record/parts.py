@@ -13,6 +13,7 @@ Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
+Percent = Annotated[float, Field(ge=0, le=100)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
 
@@ -131,7 +132,7 @@ class CpuKernels(Part):
 
     layers: dict[str, KernelChoice]  # by kind, the kinds the net has
     seconds: Seconds  # the choosing's time; 0 when cached
-    cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
+    cached: bool = False  # taken from a cache its caller kept (a job measures its own: its process is fresh)
     rounds: int  # alternated rounds of timing per candidate
 
     @property
@@ -176,3 +177,51 @@ class Training(Part):
     peak: Peak | None = None
     mfu_unavailable: str | None = None
     time_to_val_acc: dict[str, Seconds | None] = {}
+
+
+class JobProcess(Part):
+    """The process the job ran in (hwbench/job/process.py): a fresh interpreter of its own, started off every clock."""
+
+    pid: int
+    start_seconds: Seconds | None = None  # from starting the interpreter to the job's start (imports, config)
+    shared: str | None = None  # why the job ran in a process it shares with its caller; None: a fresh one
+    died: str | None = None  # how the job process died, where it did: "killed by SIGSEGV", "exit 139"
+
+
+# When a run is noisy (MachineLoad.noise): these thresholds, set here only; the README documents them.
+OTHERS_CPU_PERCENT_ABOVE = 10.0  # CPU time of processes outside the job, in % of all the cores' time
+STEAL_PERCENT_ABOVE = 5.0  # the hypervisor's steal, in % of all the cores' time
+# and on a GPU: any other process on the job's device, any thermal or power throttling of it in the window
+
+
+class MachineLoad(Part):
+    """The machine's other load over the timed training window (hwbench/measure/machine_load.py): is the figure
+    the hardware's alone? A figure that could not be read is None, and ``unavailable`` says why."""
+
+    window_seconds: Seconds  # the training epochs the figures cover (their validation included: the job's own)
+    cores: int  # the logical CPUs the percentages are of
+    others_cpu_percent: Percent | None = None  # processes outside this job's process tree (from /proc/stat)
+    steal_percent: Percent | None = None  # time the hypervisor gave this VM's CPUs to others
+    load_average: Annotated[float, Field(ge=0)] | None = None  # 1 minute, at the window's end: the job's included
+    cpu_mhz: Rate | None = None  # the CPUs' mean current clock, over the window's edges
+    gpu_other_processes: list[str] | None = None  # on the job's GPU, seen at the window's edges: "pid 42 (python)"
+    gpu_throttled_seconds: dict[str, Seconds] | None = None  # "power", "thermal": NVML's violation counters
+    gpu_throttle_reasons: list[str] | None = None  # NVML's thermal and power clock-event reasons at the edges
+    unavailable: str | None = None  # what could not be read here, and why
+
+    @property
+    def noise(self) -> list[str]:
+        """Why the run is noisy, each reason in a few words; empty for a quiet one."""
+        reasons = []
+        if self.others_cpu_percent is not None and self.others_cpu_percent > OTHERS_CPU_PERCENT_ABOVE:
+            reasons.append(f"other processes used {self.others_cpu_percent:.0f}% of the {self.cores} cores")
+        if self.steal_percent is not None and self.steal_percent > STEAL_PERCENT_ABOVE:
+            reasons.append(f"the hypervisor stole {self.steal_percent:.0f}% of the CPU time")
+        if self.gpu_other_processes:
+            reasons.append(f"other GPU processes: {', '.join(self.gpu_other_processes)}")
+        throttled = {k: v for k, v in (self.gpu_throttled_seconds or {}).items() if v > 0}
+        if throttled:
+            reasons.append("GPU throttled: " + ", ".join(f"{k} {v:.2f} s" for k, v in throttled.items()))
+        elif self.gpu_throttle_reasons:
+            reasons.append(f"GPU throttled: {', '.join(self.gpu_throttle_reasons)}")
+        return reasons
