@@ -12,12 +12,15 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_faults import no_traceback, records, start, wait_for
 
 from hwbench.compare import main as compare
 from hwbench.job.process import CALLER_PROCESS
 from hwbench.job.runner import run
+from hwbench.measure.gpu_load import GpuLoad
+from hwbench.measure.machine_load import LoadWindows
 from hwbench.record.results import ResultsRecord
 
 # one thread and torch's kernels: the runs' rounding is the same in any process (an auto choice may differ)
@@ -113,3 +116,21 @@ def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench
                          "device.require_quiet=false to time anyway (the run is then marked noisy)")  # fmt: skip
     refused = records(tmp_path / "strict")["strict"]
     assert refused.status == "failed" and refused.training is None  # nothing was timed
+
+
+def test_what_cannot_be_read_is_named_never_a_zero() -> None:
+    """A CUDA GPU's other processes and throttling from NVML; where NVML cannot read it (no NVIDIA driver here),
+    the part says so in its one field and leaves the GPU figures out."""
+    windows = LoadWindows(GpuLoad(torch.device("cuda", 0)), cpus=None)
+    windows.edge({os.getpid()}, start=True)
+    sum(i * i for i in range(2_000_000))  # some CPU time in the window: the counters tick every 10 ms
+    windows.edge({os.getpid()}, start=False)
+    part = windows.part()
+    assert part is not None and part.window_seconds > 0 and part.others_cpu_percent is not None
+    assert (part.steal_percent is not None) == sys.platform.startswith("linux")  # only Linux reports steal
+    if torch.cuda.is_available():
+        assert part.gpu_other_processes is not None
+        assert (part.gpu_throttled_seconds is None) != (part.gpu_throttle_reasons is None)  # counters or reasons
+    else:
+        assert part.unavailable.startswith("no NVML reading of the GPU (")
+        assert part.gpu_other_processes is None and part.gpu_throttled_seconds is None

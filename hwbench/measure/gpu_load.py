@@ -50,7 +50,7 @@ class GpuLoad:
             self.handle = nvml_handle(device)
         except Exception as err:  # no driver, no NVML: a GPU that is not NVIDIA's
             self.handle = None
-            self.unavailable.append(f"NVML: {err}: no other GPU processes or throttling read")
+            self.unavailable.append(f"no NVML reading of the GPU ({err}): no other GPU processes or throttling read")
 
     def violations(self) -> dict[str, int] | None:
         """Nanoseconds throttled so far, by cause; None where the GPU has no such counters."""

@@ -30,7 +30,7 @@ REFUSAL_FIX = ("device.require_quiet=true refuses to time on it: stop the other 
 
 
 class CpuReading(NamedTuple):
-    """CPU seconds so far, all the machine's CPUs together: busy, stolen, elapsed; and the job's own."""
+    """CPU seconds so far, the job's CPUs together: busy, stolen, elapsed; and the job's own."""
 
     at: float
     busy: float
@@ -61,13 +61,31 @@ def job_processes(roots: Iterable[int]) -> tuple[set[int], float]:
     return pids, seconds
 
 
-def read_cpu(roots: Iterable[int]) -> tuple[CpuReading, set[int]]:
-    t = psutil.cpu_times()
-    steal = getattr(t, "steal", None)
-    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)  # guest is in user
-    total = busy + t.idle + getattr(t, "iowait", 0.0) + (steal or 0.0)
+def job_cpus(roots: Iterable[int]) -> list[int] | None:
+    """The CPUs the job's processes may run on (their affinity; a container's share of a big host): the others'
+    load that counts is theirs. None: every CPU (an OS without affinity)."""
+    cpus: set[int] = set()
+    for root in roots:
+        try:
+            cpus.update(psutil.Process(root).cpu_affinity())
+        except (psutil.Error, AttributeError):  # another node's rank; macOS has no affinity
+            continue
+    return sorted(cpus) or None
+
+
+def read_cpu(roots: Iterable[int], cpus: list[int] | None) -> tuple[CpuReading, set[int]]:
+    """The machine's counters over ``cpus`` (every CPU: None), and the job's processes and theirs."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    times = [per_cpu[c] for c in cpus] if cpus and max(cpus) < len(per_cpu) else per_cpu
+    busy = steal = total = 0.0
+    for t in times:
+        cpu_busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)  # guest: in user
+        busy += cpu_busy
+        steal += getattr(t, "steal", 0.0)
+        total += cpu_busy + t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
     pids, job = job_processes(roots)
-    return CpuReading(time.monotonic(), busy, steal, total, job), pids
+    reported = hasattr(times[0], "steal")  # Linux's /proc/stat has it; other systems do not
+    return CpuReading(time.monotonic(), busy, steal if reported else None, total, job), pids
 
 
 def cpu_mhz() -> float | None:
@@ -81,15 +99,15 @@ def cpu_mhz() -> float | None:
 class LoadWindows:
     """The sums over the windows read so far, and the part they make."""
 
-    def __init__(self, gpu: GpuLoad | None) -> None:
-        self.gpu = gpu
+    def __init__(self, gpu: GpuLoad | None, cpus: list[int] | None) -> None:
+        self.gpu, self.cpus = gpu, cpus
         self.seconds, self.busy, self.steal, self.total, self.job = 0.0, 0.0, 0.0, 0.0, 0.0
         self.steal_read = True
         self.mhz: list[float] = []
         self.start: CpuReading | None = None
 
     def edge(self, roots: Collection[int], start: bool) -> None:
-        reading, pids = read_cpu(roots)
+        reading, pids = read_cpu(roots, self.cpus)
         if (mhz := cpu_mhz()) is not None:
             self.mhz.append(mhz)
         if self.gpu is not None:
@@ -115,8 +133,9 @@ class LoadWindows:
         if not self.mhz:
             unavailable.append("CPU frequency: not readable here")
         unavailable += self.gpu.unavailable if self.gpu else []
+        cores = len(self.cpus) if self.cpus else psutil.cpu_count() or os.cpu_count() or 1
         return MachineLoad(
-            window_seconds=self.seconds, cores=psutil.cpu_count() or os.cpu_count() or 1,
+            window_seconds=self.seconds, cores=cores,
             others_cpu_percent=min(100.0, max(0.0, 100 * (self.busy - self.job) / self.total)),
             steal_percent=min(100.0, 100 * max(0.0, self.steal) / self.total) if self.steal_read else None,
             load_average=psutil.getloadavg()[0], cpu_mhz=sum(self.mhz) / len(self.mhz) if self.mhz else None,
@@ -142,7 +161,7 @@ class MachineLoadCheck(Callback):
         self.windows: LoadWindows | None = None  # rank 0's
 
     def load_windows(self) -> LoadWindows:
-        return LoadWindows(GpuLoad(self.device) if self.device.type == "cuda" else None)
+        return LoadWindows(GpuLoad(self.device) if self.device.type == "cuda" else None, job_cpus(self.roots))
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":

@@ -199,8 +199,8 @@ class MachineLoad(Part):
     the hardware's alone? A figure that could not be read is None, and ``unavailable`` says why."""
 
     window_seconds: Seconds  # the training epochs the figures cover (their validation included: the job's own)
-    cores: int  # the logical CPUs the percentages are of
-    others_cpu_percent: Percent | None = None  # processes outside this job's process tree (from /proc/stat)
+    cores: int  # the logical CPUs the job may run on (its affinity): the percentages are of their time
+    others_cpu_percent: Percent | None = None  # processes outside this job's process tree, on those CPUs
     steal_percent: Percent | None = None  # time the hypervisor gave this VM's CPUs to others
     load_average: Annotated[float, Field(ge=0)] | None = None  # 1 minute, at the window's end: the job's included
     cpu_mhz: Rate | None = None  # the CPUs' mean current clock, over the window's edges
