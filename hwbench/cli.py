@@ -48,9 +48,9 @@ class Outcomes:
             outcome = run_here(cfg, folder, shared) if shared else run_in_job_process(cfg, folder)
         except OutputUnwritable as err:  # writing the record of a job whose process died
             outcome = Outcome(str(err), UNWRITABLE)
-        self.conclude(cfg, outcome, folder, sweeping)
+        self.conclude(outcome, folder, sweeping)
 
-    def conclude(self, cfg: DictConfig, outcome: Outcome, folder: Path, sweeping: bool) -> None:
+    def conclude(self, outcome: Outcome, folder: Path, sweeping: bool) -> None:
         """The job's closing line, where it belongs; a single run that did not end ok exits non-zero."""
         line, status = outcome.line, outcome.status
         if status == UNWRITABLE:  # a full disk: every later job would meet it too
@@ -60,8 +60,7 @@ class Outcomes:
             print(line, flush=True)
         elif sweeping:
             print(line, file=sys.stderr, flush=True)
-            # the folder: jobs of a sweep may share a name
-            self.not_ok.append(f"{folder.name} ({outcome.died or status})")
+            self.not_ok.append(f"{folder.name} ({outcome.died or status})")  # the folder: jobs may share a name
         else:
             sys.exit(f"error: {line}")
 

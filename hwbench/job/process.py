@@ -79,22 +79,28 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     how. A stop signal goes on to the job process and is raised here once that has recorded what it finished."""
     command, cwd = hwbench_command(f'hydra.run.dir="{folder}"', "hydra.output_subdir=null", "hydra.mode=RUN")
     read, write = os.pipe()
+    child: subprocess.Popen | None = None
     try:
-        with stop_signals_blocked():  # the job process takes them once it can record
-            env = {**os.environ, ENV: f"{write}:{time.monotonic()}"}
-            child = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=(write,))
-        os.close(write)
-        write = -1
-        try:
-            code = wait(child)
-        except Interrupted as err:  # where it ended before recording the signal (still starting), this does
-            settle(cfg, folder, child.pid, how_it_died(child.returncode), "interrupted", err.signal_name)
-            raise
+        with stop_signals_blocked():  # the job process takes them once it can record; here, at the block's end
+            child = subprocess.Popen(command, cwd=cwd, env={**os.environ, ENV: f"{write}:{time.monotonic()}"},
+                                     pass_fds=(write,))  # fmt: skip
+        code = child.wait()
         outcome = parsed(drained(read))
+    except OSError as err:  # out of processes or memory: this job fails, the next may start
+        if child is not None:
+            raise
+        return Outcome(f"{cfg.run_name}: cannot start the job's process ({err.strerror or err}): free some memory "
+                       f"or processes and run it again", "failed")  # fmt: skip
+    except Interrupted as err:  # sent on (one sent to the process group reaches it twice: it takes the first)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(err.signum)
+            child.wait()  # this process ignores stop signals now: the job records what it finished, then exits
+            settle(cfg, folder, child.pid, how_it_died(child.returncode), "interrupted", err.signal_name)
+        raise
     finally:
-        for fd in (read, write):
-            if fd >= 0:
-                os.close(fd)
+        os.close(read)
+        os.close(write)
     if outcome is not None and outcome.signum is not None:  # the job process alone was signalled: stop here too
         raise Interrupted(outcome.signum)
     if outcome is not None:
@@ -107,7 +113,7 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
 def settle(cfg: DictConfig, folder: Path, pid: int, how: str, status: Status, what: str) -> ResultsRecord:
     """The record of a job whose process ended without finishing it, as that process left it (its finished
     epochs: it writes them after each), now ``status`` and saying ``what`` happened; made here where it wrote
-    none. A record it finished stays as it is."""
+    none (stopped while starting). A record it finished stays as it is."""
     path = folder / RECORD_NAME
     try:
         record = read_record(path) if path.exists() else None
@@ -122,18 +128,6 @@ def settle(cfg: DictConfig, folder: Path, pid: int, how: str, status: Status, wh
     record.job = (record.job or JobProcess(pid=pid)).model_copy(update={"died": how})
     write_record(folder, record)
     return record
-
-
-def wait(child: subprocess.Popen) -> int:
-    """The job process's exit status. A stop signal here is sent on to it (one sent to the whole process group
-    reaches it twice: it takes only the first), and raised again once it has ended."""
-    try:
-        return child.wait()
-    except Interrupted as err:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(err.signum)
-        child.wait()  # this process ignores stop signals now: the job records what it finished, then exits
-        raise
 
 
 def drained(fd: int) -> bytes:
