@@ -31,10 +31,12 @@ def nvml_handle(device: torch.device) -> Any:
 
 
 def process_name(pid: int) -> str:
+    """'pid 42 (python)': the name as printable text (anyone names a process; it reaches a terminal)."""
     try:
-        return f"pid {pid} ({psutil.Process(pid).name()})"
+        name = psutil.Process(pid).name()
     except psutil.Error:
         return f"pid {pid}"
+    return f"pid {pid} ({''.join(c if c.isprintable() else '?' for c in name)[:40]})"
 
 
 class GpuLoad:
