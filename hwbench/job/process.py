@@ -55,6 +55,8 @@ def shared_reason() -> str | None:
     """Why a job cannot have a fresh process here (None: it can)."""
     if not sys.executable:
         return "no Python interpreter to start (sys.executable is empty): the job ran in the sweep's process"
+    if os.name != "posix":  # the outcome pipe is passed by its fd (pass_fds): POSIX only
+        return f"no job process on {sys.platform} (POSIX only): the job ran in the sweep's process"
     return None
 
 
