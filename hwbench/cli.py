@@ -16,9 +16,11 @@ from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
 from hwbench.job.config import config_dir, register
 from hwbench.job.ddp import process_rank
 from hwbench.job.hydra_errors import errors_as_one_line
+from hwbench.job.process import Outcome, job_process, report, run_in_job_process, shared_reason
 from hwbench.job.signals import signals_raise_interrupted
 from hwbench.record.writing import exit_unwritable
 
+UNWRITABLE = "unwritable"  # an outcome's status where the job could not write its outputs (a full disk)
 SUMMARY_LOG = "hwbench.summary"  # the job's closing line, into its log file (conf/hydra/job_logging/hwbench.yaml)
 
 
@@ -29,31 +31,54 @@ class Outcomes:
     not_ok: list[str] = field(default_factory=list)
 
     def job(self, cfg: DictConfig) -> None:
-        from hwbench.job.console.quiet import quiet_lightning
-        from hwbench.job.runner import run  # torch and Lightning load after Hydra has parsed the arguments
-
-        quiet_lightning()  # importing Lightning gave it a console handler again
         hydra_cfg = HydraConfig.get()
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
         folder = Path(hydra_cfg.runtime.output_dir)
+        if process_rank() > 0:  # a DDP rank >= 1: rank 0 speaks for the job
+            run_here(cfg, folder)
+            return
+        if job_process() is not None:  # the job's own process: its outcome goes to the process that started it
+            try:
+                report(run_here(cfg, folder))
+            except OutputUnwritable as err:
+                report(Outcome(str(err), UNWRITABLE))
+            return
+        shared = shared_reason()
         try:
-            record = run(cfg, folder)
-        except OutputUnwritable as err:  # a full disk: every later job would meet it too
-            exit_unwritable(err, sweeping)
-        except HwbenchError as err:  # the folder is taken: nothing was run or written
-            line, status = f"{cfg.run_name}: {err}", "failed"
-        else:
-            if process_rank() > 0:  # a DDP rank >= 1: rank 0 speaks for the job
-                return
-            line, status = record.summary(), record.status
+            outcome = run_here(cfg, folder, shared) if shared else run_in_job_process(cfg, folder)
+        except OutputUnwritable as err:  # writing the record of a job whose process died
+            outcome = Outcome(str(err), UNWRITABLE)
+        self.conclude(outcome, folder, sweeping)
+
+    def conclude(self, outcome: Outcome, folder: Path, sweeping: bool) -> None:
+        """The job's closing line, where it belongs; a single run that did not end ok exits non-zero."""
+        line, status = outcome.line, outcome.status
+        if status == UNWRITABLE:  # a full disk: every later job would meet it too
+            exit_unwritable(line, sweeping)
         logging.getLogger(SUMMARY_LOG).info(line)
         if status == "ok" or (sweeping and status == "skipped"):
             print(line, flush=True)
         elif sweeping:
             print(line, file=sys.stderr, flush=True)
-            self.not_ok.append(f"{folder.name} ({status})")  # the folder: jobs of a sweep may share a name
+            self.not_ok.append(f"{folder.name} ({outcome.died or status})")  # the folder: jobs may share a name
         else:
             sys.exit(f"error: {line}")
+
+
+def run_here(cfg: DictConfig, folder: Path, shared: str | None = None) -> Outcome:
+    """Run the job in this process; its outcome (raises OutputUnwritable on a full disk, Interrupted on a stop
+    signal, both once the record has had its try)."""
+    from hwbench.job.console.quiet import quiet_lightning
+    from hwbench.job.runner import run  # torch and Lightning load after Hydra has parsed the arguments
+
+    quiet_lightning()  # importing Lightning gave it a console handler again
+    try:
+        record = run(cfg, folder, shared)
+    except OutputUnwritable:
+        raise
+    except HwbenchError as err:  # the folder is taken: nothing was run or written
+        return Outcome(f"{cfg.run_name}: {err}", "failed")
+    return Outcome(record.summary(), record.status)
 
 
 def main() -> None:
@@ -67,6 +92,9 @@ def main() -> None:
         with signals_raise_interrupted(), errors_as_one_line():
             app()
     except Interrupted as err:  # the interrupted job has recorded what it finished; no further job starts
+        if job_process() is not None:  # the process that started this one says so
+            report(Outcome(str(err), "interrupted", signum=err.signum))
+            sys.exit(128 + err.signum)
         print(f"error: {err}: the finished epochs are in the job's results.json", file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
     if outcomes.not_ok:

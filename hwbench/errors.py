@@ -23,6 +23,10 @@ class DeviceUnavailable(HwbenchError):
     """The requested accelerator is not on this machine; a sweep records the job as skipped."""
 
 
+class MachineBusy(HwbenchError):
+    """Other load on the machine, where device.require_quiet=true asks for none: nothing is timed on it."""
+
+
 class OutputFolderTaken(HwbenchError):
     """The job's folder already holds another run's results: writing there would mix or lose them."""
 

@@ -170,7 +170,7 @@ def test_a_record_from_a_newer_hwbench_is_named_and_skipped(tmp_path: Path, caps
     newer = json.loads(parse_record(OK).model_dump_json()) | {"schema_version": 99}
     warning, out = compare_good_and(tmp_path, "newer", newer, capsys)
     assert warning == (f"warning: skipping {tmp_path / 'newer' / RECORD_NAME}: written by a newer hwbench (schema "
-                       f"version 99; this one reads 1 to 3): upgrade hwbench to read it")  # fmt: skip
+                       f"version 99; this one reads 1 to 4): upgrade hwbench to read it")  # fmt: skip
     assert "1 record (1 ok" in out
 
 
@@ -223,3 +223,35 @@ def test_a_record_is_as_readable_as_the_umask_makes_every_file(tmp_path: Path, u
     finally:
         os.umask(before)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask == (tmp_path / "other").stat().st_mode & 0o777
+
+
+def test_a_noisy_run_is_marked_and_never_the_baseline(tmp_path: Path, capsys) -> None:
+    """The slower run would be the baseline, but the machine was busy while it was timed."""
+    busy = {"window_seconds": 3.0, "cores": 2, "others_cpu_percent": 61.0, "steal_percent": 0.5}
+    noisy = copy.deepcopy(OK) | {"machine_load": busy, "steady": {"samples_per_sec": 18000.0, "batches_per_sec": 1.0}}
+    quiet = copy.deepcopy(OK) | {"machine_load": busy | {"others_cpu_percent": 2.0}}
+    for name, record in (("busy", noisy), ("calm", quiet)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD_NAME).write_text(json.dumps(record))
+    record = read_record(tmp_path / "busy" / RECORD_NAME)
+    assert record.noise == ["other processes used 61% of the 2 cores"]
+    assert record.summary().endswith(", noisy: other processes used 61% of the 2 cores")
+    assert read_record(tmp_path / "calm" / RECORD_NAME).noise == []
+    assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "18,000 noisy" in out and "the machine had other load while the run was timed" in out
+    assert "speed-up: training samples/s against ffnn: vm/cpu/ffnn_cpu_e2 (calm)" in " ".join(out.split())
+    rows = {r["job"]: r for r in csv.DictReader((tmp_path / "report" / "compare.csv").open())}
+    assert rows["busy"]["noisy"] == "other processes used 61% of the 2 cores" and rows["calm"]["noisy"] == ""
+    assert float(rows["calm"]["speedup"]) == 1.0 and float(rows["busy"]["speedup"]) == 0.5
+    assert compare([str(tmp_path), "--baseline", "busy", "--out", str(tmp_path / "report")]) != 0
+    assert "a noisy run is never a baseline" in capsys.readouterr().err
+
+
+def test_a_version_3_record_reads_as_written(tmp_path: Path) -> None:
+    """Version 4 only added parts (job, machine_load): a version-3 record keeps its execution and all."""
+    v3 = json.loads(parse_record(OK).model_dump_json(exclude={"job", "machine_load"})) | {"schema_version": 3}
+    v3["execution"] = {"kind": "graph", "steps_per_graph": 8, "prepare_seconds": 1.5}
+    (tmp_path / RECORD_NAME).write_text(json.dumps(v3))
+    record = read_record(tmp_path / RECORD_NAME)
+    assert record.schema_version == 3 and record.execution.kind == "graph" and record.execution.steps_per_graph == 8

@@ -47,6 +47,7 @@ RUN_COLUMNS = [
     Column("peak_host_rss_mb", "peak RSS MB", ",.0f"),
     Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
     Column("host_bound", "host-bound"),
+    Column("noisy", "noisy"),  # why: the machine's other load while the run was timed
     Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
     Column("status", "status"),
@@ -74,6 +75,7 @@ SETUP_COLUMNS = [
 ]
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 MEASURED_MARK = "†"  # marks an MFU against the measured matmul peak: the device has no datasheet peak
+NOISY_MARK = "noisy"  # marks a training speed timed while the machine was busy
 
 
 def cell(column: Column, row: Any) -> str:
@@ -93,6 +95,8 @@ def cell(column: Column, row: Any) -> str:
         text += OVERALL_MARK
     if column.key == "mfu" and getattr(row, "mfu_measured", False):
         text += MEASURED_MARK
+    if column.key == "train_samples_per_sec" and getattr(row, "noisy", None):
+        text += f" {NOISY_MARK}"
     if column.key == "gpu_busy_percent" and getattr(row, "host_bound", False):
         text += " host-bound"
     return text

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from hwbench.record.parts import MAX_NAME
+from hwbench.record.parts import MAX_NAME, Epoch
 from hwbench.record.results import ResultsRecord
 
 SAYS = {"gpu": "cuda"}  # a device name that says its accelerator already: 'gpu', not 'gpu (cuda)'
@@ -56,6 +56,7 @@ class Row:
     peak_host_rss_mb: float | None
     gpu_peak_allocated_mb: float | None
     host_bound: bool
+    noisy: str | None  # why the machine was not quiet while the run was timed: never a baseline
     status: str
     timed: bool  # an ok run with a training speed: the rows that get speed-ups and plots
     reason: str | None
@@ -124,7 +125,6 @@ def to_row(path: str, record: ResultsRecord) -> Row:
     accelerator = fp.accelerator if fp else shared(device_cfg.get("accelerator"))
     device = named(record.device or device_cfg.get("name") or "?")
     epochs = record.training.epochs if record.training else []
-    steady_epochs = epochs[1:] if len(epochs) > 1 else epochs  # the first is warm-up
     model = short_model(record.device_name) if record.device_name else None
     threads = fp.threads if fp else as_int(device_cfg.get("threads"))
     cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
@@ -145,7 +145,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         test_acc=record.metrics.test_acc if record.metrics else None,
         train_samples_per_sec=speed.samples_per_sec if speed else None,
         train_basis=shared(record.train_basis),
-        epoch_seconds=statistics.median(e.seconds for e in steady_epochs) if steady_epochs else None,
+        epoch_seconds=steady_epoch_seconds(epochs),
         seconds_to_97=record.training.time_to_val_acc.get("0.97") if record.training else None,
         mfu_of_datasheet_peak=speed.mfu if speed else None,
         mfu_of_measured_peak=speed.mfu_of_measured_peak if speed else None,
@@ -158,6 +158,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         peak_host_rss_mb=resources.peak_host_rss_mb if resources else None,
         gpu_peak_allocated_mb=resources.gpu_peak_allocated_mb if resources else None,
         host_bound=record.host_bound,
+        noisy="; ".join(record.noise) or None,
         status=sys.intern(record.status),
         timed=record.status == "ok" and bool(speed and speed.samples_per_sec),
         reason=record.reason,
@@ -167,6 +168,12 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         scaling_group=scaling_key(record),
         curve=tuple((e.train_seconds, e.val_acc) for e in epochs if e.val_acc is not None),
     )
+
+
+def steady_epoch_seconds(epochs: list[Epoch]) -> float | None:
+    """The median epoch's seconds, the first (warm-up) left out where there are several."""
+    steady = epochs[1:] if len(epochs) > 1 else epochs
+    return statistics.median(e.seconds for e in steady) if steady else None
 
 
 def hardware(model: str, threads: int | None, world_size: int) -> str:

@@ -52,6 +52,12 @@ class Setup:
         return "overall" if any(r.train_basis == "overall" for r in self.rows) else "steady"
 
     @functools.cached_property
+    def noisy(self) -> str | None:
+        """How many of its runs were timed on a busy machine."""
+        n = sum(1 for r in self.rows if r.noisy)
+        return f"{n} of {self.runs} runs" if n else None
+
+    @functools.cached_property
     def test_acc(self) -> float | None:
         return median(r.test_acc for r in self.rows)
 

@@ -47,8 +47,9 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[SpeedupGroup, Ro
     Runs that differ in their epochs are not compared: their steady-state windows differ. A group of one run
     has nothing to compare against: no speed-up, no baseline. ``baseline`` is a substring of a row's label
     or of its results.json path (the path tells apart jobs of one sweep, whose labels are the same); without
-    one, the slowest row of each group is its baseline. Raises ValueError when it names nothing, or more than
-    one row of a group.
+    one, the slowest row of each group is its baseline. A noisy row (the machine was busy) is never one: a group
+    with only noisy rows has no speed-ups. Raises ValueError when it names nothing, a noisy row alone, or more
+    than one row of a group.
     """
     groups: dict[SpeedupGroup, list[Row]] = {}
     for r in timed_rows(rows):
@@ -56,19 +57,22 @@ def add_speedups(rows: list[Row], baseline: str | None) -> dict[SpeedupGroup, Ro
     if baseline is not None and not any(names(r, baseline) for group in groups.values() for r in group):
         hint = "give part of host/device/run_name or of a results.json path"
         raise ValueError(f"--baseline {baseline!r} names no ok run: {hint}")
+    if baseline is not None and not any(names(r, baseline) and not r.noisy for g in groups.values() for r in g):
+        raise ValueError(f"--baseline {baseline!r} names only noisy runs (the machine was busy while they were "
+                         f"timed): a noisy run is never a baseline")  # fmt: skip
     bases: dict[SpeedupGroup, Row] = {}
     for (arch, epochs), group in groups.items():
-        if len(group) < 2:
+        candidates = [r for r in group if not r.noisy]
+        if len(group) < 2 or not candidates:
             continue
-        candidates = group
         if baseline is not None:
-            matches = [r for r in group if names(r, baseline)]
+            matches = [r for r in candidates if names(r, baseline)]
             if len(matches) > 1:
                 listed = ", ".join(f"{r.label} ({r.job})" for r in matches[:5])
                 more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
                 raise ValueError(f"--baseline {baseline!r} matches {len(matches)} {arch} runs of {epochs} epochs: "
                                  f"{listed}{more}")  # fmt: skip
-            candidates = matches or group  # a group the spec does not name falls back to its slowest
+            candidates = matches or candidates  # a group the spec does not name falls back to its slowest
         base = bases[arch, epochs] = min(candidates, key=lambda r: r.train_samples_per_sec)  # type: ignore[arg-type,return-value]
         for r in group:
             r.speedup = r.train_samples_per_sec / base.train_samples_per_sec  # type: ignore[operator]

@@ -44,6 +44,10 @@ HOST_BOUND_NOTE = (
     "host-bound: the GPU was busy under half the time; the speed measures the host (Python, kernel launches), "
     "not the GPU"
 )
+NOISY_NOTE = (
+    "noisy: the machine had other load while the run was timed (other processes, steal, another GPU process, "
+    "throttling: the noisy column says which); never a baseline"
+)
 SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
 MEASURED_NOTE = (
     f"{MEASURED_MARK} MFU against the device's measured peak (a large matmul's FLOP/s at the run's settings), "
@@ -90,6 +94,8 @@ def ok_view(ok: list[Row], bases: dict[SpeedupGroup, Row], setups: list[Setup], 
         notes.append(Note(MEASURED_NOTE, ("mfu",)))
     if any(r.host_bound for r in ok):
         notes.append(Note(HOST_BOUND_NOTE, ("gpu_busy_percent", "host_bound")))
+    if any(r.noisy for r in ok):
+        notes.append(Note(NOISY_NOTE, ("train_samples_per_sec",)))
     if len(ok) <= MAX_RUN_ROWS:
         return View(with_epochs(RUN_COLUMNS, epochs_differ), ok, notes)
     notes.insert(0, Note(f"{len(ok):,} ok runs: {SETUP_NOTE}"))

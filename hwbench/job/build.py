@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
@@ -20,6 +21,7 @@ from hwbench.measure.energy import Energy
 from hwbench.measure.epochs import EpochTable
 from hwbench.measure.gpu_busy import GpuBusy
 from hwbench.measure.inference import InferenceTiming
+from hwbench.measure.machine_load import MachineLoadCheck
 from hwbench.measure.memory import PeakMemory
 from hwbench.measure.test_accuracy import TestAccuracy
 from hwbench.measure.throughput import FlopsAndPeak, flops_per_sample
@@ -57,6 +59,7 @@ class Measurements:
 
     kernels: CpuKernelChoice
     prepare: PrepareExecution
+    load: MachineLoadCheck
     clock: TrainingClock
     meter: FlopsAndPeak
     epochs: EpochTable
@@ -69,15 +72,16 @@ class Measurements:
 
     @classmethod
     def of(cls, cfg: DictConfig, net: torch.nn.Module, data: InMemoryDataModule, execution: Execution,
-           stop: StopSignals | None) -> Measurements:  # fmt: skip
+           stop: StopSignals | None, epoch_closed: Callable[[], None] = lambda: None) -> Measurements:  # fmt: skip
         clock = TrainingClock(cfg.warmup_steps)
         flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
         meter = FlopsAndPeak(flops, str(cfg.device.precision))
-        epochs = EpochTable(clock, meter)
+        epochs = EpochTable(clock, meter, epoch_closed)
         safe_point = stop.safe_point if stop is not None else (lambda: None)
         return cls(
             kernels=CpuKernelChoice(cfg.device.cpu_kernels, data),  # in its setup: before any clock starts
-            prepare=PrepareExecution(execution, data), clock=clock, meter=meter, epochs=epochs,
+            prepare=PrepareExecution(execution, data), load=MachineLoadCheck(cfg.device.require_quiet),
+            clock=clock, meter=meter, epochs=epochs,
             summary=TrainingSummary(clock, meter, epochs), test=TestAccuracy(),
             inference=InferenceTiming(data, flops, cfg.inference_batch_size, safe_point=safe_point),
             memory=PeakMemory(), energy=Energy(clock), busy=GpuBusy(execution),
@@ -86,12 +90,12 @@ class Measurements:
     def callbacks(self, stop: StopSignals | None) -> list[Callback]:
         """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
         next epoch's clock starts; a held signal raised before a step is counted."""
-        return [self.kernels, self.prepare, self.epochs, SafePoints(stop), self.clock, self.meter, self.summary,
-                self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
+        return [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
+                self.summary, self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
 
     def record_parts(self) -> dict[str, Part]:
         parts: dict[str, Part] = {}
-        for callback in (self.kernels, self.prepare, self.summary, self.test, self.inference):
+        for callback in (self.kernels, self.prepare, self.load, self.summary, self.test, self.inference):
             parts |= callback.record_parts()
         parts["resources"] = Resources.of(self.memory.figures(), self.energy.figures(), self.busy.figures())
         return parts

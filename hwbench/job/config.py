@@ -64,6 +64,7 @@ class DeviceConfig:
     strategy: str = "auto"
     matmul_precision: str = MISSING
     cudnn_benchmark: bool = MISSING
+    require_quiet: bool = False
     cpu_kernels: CpuKernelsConfig = field(default_factory=CpuKernelsConfig)
 
 

@@ -26,6 +26,9 @@ POLL_SECONDS = 1.0  # how often the ranks this process started are looked at (a 
 # a rank died and this one has not finished its job this long after: it hangs in a collective that will never
 # complete (NCCL waits for a dead peer), and everything is killed, as Lightning's own observer does at once
 HUNG_SECONDS = 60.0
+# of a run's own Hydra overrides, those that shape a job's output (its logging) go on to the processes it starts
+FORWARDED_HYDRA = ("hydra.job_logging", "hydra/job_logging", "hydra.hydra_logging", "hydra/hydra_logging",
+                   "hydra.verbose", "hydra.job.name")  # fmt: skip
 
 
 def process_rank() -> int:
@@ -33,8 +36,10 @@ def process_rank() -> int:
     return next((int(os.environ[v]) for v in RANK_VARIABLES if os.environ.get(v, "").isdigit()), 0)
 
 
-def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
-    """The command and folder Lightning starts rank ``local_rank`` with (replaces ``_hydra_subprocess_cmd``)."""
+def hwbench_command(*pins: str) -> tuple[list[str], str]:
+    """``python -m hwbench`` as this Hydra job: its config and its own overrides (a sweep's value already picked),
+    its logging's Hydra overrides, then ``pins``; and the folder the run was started in. How ranks >= 1 and the
+    job process (hwbench.job.process) are started."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
@@ -43,13 +48,20 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
     # a --config-dir is not an override: forward it from HydraConfig (sys.argv is not ours under submitit)
     cmd += [f"--config-dir={s.path}" for s in hc.runtime.config_sources if s.provider == "command-line"]
     cmd += list(hc.overrides.task)  # this job's overrides only: the sweep's value already picked
-    cmd += [
-        f'hydra.run.dir="{hc.runtime.output_dir}"',  # the job's own folder, claimed by rank 0
+    cmd += [o for o in hc.overrides.hydra if o.lstrip("+~").startswith(FORWARDED_HYDRA)]
+    return [*cmd, *pins], get_original_cwd()
+
+
+def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
+    """The command and folder Lightning starts rank ``local_rank`` with (replaces ``_hydra_subprocess_cmd``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return hwbench_command(
+        f'hydra.run.dir="{HydraConfig.get().runtime.output_dir}"',  # the job's own folder, claimed by rank 0
         f"hydra.job.name=ddp_rank{local_rank}",  # its log: <job folder>/ddp_rank1.log
         "hydra.output_subdir=null",  # rank 0 already wrote .hydra/
         "hydra.mode=RUN",  # never a sweep in a child
-    ]
-    return cmd, get_original_cwd()
+    )
 
 
 def install_rank_watch() -> RankWatch:
@@ -154,8 +166,9 @@ def console_to_log(log_file: Path) -> None:
 
 @contextlib.contextmanager
 def job_scope(distributed: bool) -> Iterator[RankWatch | None]:
-    """Around a DDP job: a sweep runs its jobs one after another in one process, so leave it as it was; and
-    watch the ranks this process starts (the job's failure names the one that died).
+    """Around a DDP job: watch the ranks this process starts (the job's failure names the one that died); and
+    leave the process as it was, for a job run in its caller's process (each job has a process of its own under
+    python -m hwbench, but not where runner.run is called directly, or no process could be started).
 
     Lightning writes MASTER_ADDR/PORT, LOCAL_RANK, WORLD_SIZE, OMP_NUM_THREADS into ``os.environ``, sets
     torch's threads, and keeps the process group: the next job would think its ranks were made externally.

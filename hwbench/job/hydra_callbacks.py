@@ -21,6 +21,7 @@ from hwbench.job.commands import command, shell_path
 from hwbench.job.ddp import console_to_log, process_rank
 from hwbench.job.folders import plain_name
 from hwbench.job.hydra_errors import hwbench_error
+from hwbench.job.process import job_process
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
@@ -50,6 +51,8 @@ class CheckOutputFolder(Callback):
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
         if process_rank() > 0:  # rank 0 has written it, and speaks for the job: this rank's lines go to its log
             console_to_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")
+            return
+        if job_process() is not None:  # the process that started this one has written it
             return
         save_config_copy(config)
 
@@ -114,7 +117,8 @@ class ShowResults(Callback):
     """After a run or a sweep: where its results are, and the two commands that open them."""
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
-        if job_return is not None and job_return.hydra_cfg is not None and process_rank() == 0:
+        started = process_rank() > 0 or job_process() is not None  # the process that started this one says it
+        if job_return is not None and job_return.hydra_cfg is not None and not started:
             print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from pathlib import Path
@@ -17,31 +18,36 @@ from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
 from hwbench.job.config import check
 from hwbench.job.ddp import RankWatch, job_scope, process_rank
+from hwbench.job.process import process_part
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
 from hwbench.job.tensorboard import JobLogger, log_run
 from hwbench.record.fingerprint import as_markdown, fingerprint
-from hwbench.record.parts import Fingerprint, Interruption
+from hwbench.record.machine import Fingerprint
+from hwbench.record.parts import Interruption, Training
 from hwbench.record.results import ResultsRecord, now, refuse_taken, write_record
 from hwbench.record.writing import writing
 
 
-def run(cfg: DictConfig, out_dir: Path) -> ResultsRecord:
+def run(cfg: DictConfig, out_dir: Path, shared: str | None = None) -> ResultsRecord:
     """Train and test one configuration and write its results record, whatever happens.
 
     Returns the record (ok, skipped, failed or diverged); raises ``Interrupted`` after recording what
     finished, and ``OutputFolderTaken`` before writing anything. Only rank 0 writes (the other ranks of a
-    DDP job share its folder).
+    DDP job share its folder). ``shared``: why the job runs in a process it shares (python -m hwbench gives it
+    a fresh one; called directly, it runs in its caller's).
     """
     with job_scope(distributed(cfg)) as ranks:
-        return Job(cfg, out_dir, writes=process_rank() == 0, ranks=ranks).run()
+        return Job(cfg, out_dir, writes=process_rank() == 0, ranks=ranks, shared=shared).run()
 
 
 class Job:
     """One job: build, fit, test, then the record, assembled from the parts its measuring callbacks return
     (whatever was built before a failure or a signal still gives its part)."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, writes: bool, ranks: RankWatch | None = None) -> None:
-        self.cfg, self.out_dir, self.writes, self.ranks = cfg, out_dir, writes, ranks
+    def __init__(
+        self, cfg: DictConfig, out_dir: Path, writes: bool, ranks: RankWatch | None = None, shared: str | None = None
+    ) -> None:
+        self.cfg, self.out_dir, self.writes, self.ranks, self.shared = cfg, out_dir, writes, ranks, shared
         self.measuring: Measurements | None = None
         self.logger: JobLogger | None = None
         self.trainer: L.Trainer | None = None
@@ -54,6 +60,7 @@ class Job:
             if self.writes:
                 refuse_taken(self.out_dir)
             record = ResultsRecord.start(self.cfg)
+            record.job = process_part(self.shared)
             try:
                 if self.writes:  # claims the folder; a killed job leaves "running", never nothing
                     write_record(self.out_dir, record)
@@ -101,6 +108,15 @@ class Job:
         death = self.ranks.death(wait=2.0) if self.ranks is not None else None
         return death.line(len(self.measuring.epochs.epochs) if self.measuring else 0) if death else None
 
+    def save_progress(self, record: ResultsRecord) -> None:
+        """After each epoch, off the clock: the record so far, so that a job whose process dies keeps its finished
+        epochs (hwbench.job.process marks it failed)."""
+        if self.writes and (m := self.measuring) is not None:
+            seconds = m.clock.finished.seconds if m.clock.finished else None
+            record.training = Training(seconds=seconds, epochs=list(m.epochs.epochs), partial=True)
+            with self.stop.held() if self.stop else contextlib.nullcontext():
+                write_record(self.out_dir, record)
+
     def finish(self, record: ResultsRecord, start: float) -> None:
         """The record from every part measured, on disk; then TensorBoard's last figures, flushed."""
         self.assemble(record)
@@ -139,7 +155,8 @@ class Job:
         L.seed_everything(cfg.seed, verbose=False)
         net = build_net(cfg, execution)
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
-        self.measuring = measuring = Measurements.of(cfg, net, data, execution, self.stop)
+        self.measuring = measuring = Measurements.of(cfg, net, data, execution, self.stop,
+                                                      epoch_closed=lambda: self.save_progress(record))  # fmt: skip
         self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
         with writing(self.out_dir):
             self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))

@@ -19,6 +19,21 @@ from hwbench.errors import Interrupted
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Within the block the kernel holds the stop signals pending, and a process started there inherits them
+    blocked: it takes the ones that came meanwhile once :func:`signals_raise_interrupted` handles them, never
+    with Python's default handlers in its first second (a traceback, or a death that records nothing)."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal that came meanwhile is raised here
+
+
 def ignore_stop_signals() -> None:
     for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
@@ -93,6 +108,8 @@ def signals_raise_interrupted() -> Iterator[StopSignals]:
     sys.unraisablehook = unraisable
     stopping = False
     try:
+        if hasattr(signal, "pthread_sigmask"):  # started with them blocked (stop_signals_blocked): taken from here
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         yield stop
         stop.safe_point()  # a signal swallowed after the block's last safe point
     except Interrupted:  # this block's signal, or an inner block's on its way out

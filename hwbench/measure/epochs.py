@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from lightning import Callback, LightningModule, Trainer
@@ -24,8 +25,11 @@ class EpochTable(Callback):
     training ends, with everything measured. It runs before the clock's callback: closing an epoch (its line,
     its record) happens before the next epoch's clock starts."""
 
-    def __init__(self, clock: TrainingClock, meter: FlopsAndPeak) -> None:
+    def __init__(
+        self, clock: TrainingClock, meter: FlopsAndPeak, epoch_closed: Callable[[], None] = lambda: None
+    ) -> None:
         self.clock, self.meter = clock, meter
+        self.epoch_closed = epoch_closed  # off the clock: the job writes its record so far
         self.epochs: list[Epoch] = []
         self.open: Epoch | None = None  # timed, awaiting the module's figures
 
@@ -57,6 +61,7 @@ class EpochTable(Callback):
         })  # fmt: skip
         self.open = None
         self.epochs.append(epoch)
+        self.epoch_closed()  # on disk before its line is on the screen
         val_text = f", val acc {epoch.val_acc:.4f}" if epoch.val_acc is not None else ""
         loss = float("nan") if epoch.train_loss is None else epoch.train_loss
         log.info(

@@ -13,6 +13,7 @@ Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
+Percent = Annotated[float, Field(ge=0, le=100)]
 Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
 
 # Strings are capped: a record may come from anyone (hwbench-compare reads it as untrusted input).
@@ -45,14 +46,6 @@ class Part(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
-class Gpu(Part):
-    """One of the machine's GPUs, as torch reports it."""
-
-    name: Name
-    memory_gb: float | None = None
-    capability: Name | None = None
-
-
 class Rates(Part):
     """Throughput over a window of training steps (Lightning's ``Throughput``); MFU where the peak is known."""
 
@@ -82,32 +75,6 @@ class Epoch(Part):
     train_acc: Accuracy | None = None
     val_loss: Loss | None = None
     val_acc: Accuracy | None = None
-
-
-class Fingerprint(Part):
-    """The machine that ran (hwbench/record/fingerprint.py): host, CPU, GPUs, software versions.
-
-    The fields compare reads are required; the others may be missing from older records."""
-
-    host: Name
-    cpu: Name
-    threads: int
-    accelerator: Name
-    precision: Name
-    gpus: list[Gpu] = []
-    os: Name | None = None
-    physical_cores: int | None = None
-    logical_cores: int | None = None
-    usable_cores: int | None = None  # those this process may use (its CPU affinity): threads beyond are oversubscribed
-    ram_gb: float | None = None
-    driver: Name | None = None
-    cuda: Name | None = None
-    cudnn: int | None = None
-    python: Name | None = None
-    torch: Name | None = None
-    lightning: Name | None = None
-    cpu_isa: Name | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
-    cpu_kernels: dict[Name, Name] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
 
 
 class Metrics(Part):
@@ -180,7 +147,7 @@ class CpuKernels(Part):
 
     layers: dict[Name, KernelChoice]  # by kind, the kinds the net has
     seconds: Seconds  # the choosing's time; 0 when cached
-    cached: bool = False  # chosen by an earlier job of this process, for the same net, shapes, threads, settings
+    cached: bool = False  # taken from a cache its caller kept (a job measures its own: its process is fresh)
     rounds: int  # alternated rounds of timing per candidate
 
     @property

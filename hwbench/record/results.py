@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from hwbench.errors import OutputFolderTaken
+from hwbench.record.machine import Fingerprint, JobProcess, MachineLoad
 from hwbench.record.parts import (
     MAX_TRACEBACK,
     CpuKernels,
     ExecutionPart,
-    Fingerprint,
     Inference,
     Interruption,
     Metrics,
@@ -34,7 +34,7 @@ from hwbench.record.untrusted import file_bytes
 from hwbench.record.writing import writing
 
 RECORD_NAME = "results.json"
-SCHEMA_VERSION = 3  # 1: the unversioned records of hwbench 0.1; 2: flat training figures. Both still read
+SCHEMA_VERSION = 4  # 1: the unversioned records of hwbench 0.1; 2: flat training figures; 3: no job, machine_load
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -55,6 +55,7 @@ class ResultsRecord(Part):
     finished: Name | None = None
     wall_seconds: Seconds | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+    job: JobProcess | None = None  # the process it ran in
     fingerprint: Fingerprint | None = None
     execution: ExecutionPart | None = None
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
@@ -68,6 +69,7 @@ class ResultsRecord(Part):
     metrics: Metrics | None = None
     inference: Inference | None = None
     resources: Resources | None = None
+    machine_load: MachineLoad | None = None  # the machine's other load while the training was timed
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
     traceback: Annotated[str, clipped(MAX_TRACEBACK, keep_end=True)] | None = None  # an unexpected failure's
@@ -107,6 +109,11 @@ class ResultsRecord(Part):
         return busy is not None and busy < HOST_BOUND_BELOW
 
     @property
+    def noise(self) -> list[str]:
+        """Why the timed window was noisy (other load on the machine); empty when it was quiet or not measured."""
+        return self.machine_load.noise if self.machine_load else []
+
+    @property
     def on_gpu(self) -> bool:
         return self.fingerprint is not None and self.fingerprint.accelerator == "cuda" and bool(self.fingerprint.gpus)
 
@@ -134,7 +141,7 @@ class ResultsRecord(Part):
             f"{name}: test acc {self.metrics.test_acc:.4f}, "  # type: ignore[union-attr]
             f"train {speed.samples_per_sec:,.0f} samples/s ({self.train_basis}), "  # type: ignore[union-attr]
             f"wall {self.wall_seconds or 0:.1f} s"
-        )
+        ) + (f", noisy: {'; '.join(self.noise)}" if self.noise else "")
 
 
 def now() -> str:
@@ -225,6 +232,8 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
+    if version == 3:  # version 4 only added parts
+        return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
     if any(key in data for key in V2_TRAINING):

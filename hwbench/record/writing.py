@@ -41,7 +41,7 @@ def io_error(err: BaseException | None) -> tuple[str, bool] | None:
     return None
 
 
-def exit_unwritable(err: OutputUnwritable, sweeping: bool) -> NoReturn:
+def exit_unwritable(err: OutputUnwritable | str, sweeping: bool) -> NoReturn:
     """One line and exit 1; a sweep stops, since every later job would write to the same place."""
     sys.exit(f"error: {err}" + ("; the sweep stops here: no further job starts" if sweeping else ""))
 

@@ -9,7 +9,6 @@ AMD EPYC with AVX-512 and lose on an Intel Xeon, so hwbench measures instead of 
 
 from __future__ import annotations
 
-import functools
 import logging
 import statistics
 import time
@@ -60,16 +59,12 @@ def time_candidates(
 
 
 class ChoiceCache:
-    """The choices made in this process, by the net's kernel layers, input shape, threads, precision and
-    settings: the jobs of a sweep share a process and pay for a choice once."""
+    """Choices kept by a caller that times several nets in one process, by the net's kernel layers, input shape,
+    threads, precision and settings. A job keeps none: it runs in a fresh process (hwbench.job.process) and
+    measures its own choice, in that process's own state (a heap layout can change which kernel is faster)."""
 
     def __init__(self) -> None:
         self.choices: dict[tuple, CpuKernels] = {}
-
-
-@functools.cache  # one cache per process, made on first use
-def process_cache() -> ChoiceCache:
-    return ChoiceCache()
 
 
 def kernel_layers(net: nn.Module) -> dict[str, list[KernelLayer]]:
@@ -104,23 +99,22 @@ def choose_kernels(
     """Choose and set the CPU kernel of each kind of layer in ``net`` (``settings``: kind -> ``auto`` or a
     kernel to force), timing training steps on the batch ``x``, ``y``; None for a net without such layers.
 
-    The net's weights, buffers and gradients and torch's random stream are left as they were.
+    The net's weights, buffers and gradients and torch's random stream are left as they were. ``cache``: where
+    an earlier choice for the same layers, shapes, threads and settings is taken from; None: always measured.
     """
     by_kind = kernel_layers(net)
     if not by_kind:
         return None
-    cache = process_cache() if cache is None else cache
     with forward_context():  # under autocast oneDNN's float32 matmul does not apply
         autocast = torch.is_autocast_enabled("cpu")
         candidates = {kind: [k for k in KINDS[kind] if any(k in layer.kernels() for layer in layers)]
                       for kind, layers in by_kind.items()}  # fmt: skip
     compiled = any(hasattr(module, "_orig_mod") for module in net.modules())
-    # the layers (their shapes and rates), not the module around them: bench_overhead's hand loop takes the
-    # choice hwbench's Classifier made for the same net
+    # the layers (their shapes and rates), not the module around them: a cache serves nets built alike
     layers = tuple(repr(layer) for layers in by_kind.values() for layer in layers)
     key = (layers, tuple(x.shape), x.stride(), x.dtype, autocast, torch.get_num_threads(),
            tuple(sorted(settings.items())), compiled)  # fmt: skip
-    if key in cache.choices:
+    if cache is not None and key in cache.choices:
         part = cache.choices[key].model_copy(update={"cached": True, "seconds": 0.0})
         apply_choice(net, part)
         return part
@@ -131,7 +125,8 @@ def choose_kernels(
         for kind, layers in by_kind.items():
             choices[kind] = choose_kind(layers, candidates[kind], settings.get(kind, AUTO), compiled, step, rounds)
     part = CpuKernels(layers=choices, seconds=time.perf_counter() - start, rounds=rounds)
-    cache.choices[key] = part
+    if cache is not None:
+        cache.choices[key] = part
     return part
 
 
@@ -198,7 +193,7 @@ def describe(part: CpuKernels) -> str:
     for kind, choice in part.layers.items():
         timings = ", ".join(f"{k} {ms:.2f}" for k, ms in choice.ms_per_step.items())
         items.append(f"{kind}={choice.kernel} ({choice.how}{f': {timings} ms/step' if timings else ''})")
-    return "; ".join(items) + (" [chosen earlier in this process]" if part.cached else f" [{part.seconds:.2f} s]")
+    return "; ".join(items) + (" [cached]" if part.cached else f" [{part.seconds:.2f} s]")
 
 
 class CpuKernelChoice(Callback):

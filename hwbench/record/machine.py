@@ -1,0 +1,92 @@
+"""The machine a run ran on, and the process: its fingerprint, the job's own process, and how busy the machine was
+while the training was timed. Parts of the record, as typed and capped as the others (``parts.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from hwbench.record.parts import Name, Part, Percent, Rate, Seconds, Text
+
+
+class Gpu(Part):
+    """One of the machine's GPUs, as torch reports it."""
+
+    name: Name
+    memory_gb: float | None = None
+    capability: Name | None = None
+
+
+class Fingerprint(Part):
+    """The machine that ran (hwbench/record/fingerprint.py): host, CPU, GPUs, software versions.
+
+    The fields compare reads are required; the others may be missing from older records."""
+
+    host: Name
+    cpu: Name
+    threads: int
+    accelerator: Name
+    precision: Name
+    gpus: list[Gpu] = Field(default_factory=list)
+    os: Name | None = None
+    physical_cores: int | None = None
+    logical_cores: int | None = None
+    usable_cores: int | None = None  # those this process may use (its CPU affinity): threads beyond are oversubscribed
+    ram_gb: float | None = None
+    driver: Name | None = None
+    cuda: Name | None = None
+    cudnn: int | None = None
+    python: Name | None = None
+    torch: Name | None = None
+    lightning: Name | None = None
+    cpu_isa: Name | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
+    cpu_kernels: dict[Name, Name] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
+
+
+class JobProcess(Part):
+    """The process the job ran in (hwbench/job/process.py): a fresh interpreter of its own, started off every clock."""
+
+    pid: int
+    start_seconds: Seconds | None = None  # from starting the interpreter to the job's start (imports, config)
+    shared: Text | None = None  # why the job ran in a process it shares with its caller; None: a fresh one
+    died: Text | None = None  # how the job process died, where it did: "killed by SIGSEGV", "exit 139"
+
+
+# When a run is noisy (MachineLoad.noise): these thresholds, set here only; the README documents them.
+OTHERS_CPU_PERCENT_ABOVE = 10.0  # CPU time of processes outside the job, in % of all the cores' time
+STEAL_PERCENT_ABOVE = 5.0  # the hypervisor's steal, in % of all the cores' time
+# and on a GPU: any other process on the job's device, any thermal or power throttling of it in the window
+
+
+class MachineLoad(Part):
+    """The machine's other load over the timed training window (hwbench/measure/machine_load.py): is the figure
+    the hardware's alone? A figure that could not be read is None, and ``unavailable`` says why."""
+
+    window_seconds: Seconds  # the training epochs the figures cover (their validation included: the job's own)
+    cores: int  # the logical CPUs the job may run on (its affinity): the percentages are of their time
+    others_cpu_percent: Percent | None = None  # processes outside this job's process tree, on those CPUs
+    steal_percent: Percent | None = None  # time the hypervisor gave this VM's CPUs to others
+    load_average: Annotated[float, Field(ge=0)] | None = None  # 1 minute, at the window's end: the job's included
+    cpu_mhz: Rate | None = None  # the CPUs' mean current clock, over the window's edges
+    gpu_other_processes: list[Name] | None = None  # on the job's GPU, seen at the window's edges: "pid 42 (python)"
+    gpu_throttled_seconds: dict[Name, Seconds] | None = None  # "power", "thermal": NVML's violation counters
+    gpu_throttle_reasons: list[Name] | None = None  # NVML's thermal and power clock-event reasons at the edges
+    unavailable: Text | None = None  # what could not be read here, and why
+
+    @property
+    def noise(self) -> list[str]:
+        """Why the run is noisy, each reason in a few words; empty for a quiet one."""
+        reasons = []
+        if self.others_cpu_percent is not None and self.others_cpu_percent > OTHERS_CPU_PERCENT_ABOVE:
+            reasons.append(f"other processes used {self.others_cpu_percent:.0f}% of the {self.cores} cores")
+        if self.steal_percent is not None and self.steal_percent > STEAL_PERCENT_ABOVE:
+            reasons.append(f"the hypervisor stole {self.steal_percent:.0f}% of the CPU time")
+        if self.gpu_other_processes:
+            reasons.append(f"other GPU processes: {', '.join(self.gpu_other_processes)}")
+        throttled = {k: v for k, v in (self.gpu_throttled_seconds or {}).items() if v > 0}
+        if throttled:
+            reasons.append("GPU throttled: " + ", ".join(f"{k} {v:.2f} s" for k, v in throttled.items()))
+        elif self.gpu_throttle_reasons:
+            reasons.append(f"GPU throttled: {', '.join(self.gpu_throttle_reasons)}")
+        return reasons

@@ -1,0 +1,136 @@
+"""Every job in a fresh process, and whether the machine was quiet: real sweeps, real signals, real busy loops."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_faults import no_traceback, records, start, wait_for
+
+from hwbench.compare import main as compare
+from hwbench.job.process import CALLER_PROCESS
+from hwbench.job.runner import run
+from hwbench.measure.gpu_load import GpuLoad
+from hwbench.measure.machine_load import LoadWindows
+from hwbench.record.results import ResultsRecord
+
+# one thread and torch's kernels: the runs' rounding is the same in any process (an auto choice may differ)
+SAME_MATH = ("device=cpu", "device.threads=1", "device.cpu_kernels.linear=torch", "device.cpu_kernels.dropout=torch")
+TINY = ("device=cpu", "data.train_limit=1000")
+
+
+def test_each_job_of_a_sweep_runs_in_its_own_process_and_gives_what_one_process_gave(
+    data_root, make_cfg, tmp_path
+) -> None:
+    proc = start(["-m", "seed=0,1,2", "epochs=1", "data.train_limit=1000", *SAME_MATH], data_root, tmp_path)
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    fresh = [r for _, r in sorted(records(tmp_path / "outputs").items())]
+    pids = [r.job.pid for r in fresh]
+    assert len(set(pids)) == 3 and proc.pid not in pids  # three processes, none of them the sweep's
+    assert all(r.job.shared is None and r.job.start_seconds > 0 and r.job.died is None for r in fresh)
+
+    shared = [run(make_cfg(f"seed={seed}", "epochs=1", "data.train_limit=1000", *SAME_MATH), tmp_path / str(seed))
+              for seed in range(3)]  # fmt: skip
+    assert {r.job.pid for r in shared} == {os.getpid()} and shared[0].job.shared == CALLER_PROCESS
+    assert [(r.status, r.metrics.test_acc) for r in fresh] == [(r.status, r.metrics.test_acc) for r in shared]
+
+    for record in fresh:  # the machine's load is read in every run (quiet or not on a shared VM: not asserted)
+        load = record.machine_load
+        figures = (load.window_seconds, load.others_cpu_percent, load.steal_percent, load.load_average, load.cpu_mhz)
+        assert all(f is not None and math.isfinite(f) for f in figures) and load.unavailable is None
+        assert load.cores == psutil.cpu_count() and load.gpu_other_processes is None  # a CPU run reads no GPU
+
+
+def job_process(sweep: subprocess.Popen) -> psutil.Process:
+    """The sweep's job process now running (its one child)."""
+    (child,) = psutil.Process(sweep.pid).children()
+    assert "hydra.mode=RUN" in child.cmdline()
+    return child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(data_root, tmp_path, sig) -> None:
+    proc = start(["-m", "epochs=1,100,1", *TINY], data_root, tmp_path)
+    wait_for(proc, "epoch 1/100 done")  # job 1 has recorded its first epoch
+    job_process(proc).send_signal(sig)
+    proc.communicate(timeout=300)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    no_traceback(stderr)
+    assert proc.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: 1 job(s) did not finish ok: 1_ffnn_cpu_e100 (killed by {sig.name}) (see their results.json)"
+    )
+    found = records(tmp_path / "outputs")
+    assert [found[j].status for j in ("0_ffnn_cpu_e1", "1_ffnn_cpu_e100", "2_ffnn_cpu_e1")] == ["ok", "failed", "ok"]
+    dead = found["1_ffnn_cpu_e100"]
+    assert dead.job.died == f"killed by {sig.name}"
+    assert dead.reason.startswith(f"its process died (killed by {sig.name}) after")
+    assert len(dead.training.epochs) >= 1 and dead.training.partial  # what it had recorded is kept
+    assert f"ffnn cpu epochs=100: failed: its process died (killed by {sig.name}) after" in stderr
+
+
+@pytest.fixture
+def busy_loops() -> Iterator[list[subprocess.Popen]]:
+    """A Python busy loop on every core, outside any hwbench process tree."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    yield loops
+    for loop in loops:
+        loop.kill()
+        loop.wait()
+
+
+def machine_load_text(run_dir: Path) -> str:
+    """The machine_load text the run wrote to TensorBoard, read back with TensorBoard's own reader."""
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    (event,) = acc.Tensors("machine_load/text_summary")
+    return event.tensor_proto.string_val[0].decode()
+
+
+def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench_cli, busy_loops, tmp_path) -> None:
+    result = hwbench_cli("epochs=1", "data.train_limit=3000", "device=cpu", "hydra.run.dir=busy")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record: ResultsRecord = records(tmp_path / "busy")["busy"]
+    assert record.status == "ok" and record.machine_load.others_cpu_percent > 30  # the loops' share, at the least
+    (reason,) = [n for n in record.noise if n.startswith("other processes used ")]
+    assert f"noisy: {reason}" in result.stdout  # the summary line
+    assert machine_load_text(tmp_path / "busy").startswith(f"**noisy**: {reason}")
+    assert compare([str(tmp_path / "busy"), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "compare.csv").read_text().count(reason) == 1
+
+    strict = hwbench_cli("epochs=1", *TINY, "device.require_quiet=true", "hydra.run.dir=strict")
+    assert strict.returncode == 1
+    (line,) = strict.stderr.strip().splitlines()
+    assert line.startswith("error: ffnn cpu epochs=1: failed: the machine is busy (other processes used ")
+    assert line.endswith("device.require_quiet=true refuses to time on it: stop the other load, or set "
+                         "device.require_quiet=false to time anyway (the run is then marked noisy)")  # fmt: skip
+    refused = records(tmp_path / "strict")["strict"]
+    assert refused.status == "failed" and refused.training is None  # nothing was timed
+
+
+def test_what_cannot_be_read_is_named_never_a_zero() -> None:
+    """A CUDA GPU's other processes and throttling from NVML; where NVML cannot read it (no NVIDIA driver here),
+    the part says so in its one field and leaves the GPU figures out."""
+    windows = LoadWindows(GpuLoad(torch.device("cuda", 0)), cpus=None)
+    windows.edge({os.getpid()}, start=True)
+    sum(i * i for i in range(2_000_000))  # some CPU time in the window: the counters tick every 10 ms
+    windows.edge({os.getpid()}, start=False)
+    part = windows.part()
+    assert part is not None and part.window_seconds > 0 and part.others_cpu_percent is not None
+    assert (part.steal_percent is not None) == sys.platform.startswith("linux")  # only Linux reports steal
+    if torch.cuda.is_available():
+        assert part.gpu_other_processes is not None
+        assert (part.gpu_throttled_seconds is None) != (part.gpu_throttle_reasons is None)  # counters or reasons
+    else:
+        assert part.unavailable.startswith("no NVML reading of the GPU (")
+        assert part.gpu_other_processes is None and part.gpu_throttled_seconds is None
