@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -40,9 +41,22 @@ def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subproces
     return result
 
 
+def as_if_quiet(folder: Path) -> None:
+    """The runs' machine load as a quiet machine's: these runs share the machine with the other test worker, so
+    they come out noisy, and compare never takes a noisy run as a baseline (tested in test_records). Here the
+    speed-ups themselves are under test."""
+    for path in folder.rglob("results.json"):
+        record = json.loads(path.read_text())
+        if record.get("machine_load"):
+            record["machine_load"] |= {"others_cpu_percent": 0.0, "steal_percent": 0.0}
+            path.write_text(json.dumps(record))
+
+
 @pytest.fixture(scope="module")
 def outputs(sweep: subprocess.CompletedProcess) -> Path:
-    return Path(sweep.args[-1].removeprefix("output_root="))
+    folder = Path(sweep.args[-1].removeprefix("output_root="))
+    as_if_quiet(folder)
+    return folder
 
 
 def synthetic() -> ModuleType:
@@ -311,6 +325,7 @@ def one_epoch(data_root: str, sweep, tmp_path_factory: pytest.TempPathFactory) -
     result = subprocess.run([sys.executable, "-m", "hwbench", *args], cwd=root, env=env, capture_output=True,
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    as_if_quiet(root)
     return root
 
 

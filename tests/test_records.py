@@ -240,7 +240,7 @@ def test_a_noisy_run_is_marked_and_never_the_baseline(tmp_path: Path, capsys) ->
     assert compare([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     out = capsys.readouterr().out
     assert "18,000 noisy" in out and "the machine had other load while the run was timed" in out
-    assert "speed-up: training samples/s against ffnn: vm/cpu/ffnn_cpu_e2 (calm)" in " ".join(out.split())
+    assert "over those of the slowest run of the same network (ffnn: job calm" in " ".join(out.split())
     rows = {r["job"]: r for r in csv.DictReader((tmp_path / "report" / "compare.csv").open())}
     assert rows["busy"]["noisy"] == "other processes used 61% of the 2 cores" and rows["calm"]["noisy"] == ""
     assert float(rows["calm"]["speedup"]) == 1.0 and float(rows["busy"]["speedup"]) == 0.5

@@ -124,7 +124,9 @@ def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, t
         shown.append(line)
         if line.startswith("epoch 1/3 done"):
             break
-    (rank1,) = psutil.Process(proc.pid).children()  # Lightning started it: python -m hwbench ... ddp_rank1
+    # the job's own process started rank 1 (Lightning: python -m hwbench ... ddp_rank1)
+    (rank1,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if "hwbench" in p.cmdline()
+                and any(a.startswith("hydra.job.name=ddp_rank") for a in p.cmdline())]  # fmt: skip
     assert "hydra.job.name=ddp_rank1" in rank1.cmdline()
     rank1.send_signal(signal.SIGKILL)
     rest, stderr = proc.communicate(timeout=300)
