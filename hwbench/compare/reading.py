@@ -101,7 +101,7 @@ def collect(done: Iterable[tuple[list[tuple[Any, ...]], list[str]]]) -> list[Row
     rows: list[Row] = []
     for chunk_rows, warnings in done:
         for warning in warnings:
-            print(warning, file=sys.stderr)
+            say(warning)
         rows += itertools.starmap(Row, chunk_rows)
     rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
     return rows
@@ -164,4 +164,11 @@ def skipping(path: str | Path, why: str) -> str:
 
 
 def warn_skipping(path: str | Path, why: str) -> None:
-    print(skipping(path, why), file=sys.stderr)
+    say(skipping(path, why))
+
+
+def say(line: str) -> None:
+    """A line on stderr in one write: worker processes share it, and print's two writes (text, newline) could
+    interleave with another process's."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
