@@ -2,11 +2,13 @@
 # The GPU checks, in one script with a time limit per stage: correctness, throughput (each figure twice), the
 # speedrun (twice), the peers. Logs and records go to OUT_DIR; the last lines printed are the summary.
 #
-#   bash benchmarks/gpu_checks.sh OUT_DIR [correctness] [throughput] [speedrun] [peers]   (default: all four)
+#   bash benchmarks/gpu_checks.sh OUT_DIR [correctness] [throughput] [targets] [speedrun] [peers]
+#   (default: all but targets, which throughput includes)
 #
-# correctness: the GPU tests, and 10 graphed CNN runs in fresh processes (all must end ok)
+# correctness: the GPU tests (pytest -m gpu), and 10 graphed CNN runs in fresh processes (all must end ok)
 # throughput:  the sweep arch x execution=graph,fused x precision 32,bf16-mixed, compare's table, a second
 #              run of the fused FP32 pair (the targets are read twice), bench_overhead's graphed comparisons
+# targets:     the fused FP32 pair alone
 # speedrun:    scripts/speedrun.py with execution=fused and bf16, 5 seeds, twice
 # peers:       benchmarks/jax_peer.py against execution=fused, 3 repeats
 set -u
@@ -27,9 +29,11 @@ from hwbench.record.results import read_record
 for path in sorted(Path(sys.argv[1]).rglob("results.json")):
     r = read_record(path)
     speed, res = r.train_speed, r.resources
+    mfu = f"mfu {speed.mfu} of-measured {speed.mfu_of_measured_peak}" if speed else "mfu None"
     print(f"{path.parent.name}: {r.status} {r.reason or ''} steady {speed.samples_per_sec if speed else 0:,.0f}/s "
-          f"mfu {speed.mfu if speed else None} busy {res.gpu_busy_percent if res else None} "
-          f"prepare {r.execution.prepare_seconds if r.execution else None} acc {r.metrics.test_acc if r.metrics else None}")
+          f"{mfu} busy {res.gpu_busy_percent if res else None} "
+          f"prepare {r.execution.prepare_seconds if r.execution else None} acc {r.metrics.test_acc if r.metrics else None} "
+          f"pid {r.job.pid if r.job else None} noisy {r.noise}")
 PY
 }
 say "$(nvidia-smi -L 2>&1 | head -1); $(python3 -c 'import torch, lightning; print("torch", torch.__version__, "lightning", lightning.__version__)')"
@@ -42,8 +46,9 @@ if [[ $stages == *correctness* ]]; then
   done
   say "10 graphed CNN runs: $(sort "$out/crash.txt" | tr '\n' ' ')"
   records "$work/crash"
-  # addopts=-ra: the GPU image has no pytest-xdist, and these tests share one GPU
-  stage gpu_tests 420 python3 -m pytest -o addopts=-ra -q -p no:cacheprovider tests/test_gpu_path.py tests/test_scripts.py -k "gpu or graphed or fused"
+  # every test marked gpu; four workers where the image has pytest-xdist (they share the GPU: no test times)
+  workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
+  stage gpu_tests 420 python3 -m pytest -o addopts="-ra $workers" -q -p no:cacheprovider -m gpu tests
   tail -3 "$out/gpu_tests.log" | tee -a "$out/summary.txt"
 fi
 if [[ $stages == *throughput* ]]; then
@@ -51,12 +56,14 @@ if [[ $stages == *throughput* ]]; then
     output_root="$work/sweep"
   records "$work/sweep"
   python3 -m hwbench.compare "$work/sweep" --out "$out/report" > "$out/compare.log" 2>&1
-  stage targets_again 240 python3 -m hwbench -m device=gpu arch=ffnn,cnn execution=fused output_root="$work/again"
-  records "$work/again"
   for kind in graph fused; do
     stage overhead_$kind 300 python3 benchmarks/bench_overhead.py --device gpu --epochs 6 --repeats 3 execution=$kind
     tail -8 "$out/overhead_$kind.log" | tee -a "$out/summary.txt"
   done
+fi
+if [[ $stages == *throughput* || $stages == *targets* ]]; then  # the fused FP32 pair: the targets, read again
+  stage targets 240 python3 -m hwbench -m device=gpu arch=ffnn,cnn execution=fused output_root="$work/again"
+  records "$work/again"
 fi
 if [[ $stages == *speedrun* ]]; then
   for run in 1 2; do

@@ -120,4 +120,6 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def cuda(test: Callable) -> Callable:
+    """A test that needs a CUDA GPU: marked ``gpu`` (``pytest -m gpu`` runs them all) and skipped without one."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))

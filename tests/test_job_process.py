@@ -16,6 +16,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_faults import no_traceback, records, start, wait_for
 
+from conftest import cuda
 from hwbench.compare import main as compare
 from hwbench.job.process import CALLER_PROCESS
 from hwbench.job.runner import run
@@ -116,6 +117,24 @@ def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench
                          "device.require_quiet=false to time anyway (the run is then marked noisy)")  # fmt: skip
     refused = records(tmp_path / "strict")["strict"]
     assert refused.status == "failed" and refused.training is None  # nothing was timed
+
+
+@cuda
+def test_another_process_on_the_gpu_makes_a_gpu_run_noisy(hwbench_cli, tmp_path) -> None:
+    """A process holding a CUDA context on the job's GPU (NVML lists it) all through a real GPU run."""
+    holder = "import torch, time; torch.ones(1, device='cuda'); print('ready', flush=True); time.sleep(600)"
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "ready"
+        result = hwbench_cli("device=gpu", "epochs=1", "data.train_limit=3000", "hydra.run.dir=shared")
+    finally:
+        other.kill()
+        other.wait()
+    assert result.returncode == 0, result.stderr[-3000:]
+    record: ResultsRecord = records(tmp_path / "shared")["shared"]
+    assert record.status == "ok" and record.machine_load.gpu_other_processes  # named, or counted in a container
+    (reason,) = [n for n in record.noise if n.startswith("other GPU processes: ")]
+    assert f"noisy: {reason}" in result.stdout
 
 
 def test_what_cannot_be_read_is_named_never_a_zero() -> None:

@@ -104,7 +104,6 @@ def test_a_sweep_pays_for_the_probe_once_and_every_cpu_record_has_mfu_against_it
         assert float(row["mfu"]) == float(row["mfu_of_measured_peak"]) > 0
 
 
-@pytest.mark.gpu
 @cuda
 @pytest.mark.parametrize("in_table", [True, False], ids=["gpu in the table", "gpu not in the table"])
 def test_a_gpu_run_has_the_measured_mfu_and_the_datasheet_one_where_known(

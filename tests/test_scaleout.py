@@ -16,6 +16,7 @@ import psutil
 import pytest
 import torch
 
+from conftest import cuda
 from hwbench.compare.cli import main as compare
 from hwbench.data.datamodules import TensorBatches
 from hwbench.record.results import ResultsRecord, read_record
@@ -174,8 +175,7 @@ def test_submitit_local_sweep_lands_in_one_sweep_folder(hwbench_cli, tmp_path, c
     assert "2 records (2 ok" in capsys.readouterr().out
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@cuda
 def test_one_gpu_ddp_job_starts_nccl(hwbench_cli, tmp_path) -> None:
     ok(hwbench_cli("device=gpu", "device.strategy=ddp", "epochs=1", "arch=ffnn", "data.train_limit=2048"))
     ((_, record),) = records(tmp_path / "outputs").items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -133,7 +134,10 @@ def config_dir() -> str:
     """The config groups' folder (conf/ at the top of the checkout; inside the wheel, the package hwbench.conf)."""
     import importlib.resources
 
-    return str(importlib.resources.files("hwbench.conf"))
+    try:
+        return str(importlib.resources.files("hwbench.conf"))
+    except ModuleNotFoundError:  # a checkout on PYTHONPATH, not installed: its own conf/
+        return str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
