@@ -18,6 +18,7 @@ import argparse
 import inspect
 from collections.abc import Callable
 
+import recipe  # the sibling module: what every peer is told
 import torch
 import torch.nn.functional as F
 import torch_loop  # the sibling peer: its arguments, network, start, clock and report
@@ -92,7 +93,7 @@ def capture(step: Step, steps: int, x: Tensor, y: Tensor) -> Callable[[list[Tens
 
 
 def main() -> None:
-    args = arguments().parse_args()
+    args = recipe.parse(arguments())
     torch.set_float32_matmul_precision(args.matmul_precision)
     torch.backends.cudnn.allow_tf32 = args.matmul_precision != "highest"  # convolutions follow it, as in hwbench
     torch.backends.cudnn.benchmark = args.cudnn_benchmark

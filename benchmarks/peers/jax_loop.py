@@ -22,18 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import recipe  # the sibling module: what every peer is told
+
 TIMED_FROM_EPOCH = 1  # epoch 0 is warm-up and XLA's compile
 DROPOUT = (0.25, 0.5)  # the CNN's, after the pool and after the dense layer
 
 
 def arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("arrays", help="an .npz file: x, float32 (N, 1, 28, 28); y, int64 (N,)")
-    parser.add_argument("--arch", choices=["ffnn", "cnn"], default="ffnn")
-    parser.add_argument("--epochs", type=int, default=5, help="at least 2: the first is warm-up, the rest are timed")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = recipe.arguments(__doc__)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     return parser
 
@@ -113,9 +109,7 @@ def epoch_fn(arch: str, steps: int, batch_size: int, lr: float) -> Callable[...,
 
 
 def main() -> None:
-    args = arguments().parse_args()
-    if args.epochs < 2:
-        raise SystemExit("error: --epochs must be at least 2: the first is warm-up")
+    args = recipe.parse(arguments())
     os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # share the GPU politely; it does not change speed
     import jax
     import jax.numpy as jnp

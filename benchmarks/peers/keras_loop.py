@@ -22,18 +22,14 @@ import os
 import time
 from typing import Any
 
+import recipe  # the sibling module: what every peer is told
+
 TIMED_FROM_EPOCH = 1  # epoch 0 is warm-up
 
 
 def arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("arrays", help="an .npz file: x, float32 (N, 1, 28, 28); y, int64 (N,)")
-    parser.add_argument("--arch", choices=["ffnn", "cnn"], default="ffnn")
-    parser.add_argument("--epochs", type=int, default=5, help="at least 2: the first is warm-up, the rest are timed")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser = recipe.arguments(__doc__)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -59,9 +55,7 @@ def build(arch: str, lr: float) -> Any:
 
 
 def main() -> None:
-    args = arguments().parse_args()
-    if args.epochs < 2:
-        raise SystemExit("error: --epochs must be at least 2: the first is warm-up")
+    args = recipe.parse(arguments())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import numpy as np

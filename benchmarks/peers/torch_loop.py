@@ -21,24 +21,19 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import recipe  # the sibling module: what every peer is told
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("arrays", help="an .npz file: x, float32 (N, 1, 28, 28); y, int64 (N,)")
-    parser.add_argument("--arch", choices=["ffnn", "cnn"], default="ffnn")
+    parser = recipe.arguments(doc)
     parser.add_argument("--hidden", type=int, default=512, help="the FFNN's hidden units")
     parser.add_argument("--dropout", type=float, nargs="+", help="FFNN: one rate (default 0); CNN: after the pool, "
                         "after the dense layer (default 0.25 0.5)")  # fmt: skip
     parser.add_argument("--init", choices=["keras", "torch"], default="keras")
-    parser.add_argument("--epochs", type=int, default=5, help="at least 2: the first is warm-up, the rest are timed")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch's CPU threads")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     return parser
 
@@ -66,8 +61,6 @@ def paper_net(arch: str, hidden: int, dropout: list[float] | None, init: str) ->
 
 def start(args: argparse.Namespace) -> tuple[torch.device, Tensor, Tensor, nn.Sequential]:
     """Threads and seed set; the images and labels on the device; the network on it."""
-    if args.epochs < 2:
-        raise SystemExit("error: --epochs must be at least 2: the first is warm-up")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -108,7 +101,7 @@ def report(net: nn.Module, x: Tensor, y: Tensor, epochs: int, seconds: float, **
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
+    args = recipe.parse(arguments(__doc__))
     device, x, y, net = start(args)
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
 

@@ -71,20 +71,33 @@ class TensorBatches:
         return self.steps if self.group is None else math.ceil(self.steps / self.group)
 
     def __iter__(self) -> Iterator[Batch] | Iterator[list[Batch]]:
-        x, y = self.x, self.y
-        if self.generator is not None:
-            # one gather per epoch, then every batch is a free contiguous view
-            perm = torch.randperm(len(x), device=x.device, generator=self.generator)
-            perm = perm if self.world_size == 1 else self.shard(perm)
-            x, y = x[perm], y[perm]
-        elif self.world_size > 1:  # evaluation: items rank, rank + W, ...: disjoint, and the whole split together
-            x, y = x[self.rank :: self.world_size], y[self.rank :: self.world_size]
-        batches = ((x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size))
+        batches = self.shuffled() if self.generator is not None else self.in_order()
         if self.group is None:
             yield from batches
         else:
             while group := list(itertools.islice(batches, self.group)):
                 yield group
+
+    def shuffled(self) -> Iterator[Batch]:
+        """An epoch's batches in a fresh permutation. A CPU gathers each batch as the step takes it, so the batch
+        is still in cache for the forward (a whole epoch gathered first wrote and re-read the split: 3% of an FFNN
+        epoch on 2 cores); an accelerator gathers the epoch in one kernel, and its batches are free views."""
+        x, y = self.x, self.y
+        perm = torch.randperm(len(x), device=x.device, generator=self.generator)
+        perm = perm if self.world_size == 1 else self.shard(perm)
+        if x.device.type == "cpu":
+            return ((x[i], y[i]) for i in perm.split(self.batch_size))
+        return self.views(x[perm], y[perm])
+
+    def in_order(self) -> Iterator[Batch]:
+        """Evaluation's batches; under DDP items rank, rank + W, ...: disjoint, and the whole split together."""
+        x, y = self.x, self.y
+        if self.world_size > 1:
+            x, y = x[self.rank :: self.world_size], y[self.rank :: self.world_size]
+        return self.views(x, y)
+
+    def views(self, x: Tensor, y: Tensor) -> Iterator[Batch]:
+        return ((x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size))
 
 
 class InMemoryDataModule(L.LightningDataModule):
