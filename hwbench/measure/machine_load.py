@@ -104,6 +104,7 @@ class LoadWindows:
         self.seconds, self.busy, self.steal, self.total, self.job = 0.0, 0.0, 0.0, 0.0, 0.0
         self.steal_read = True
         self.mhz: list[float] = []
+        self.load: float | None = None  # the 1-minute load at the last window's end
         self.start: CpuReading | None = None
 
     def edge(self, roots: Collection[int], start: bool) -> None:
@@ -124,6 +125,7 @@ class LoadWindows:
         self.job += b.job - a.job
         self.steal_read = self.steal_read and a.steal is not None and b.steal is not None
         self.steal += (b.steal or 0.0) - (a.steal or 0.0)
+        self.load = psutil.getloadavg()[0]
         self.start = None
 
     def part(self) -> MachineLoad | None:
@@ -138,7 +140,7 @@ class LoadWindows:
             window_seconds=self.seconds, cores=cores,
             others_cpu_percent=min(100.0, max(0.0, 100 * (self.busy - self.job) / self.total)),
             steal_percent=min(100.0, 100 * max(0.0, self.steal) / self.total) if self.steal_read else None,
-            load_average=psutil.getloadavg()[0], cpu_mhz=sum(self.mhz) / len(self.mhz) if self.mhz else None,
+            load_average=self.load, cpu_mhz=sum(self.mhz) / len(self.mhz) if self.mhz else None,
             unavailable="; ".join(dict.fromkeys(unavailable)) or None, **(self.gpu.figures() if self.gpu else {}),
         )  # fmt: skip
 
