@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -41,6 +42,18 @@ def matmul_peak_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         folder = tmp_path_factory.mktemp("hwbench-cache")
         patch.setenv("HWBENCH_CACHE", str(folder))
         yield folder
+
+
+@pytest.fixture(autouse=True)
+def machine_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """pytest-xdist runs tests side by side; a test marked ``quiet`` has the machine to itself: it waits for the
+    running tests to end and the others wait for it (an exclusive flock on a file every test holds shared)."""
+    quiet = request.node.get_closest_marker("quiet") is not None
+    path = tmp_path_factory.getbasetemp().parent / "hwbench-machine.lock"  # the workers' basetemps share a parent
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -180,8 +180,8 @@ def test_onednn_linear_gradients_match_nn_linear() -> None:
 def test_ffnn_trains_like_nn_linear(data_root: str, kernel: str) -> None:
     torch.manual_seed(0)
     ours = with_kernels(init_weights(FFNN(), "keras"), linear=kernel)
-    plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.0), nn.Linear(512, 512),
-                          nn.ReLU(), nn.Dropout(0.0), nn.Linear(512, 10))  # fmt: skip
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10))  # fmt: skip
     plain.load_state_dict(ours.state_dict())
     data = batches(data_root, 20)
     eager, theirs = train(plain, data, lr=0.1), train(ours, data, lr=0.1)

@@ -31,7 +31,7 @@ def test_all_three_paths_report_their_fields(peer_script) -> None:
         assert row["threads"] == 1 and row["train_images"] == 1000 and row["repeats"] == 1
         assert len(row["keras_all"]) == len(row["hwbench_all"]) == len(row["hand_loop_all"]) == 1
         assert row["hwbench_vs_stock_loop"] == pytest.approx(row["hwbench_all"][0] / row["stock_loop_all"][0])
-        assert row["cpu"] == cpu_description() and set(row["cpu_kernels"][0]) >= {"linear", "dropout"}
+        assert row["cpu"] == cpu_description() and "linear" in row["cpu_kernels"][0]
         assert row["keras_samples_per_sec"] > 0 and isinstance(row["keras_jit_compile"], bool)
         assert row["hwbench_vs_keras"] == pytest.approx(row["hwbench_samples_per_sec"] / row["keras_samples_per_sec"])
         assert row["keras"].startswith("3.")

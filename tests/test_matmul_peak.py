@@ -20,10 +20,22 @@ from conftest import cuda
 from hwbench.compare.rows import to_row
 from hwbench.job.runner import run
 from hwbench.measure import peaks
-from hwbench.measure.matmul_peak import matmul_flops, matmul_peak, measure_matmul_peak, operands, product
+from hwbench.measure.matmul_peak import (
+    cache_file,
+    matmul_flops,
+    matmul_peak,
+    measure_matmul_peak,
+    operands,
+    probe_key,
+    product,
+)
+from hwbench.measure.throughput import FlopsAndPeak
+from hwbench.measure.training_clock import Mark
+from hwbench.record.parts import Flops
 from hwbench.record.results import read_record
 
 CPU = torch.device("cpu")
+THREADS = torch.get_num_threads()
 
 
 def test_the_probe_counts_2_n_cubed_flops_a_product_and_divides_by_its_fastest_round() -> None:
@@ -37,9 +49,11 @@ def test_the_probe_counts_2_n_cubed_flops_a_product_and_divides_by_its_fastest_r
     assert peak.seconds >= peak.round_seconds * peak.rounds  # the probe's own time: growing, warming, timing
 
 
+@pytest.mark.quiet
 def test_the_cache_is_read_back_and_a_damaged_one_measured_again(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path))
     first = matmul_peak(CPU, "fp32")
+    assert first.noise == []  # the machine is this test's alone: its threads got their cores
     (kept,) = tmp_path.glob("matmul-peak-*.json")
     again = matmul_peak(CPU, "fp32")
     assert not first.cached and first.seconds > 0
@@ -61,6 +75,60 @@ def test_a_cache_folder_that_cannot_be_made_costs_a_probe_not_the_job(tmp_path: 
     assert "probing without it" in caplog.text
 
 
+def test_a_probe_beside_busy_loops_is_flagged_gives_no_mfu_and_is_never_kept(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        peak = matmul_peak(CPU, "fp32")
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    (reason,) = peak.noise
+    assert reason.startswith(f"the probe's {threads} thread(s) got ") and reason.endswith("other load took the rest")
+    assert not list(tmp_path.glob("matmul-peak-*.json"))  # a busy machine's rate is never kept for the next job
+    meter = FlopsAndPeak(Flops(forward=1_000, train=3_000), "32-true")
+    meter.measured = peak  # what the job's probe gave: no MFU against it
+    window = (Mark(0.0, 0, 0), Mark(1.0, 10, 1280))
+    assert meter.rates(*window).mfu_of_measured_peak is None
+    meter.measured = peak.model_copy(update={"noise": []})  # the same rate from a quiet probe would give one
+    assert meter.rates(*window).mfu_of_measured_peak == pytest.approx(3_000 * 1280 / peak.flops_per_sec)
+
+
+def test_a_kept_peak_the_training_beats_leaves_the_record_and_the_cache(hwbench_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)  # the job's threads: part of the kept peak's key
+    try:
+        key = probe_key(CPU, "fp32")
+    finally:
+        torch.set_num_threads(THREADS)
+    kept = cache_file(key)
+    kept.parent.mkdir()
+    slow = {
+        "flops_per_sec": 1e9,
+        "precision": "fp32",
+        "size": 1024,
+        "calls": 1,
+        "round_seconds": 2.1,
+        "rounds": 5,
+        "threads": 1,
+        "seconds": 11.0,
+        "measured_at": "2026-01-01T00:00:00+00:00",
+    }  # a busy day's 1 GFLOP/s
+    kept.write_text(json.dumps({"key": key, "peak": slow}))
+    result = hwbench_cli("device=cpu", "device.threads=1", "epochs=2", "data.train_limit=2000", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    training = read_record(tmp_path / "run" / "results.json").training
+    assert training.measured_peak is None and training.steady.mfu_of_measured_peak is None
+    why = training.measured_peak_unavailable
+    assert why.startswith("the training reached ") and why.endswith(
+        "above the measured matmul peak (1.0 GFLOP/s, probed 2026-01-01T00:00:00+00:00): that peak is wrong"
+    )
+    assert not kept.exists()  # the next job probes again
+    assert "the kept matmul peak is deleted; the next job probes again" in result.stdout + result.stderr
+
+
 def submitit_installed() -> bool:
     try:
         return importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
@@ -68,6 +136,7 @@ def submitit_installed() -> bool:
         return False
 
 
+@pytest.mark.quiet
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])  # jobs in one process; in a process each
 def test_a_sweep_pays_for_the_probe_once_and_every_cpu_record_has_mfu_against_it(
     hwbench_cli, tmp_path: Path, monkeypatch, launcher: str
@@ -105,6 +174,7 @@ def test_a_sweep_pays_for_the_probe_once_and_every_cpu_record_has_mfu_against_it
 
 
 @cuda
+@pytest.mark.quiet  # another test's process on the GPU would flag the probe
 @pytest.mark.parametrize("in_table", [True, False], ids=["gpu in the table", "gpu not in the table"])
 def test_a_gpu_run_has_the_measured_mfu_and_the_datasheet_one_where_known(
     make_cfg, tmp_path: Path, monkeypatch, in_table: bool

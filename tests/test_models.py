@@ -40,7 +40,7 @@ def dropout_rates(net: nn.Module) -> list[float]:
 @pytest.mark.parametrize(
     ("overrides", "rates"),
     [
-        (["experiment=paper", "arch=ffnn"], [0.0, 0.0]),  # 784-512-512-10, nothing else
+        (["experiment=paper", "arch=ffnn"], []),  # 784-512-512-10, nothing else: no dropout layer at all
         (["experiment=paper", "arch=cnn"], [0.25, 0.5]),  # the Keras MNIST CNN, dropout included
         (["experiment=paper", "arch=cnn", "arch.net.dropout=0"], [0.0, 0.0]),
         (["experiment=keras_cnn"], [0.25, 0.5]),  # Keras' mnist_cnn.py

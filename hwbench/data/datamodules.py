@@ -79,9 +79,9 @@ class TensorBatches:
                 yield group
 
     def shuffled(self) -> Iterator[Batch]:
-        """An epoch's batches in a fresh permutation. A CPU gathers each batch as the step takes it, so the batch
-        is still in cache for the forward (a whole epoch gathered first wrote and re-read the split: 3% of an FFNN
-        epoch on 2 cores); an accelerator gathers the epoch in one kernel, and its batches are free views."""
+        """An epoch's batches in a fresh permutation. A CPU gathers batches as the training steps ask for them (a
+        group of ``steps_per_execution`` at a time): a whole epoch gathered first wrote and re-read the split, 3% of
+        an FFNN epoch on 2 cores. An accelerator gathers the epoch in one kernel, and its batches are free views."""
         x, y = self.x, self.y
         perm = torch.randperm(len(x), device=x.device, generator=self.generator)
         perm = perm if self.world_size == 1 else self.shard(perm)

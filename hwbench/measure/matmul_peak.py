@@ -8,6 +8,10 @@ kernel with this software, not the silicon's limit: the datasheet's peak (``peak
 Kept per machine and setting in a small JSON file under ``$HWBENCH_CACHE`` (else ``~/.cache/hwbench``): a sweep's
 jobs may run in separate processes, even on nodes sharing a home folder, and pay for the probe once. A lock makes
 jobs that start together wait for one probe. Delete the file to measure again.
+
+A peak probed on a busy machine would understate it for every later job: a probe whose CPU threads did not get
+their cores, or that shared its GPU with another process, is flagged (``MeasuredPeak.noise``) and never kept. A
+kept peak that a training run then beats is wrong (``beaten``): the record drops it and the file is deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from torch import Tensor
 
-from hwbench.devices import synchronize
+from hwbench.devices import available_cores, synchronize
+from hwbench.measure.gpu_load import GpuLoad
 from hwbench.record.fingerprint import cpu_description
 from hwbench.record.parts import MeasuredPeak
 
@@ -41,6 +46,7 @@ CALL_SECONDS = 0.02  # one product at least this long: big enough to run at the 
 ROUND_SECONDS = 0.05  # each timed round: at least this long, whole products
 ROUNDS = 5
 LOCK_SECONDS = 300  # longest wait for another job's probe before probing anyway
+STARVED_BELOW = 0.8  # a CPU probe's threads got less than this share of their cores' time: others took the rest
 
 
 def matmul_flops(size: int) -> int:
@@ -86,18 +92,46 @@ def grown_operands(precision: str, device: torch.device) -> tuple[tuple[Tensor, 
     return mats, call
 
 
+def process_cpu_seconds() -> float:
+    """This process's CPU time so far, all its threads together."""
+    t = os.times()
+    return t.user + t.system
+
+
+def starved(cpu_seconds: float, wall_seconds: float, threads: int) -> list[str]:
+    """Why a CPU probe's rate is not the machine's: its threads had less than ``STARVED_BELOW`` of their cores
+    (of the cores this process may use, where it has more threads than those)."""
+    share = cpu_seconds / max(wall_seconds * min(threads, available_cores()), 1e-9)
+    if share >= STARVED_BELOW:
+        return []
+    return [f"the probe's {threads} thread(s) got {share:.0%} of their cores' time: other load took the rest"]
+
+
+def others_on_gpu(device: torch.device) -> list[str]:
+    """Why a GPU probe's rate is not the device's: other processes on it (NVML's list; none read without NVML)."""
+    load = GpuLoad(device) if device.type == "cuda" else None
+    others = load.other_processes({os.getpid()}) if load and load.handle is not None else set()
+    return [f"other GPU processes: {', '.join(sorted(others))}"] if others else []
+
+
 def measure_matmul_peak(device: torch.device, precision: str) -> MeasuredPeak:
     """The fastest of ``ROUNDS`` timed rounds of products, at the precision class ``precision`` (fp32, tf32, bf16,
-    fp16) and torch's current threads and float32 matmul precision."""
+    fp16) and torch's current threads and float32 matmul precision; flagged where other load shared the device."""
     started = time.perf_counter()
     mats, call = grown_operands(precision, device)
     calls = max(1, math.ceil(ROUND_SECONDS / max(call, 1e-9)))
+    cpu, wall = process_cpu_seconds(), time.perf_counter()
     best = min(seconds_of(calls, mats, device) for _ in range(ROUNDS))
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        noise = starved(process_cpu_seconds() - cpu, time.perf_counter() - wall, threads)
+    else:
+        noise = others_on_gpu(device)
     size = mats[0].shape[0]
     return MeasuredPeak(
         flops_per_sec=matmul_flops(size) * calls / best, precision=precision, size=size, calls=calls,
-        round_seconds=best, rounds=ROUNDS, threads=torch.get_num_threads(), seconds=time.perf_counter() - started,
-        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        round_seconds=best, rounds=ROUNDS, threads=threads, seconds=time.perf_counter() - started,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), noise=noise,
     )  # fmt: skip
 
 
@@ -143,6 +177,19 @@ def keep(path: Path, key: dict[str, str | int], peak: MeasuredPeak) -> None:
         log.warning("the measured matmul peak is not kept (%s): the next job measures it again", err)
 
 
+def forget(device: torch.device, precision: str, why: str) -> None:
+    """Delete the kept peak for these settings, if there is one (the next job probes again), saying why."""
+    path = cache_file(probe_key(device, precision))
+    try:
+        path.unlink()
+    except FileNotFoundError:  # never kept (a busy probe's), or deleted already
+        return
+    except OSError as err:
+        log.warning("the kept matmul peak %s could not be deleted (%s): delete it by hand", path, err)
+        return
+    log.warning("%s: the kept matmul peak is deleted; the next job probes again", why)
+
+
 def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
     """The device's measured matmul peak at the run's settings, from the cache or probed now; or why there is none."""
     key = probe_key(device, precision)
@@ -156,6 +203,9 @@ def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
         peak = probed(device, precision, None, key)
     if isinstance(peak, str):
         log.warning(peak)
+    elif peak.noise:
+        log.warning(f"the matmul peak was probed on a busy machine ({'; '.join(peak.noise)}): no MFU against it, "
+                    f"and it is not kept: the next job probes again")  # fmt: skip
     else:
         how = f"kept from {peak.measured_at}" if peak.cached else f"measured in {peak.seconds:.1f} s"
         log.info(f"matmul peak: {peak.flops_per_sec / 1e9:,.0f} GFLOP/s at {peak.precision} ({peak.size}x{peak.size} "
@@ -171,6 +221,6 @@ def probed(device: torch.device, precision: str, path: Path | None, key: dict[st
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()  # hand the probe's blocks back: the job's memory figures are its own
-    if path is not None:
+    if path is not None and not peak.noise:  # a busy machine's rate is not this machine's
         keep(path, key, peak)
     return peak

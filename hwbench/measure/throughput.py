@@ -15,7 +15,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.throughput import Throughput, measure_flops
 from torch import nn
 
-from hwbench.measure.matmul_peak import matmul_peak
+from hwbench.measure.matmul_peak import forget, matmul_peak
 from hwbench.measure.peaks import device_peak, precision_class
 from hwbench.measure.training_clock import Mark
 from hwbench.record.parts import Flops, MeasuredPeak, Peak, Rates
@@ -41,20 +41,36 @@ class FlopsAndPeak(Callback):
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
         self.measured: MeasuredPeak | str | None = None  # or why there is none
-        self.world_size = 1
+        self.world_size, self.device, self.kind, self.keeper = 1, torch.device("cpu"), precision, False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.world_size = trainer.world_size
-        peak = device_peak(trainer.strategy.root_device, self.precision)
+        self.world_size, self.device = trainer.world_size, trainer.strategy.root_device
+        peak = device_peak(self.device, self.precision)
         self.peak, self.mfu_unavailable = (None, peak) if isinstance(peak, str) else (peak, None)
         if self.measured is None:  # once per job (setup runs again for the test); rank 0 probes, the others wait
-            kind = precision_class(self.precision, torch.get_float32_matmul_precision())
-            mine = matmul_peak(trainer.strategy.root_device, kind) if trainer.is_global_zero else None
-            self.measured = trainer.strategy.broadcast(mine)
+            self.kind = precision_class(self.precision, torch.get_float32_matmul_precision())
+            self.keeper = trainer.is_global_zero  # the rank that probed, and deletes a wrong kept peak
+            self.measured = trainer.strategy.broadcast(matmul_peak(self.device, self.kind) if self.keeper else None)
 
     @property
     def measured_peak(self) -> MeasuredPeak | None:
         return self.measured if isinstance(self.measured, MeasuredPeak) else None
+
+    def drop_beaten_peak(self, start: Mark, end: Mark) -> None:
+        """A measured peak that the training beat between two marks is no peak (probed while the machine was busy,
+        or the machine changed since): it leaves the record, and its kept file is deleted."""
+        peak = self.measured_peak
+        if peak is None or end.seconds <= start.seconds:
+            return
+        reached = self.flops.train * (end.samples - start.samples) / (end.seconds - start.seconds)  # one device's
+        if reached <= peak.flops_per_sec:
+            return
+        self.measured = (
+            f"the training reached {reached / 1e9:,.1f} GFLOP/s, above the measured matmul peak "
+            f"({peak.flops_per_sec / 1e9:,.1f} GFLOP/s, probed {peak.measured_at}): that peak is wrong"
+        )
+        if self.keeper:  # read from the cache, or kept there by this job's probe
+            forget(self.device, self.kind, self.measured)
 
     def rates(self, start: Mark, end: Mark) -> Rates:
         """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known, against all the devices)."""
@@ -64,7 +80,8 @@ class FlopsAndPeak(Callback):
         done = self.flops.train * (end.samples - start.samples) * w
         window.update(time=end.seconds, batches=end.steps, samples=end.samples * w, flops=done)
         m = window.compute()
-        measured = self.measured_peak.flops_per_sec * w if self.measured_peak else None
+        peak = self.measured_peak  # a peak probed on a busy machine understates the device: no MFU against it
+        measured = peak.flops_per_sec * w if peak and not peak.noise else None
         return Rates(samples_per_sec=m["device/samples_per_sec"], batches_per_sec=m["device/batches_per_sec"],
                      flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"),
                      mfu_of_measured_peak=m["device/flops_per_sec"] / measured if measured else None)  # fmt: skip

@@ -27,8 +27,9 @@ class TrainingSummary(Callback):
         end = self.clock.finished
         if end is None:
             return
-        overall = self.meter.rates(START, end)
         start = self.clock.steady_start
+        self.meter.drop_beaten_peak(start or START, end)
+        overall = self.meter.rates(START, end)
         steady = self.meter.rates(start, end) if start else None
         epochs = self.table.epochs
         time_to = {

@@ -193,6 +193,7 @@ class MeasuredPeak(Part):
     seconds: Seconds  # the probe's time, before training; 0 when cached
     cached: bool = False  # measured by an earlier job on this machine at the same settings, read from disk
     measured_at: Name  # when it was measured (UTC)
+    noise: list[Text] = []  # why the probe's device was not its own (other load): the rate understates it
 
 
 class Training(Part):
