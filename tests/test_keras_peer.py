@@ -1,11 +1,15 @@
 """benchmarks/keras_peer.py runs end to end at tiny size, with and without TensorFlow (never timed in a test): hwbench,
-the hand loop, the stock torch loop and Keras, on the CPU its table names."""
+the hand loop, the stock torch loop and Keras, on the CPU its table names; and conv_kernels.py, the CNN's convolutions
+alone in torch and TensorFlow."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from conftest import peer_rows
+from conftest import REPO, peer_rows
 from hwbench.record.fingerprint import cpu_description
 
 TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
@@ -38,3 +42,22 @@ def test_all_three_paths_report_their_fields(peer_script) -> None:
     assert cnn["cpu_kernels"][0].keys() == {"conv2d", "dropout", "linear"}
     assert "hwbench/Keras" in result.stdout and "hwbench/stock" in result.stdout  # the table
     assert cpu_description() in " ".join(result.stdout.split())  # its title names the CPU (wrapped or not)
+
+
+def test_conv_kernels_times_both_frameworks_each_in_its_own_process(peer_script) -> None:
+    pytest.importorskip("tensorflow", reason="the [peers] extra is not installed")
+    result = peer_script("conv_kernels.py", "--repeats", "2", "--steps", "2", "--threads", "1")
+    (row,) = peer_rows(result.stdout, "conv_kernels")
+    assert len(row["torch_ms"]) == len(row["tf_ms"]) == 2 and min(row["torch_ms"] + row["tf_ms"]) > 0
+    pairs = [t / f for t, f in zip(row["torch_ms"], row["tf_ms"], strict=True)]
+    assert row["torch_vs_tf_pairs"] == pytest.approx(pairs) and row["torch_vs_tf"] == pytest.approx(sum(pairs) / 2)
+    assert row["cpu"] == cpu_description() and row["cpu"] in result.stdout and row["threads"] == 1
+
+
+def test_conv_kernels_without_tensorflow_says_what_to_install(tmp_path) -> None:
+    script = REPO / "benchmarks" / "conv_kernels.py"
+    hidden = f"sys.modules['tensorflow'] = None; sys.argv = ['c']; runpy.run_path({str(script)!r}, run_name='__main__')"
+    cmd = [sys.executable, "-c", f"import runpy, sys; {hidden}"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: TensorFlow is not installed: pip install -e '.[peers]'"
