@@ -128,7 +128,7 @@ def main() -> None:
           f"torch / TF {statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
     row = {"cpu": cpu, "threads": args.threads, "steps": args.steps, "torch_ms": runs["torch"], "tf_ms": runs["tf"],
            "torch_vs_tf": statistics.median(ratios), "torch_vs_tf_pairs": ratios}  # fmt: skip
-    print(json.dumps({"conv_kernels": row}))
+    print(json.dumps({"conv_kernels": [row]}))  # a list of rows, as the other drivers print
 
 
 if __name__ == "__main__":
