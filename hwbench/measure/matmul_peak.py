@@ -11,7 +11,8 @@ jobs that start together wait for one probe. Delete the file to measure again.
 
 A peak probed on a busy machine would understate it for every later job: a probe whose CPU threads did not get
 their cores, or that shared its GPU with another process, is flagged (``MeasuredPeak.noise``) and never kept. A
-kept peak that a training run then beats is wrong (``beaten``): the record drops it and the file is deleted.
+kept peak that a training run then beats is wrong: the record drops it and the file is deleted (``forget``, called
+by ``FlopsAndPeak.drop_beaten_peak``).
 """
 
 from __future__ import annotations
