@@ -41,7 +41,7 @@ class FlopsAndPeak(Callback):
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
         self.measured: MeasuredPeak | str | None = None  # or why there is none
-        self.world_size, self.device, self.kind, self.keeper = 1, torch.device("cpu"), precision, False
+        self.world_size, self.device, self.kind, self.keeper = 1, torch.device("cpu"), "", False  # set up below
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.world_size, self.device = trainer.world_size, trainer.strategy.root_device
@@ -62,7 +62,7 @@ class FlopsAndPeak(Callback):
         peak = self.measured_peak
         if peak is None or end.seconds <= start.seconds:
             return
-        reached = self.flops.train * (end.samples - start.samples) / (end.seconds - start.seconds)  # one device's
+        reached = (self.rates(start, end).flops_per_sec or 0.0) / self.world_size  # one device's
         if reached <= peak.flops_per_sec:
             return
         self.measured = (
