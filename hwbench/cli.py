@@ -12,11 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
+from hwbench.errors import ConfigError, HwbenchError, Interrupted, OutputUnwritable
 from hwbench.job.config import config_dir, register
 from hwbench.job.ddp import process_rank
 from hwbench.job.hydra_errors import errors_as_one_line
 from hwbench.job.process import Outcome, job_process, report, run_in_job_process, shared_reason
+from hwbench.job.repeats import interleaved
 from hwbench.job.signals import signals_raise_interrupted
 from hwbench.record.writing import exit_unwritable
 
@@ -86,6 +87,11 @@ def main() -> None:
 
     register()
     extras()
+    if job_process() is None and process_rank() == 0:  # the command a user typed (a job process's is hwbench's)
+        try:
+            sys.argv = interleaved(sys.argv)
+        except ConfigError as err:
+            sys.exit(f"error: {err}")
     outcomes = Outcomes()
     app = hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(outcomes.job)
     try:

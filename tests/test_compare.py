@@ -1,5 +1,6 @@
-"""``hwbench-compare`` on a real sweep (two short CPU runs that differ only in their thread count), and on
-synthetic records at scale (benchmarks/compare_at_scale.py makes them, schema-valid)."""
+"""``hwbench-compare`` on a real sweep (short CPU runs that differ only in their thread count, three repeats each),
+on records made from its real ones with speeds drawn from known distributions, and on synthetic records at scale
+(benchmarks/compare_at_scale.py makes them, schema-valid)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import csv
 import importlib.util
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,19 +24,24 @@ from conftest import REPO, next_steps
 from hwbench.compare.cli import main as compare
 from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
 from hwbench.compare.reading import read_rows
+from hwbench.compare.rows import Row
 from hwbench.compare.setups import group_setups
 from hwbench.compare.tables import MAX_RUN_ROWS
+from hwbench.compare.verdicts import add_verdicts
 from hwbench.record.results import ResultsRecord, read_record, write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JOBS = ("0_ffnn_cpu_e2", "1_ffnn_cpu_e2")  # the sweep's job folders: device.threads=1, device.threads=2
+REPEATS = 3
+# the sweep's job folders, in the order they started: device.threads=1, 2, 1, 2, 1, 2 (repeats interleaved)
+JOBS = tuple(f"{k}_ffnn_cpu_e2_r{k // 2 + 1}" for k in range(2 * REPEATS))
 
 
 @pytest.fixture(scope="module")
 def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
-    """One real sweep for the whole module (as conftest's hwbench_cli runs it): ~10 s of training."""
+    """One real sweep for the whole module (as conftest's hwbench_cli runs it): six short jobs."""
     root = tmp_path_factory.mktemp("bench")
-    args = ["-m", "device=cpu", "device.threads=1,2", "epochs=2", "data.train_limit=3000", "arch=ffnn"]
+    args = ["-m", "arch=ffnn", "device.threads=1,2", f"repeats={REPEATS}", "epochs=2", "data.train_limit=3000",
+            "device=cpu"]  # fmt: skip
     env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
@@ -42,14 +50,20 @@ def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subproces
 
 
 def as_if_quiet(folder: Path) -> None:
-    """The runs' machine load as a quiet machine's: these runs share the machine with the other test worker, so
-    they come out noisy, and compare never takes a noisy run as a baseline (tested in test_records). Here the
-    speed-ups themselves are under test."""
+    """The runs' machine load and stability as a quiet machine's: these runs share the machine with the other test
+    worker, so they come out noisy or unsteady, and compare never counts those in a setup (tested below and in
+    test_records). Here the setups and their speed-ups themselves are under test."""
     for path in folder.rglob("results.json"):
         record = json.loads(path.read_text())
-        if record.get("machine_load"):
-            record["machine_load"] |= {"others_cpu_percent": 0.0, "steal_percent": 0.0}
-            path.write_text(json.dumps(record))
+        if load := record.get("machine_load"):
+            load |= {
+                "others_cpu_percent": 0.0,
+                "steal_percent": 0.0,
+                "canary_after_gflops": load["canary_before_gflops"],
+            }
+        if stability := record.get("training", {}).get("stability"):
+            stability |= {"iqr": 0.0, "iqr_over_median": 0.0}
+        path.write_text(json.dumps(record))
 
 
 @pytest.fixture(scope="module")
@@ -93,36 +107,69 @@ def table_line(stdout: str, job: str) -> str:
     return line
 
 
-def test_table_csv_markdown_and_plots_of_a_thread_sweep(outputs: Path, tmp_path: Path, capsys) -> None:
+def test_a_sweep_with_repeats_runs_them_interleaved_each_in_its_process(sweep, outputs: Path) -> None:
+    (folder,) = (outputs / "multiruns").iterdir()
+    records = {job: read_record(folder / job / "results.json") for job in JOBS}  # the folders as the jobs started
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(JOBS)
+    for k, (job, record) in enumerate(records.items()):
+        assert record.status == "ok" and record.repeat == k // 2 + 1 and job.endswith(f"_r{record.repeat}")
+        assert record.config["device"]["threads"] == 1 + k % 2  # point 1, point 2, point 1 again...
+        assert record.job.shared is None  # a fresh process of its own
+        stability = record.training.stability  # the steady epoch timed in sub-windows
+        assert len(stability.window_rates) == 5 and sum(stability.window_steps) == 24  # 3,000 images at batch 128
+        assert stability.iqr_over_median >= 0 and record.inference.blocks >= 5
+        assert record.machine_load.canary_before_gflops > 0 and record.machine_load.canary_after_gflops > 0
+    assert len({r.job.pid for r in records.values()}) == len(JOBS)
+    # the sweep ends with how many runs counted, and each network's fastest setup against the next
+    lines = sweep.stdout.strip().splitlines()
+    assert lines[-2].startswith(f"{len(JOBS)} runs, {len(JOBS)} ok"), lines[-4:]
+    assert lines[-1].startswith("ffnn: "), lines[-1]  # its fastest setup; or why there is no verdict (a busy CI)
+
+
+def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, capsys) -> None:
     report = tmp_path / "report"
     assert compare([str(outputs), "--out", str(report)]) == 0
     stdout = capsys.readouterr().out
 
-    assert "speed-up" in stdout
-    for job in JOBS:  # one row per job, each with its speed-up against the slowest
-        assert re.search(r"\d+\.\d\dx", table_line(stdout, job)), table_line(stdout, job)
-    assert "1.00x" in stdout
+    setups = read_csv(report / "setups.csv")
+    expected = {"runs", "median_samples_per_sec", "ci_low", "ci_high", "speedup", "speedup_ci_low", "speedup_ci_high",
+                "verdict", "p_value", "iqr_over_median", "left_out", "hardware"}  # fmt: skip
+    assert len(setups) == 2 and expected <= setups[0].keys()
+    base, other = sorted(setups, key=lambda r: r["verdict"] != "baseline")
+    assert base["verdict"] == "baseline" and float(base["speedup"]) == 1.0 and base["speedup_ci_low"] == ""
+    assert other["verdict"] in ("faster", "no clear difference")  # the baseline is the slowest setup
+    assert float(other["speedup_ci_low"]) <= float(other["speedup"]) <= float(other["speedup_ci_high"])
+    assert (float(other["speedup_ci_low"]) > 1.02) == (other["verdict"] == "faster")
+    for row in setups:
+        assert row["runs"] == str(REPEATS) and row["left_out"] == ""
+        assert float(row["ci_low"]) <= float(row["median_samples_per_sec"]) <= float(row["ci_high"])
+    assert {", 1 thr" in r["hardware"] for r in setups} == {True, False}  # the threads tell the setups apart
+    # the same records always give the same report: the bootstrap is seeded by what it resamples
+    assert compare([str(outputs), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "setups.csv").read_text() == (report / "setups.csv").read_text()
+
+    assert "hwbench setups" in stdout and "hwbench runs" in stdout  # the setups first, then each run
+    assert stdout.index("hwbench setups") < stdout.index("hwbench runs")
+    words = " ".join(stdout.split())
+    assert re.search(r"trains the ffnn \d+% faster than|no clear difference between", words)
     assert str(report) in stdout  # says where the report went
 
     rows = read_csv(report / "compare.csv")
-    assert len(rows) == 2
-    expected = {"arch", "device", "host", "model", "threads", "precision", "batch_size", "epochs", "test_acc",
+    assert len(rows) == len(JOBS) and {r["repeat"] for r in rows} == {"1", "2", "3"}
+    run_keys = {"arch", "device", "host", "model", "threads", "precision", "batch_size", "epochs", "test_acc",
                 "train_samples_per_sec", "train_basis", "epoch_seconds", "seconds_to_97", "mfu",
-                "inference_samples_per_sec", "latency_ms_p50", "speedup", "status", "reason", "run_name"}  # fmt: skip
-    assert expected <= rows[0].keys()
-    assert sorted(r["threads"] for r in rows) == ["1", "2"]  # the hardware setup that tells the rows apart
+                "inference_samples_per_sec", "latency_ms_p50", "unsteady", "status", "reason", "run_name"}  # fmt: skip
+    assert run_keys <= rows[0].keys() and "speedup" not in rows[0]  # speed-ups are between setups only
     for row in rows:
         assert row["status"] == "ok" and row["arch"] == "ffnn" and row["train_basis"] == "steady"
         assert float(row["train_samples_per_sec"]) > 0 and float(row["inference_samples_per_sec"]) > 0
         assert 0.1 < float(row["test_acc"]) <= 1 and float(row["epoch_seconds"]) > 0
-    assert min(float(r["speedup"]) for r in rows) == 1.0  # the default baseline: the slowest run
 
     markdown = (report / "compare.md").read_text()
-    table = [line for line in markdown.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| arch |") and "speed-up" in table[0] and set(table[1]) <= set("|-: ")
-    assert len(table) == 4 and all(job in markdown for job in JOBS)
-
-    assert "| host |" in table[0] and "| results.json |" in table[0]  # every column with a value, not the console's
+    assert markdown.index("## Setups") < markdown.index("## Runs")
+    table = [line for line in markdown.split("## Runs")[0].splitlines() if line.startswith("|")]
+    assert table[0].startswith("| arch | hardware |") and "verdict" in table[0] and len(table) == 2 + 2
+    assert "| results.json |" in markdown  # the runs' table: every column with a value, not the console's
     for name in ("throughput.png", "accuracy_vs_time.png"):
         png = report / name
         assert png.read_bytes()[:8] == PNG_SIGNATURE
@@ -131,21 +178,22 @@ def test_table_csv_markdown_and_plots_of_a_thread_sweep(outputs: Path, tmp_path:
         assert f"]({name})" in markdown
     # no runs differ in their device count: no scaling plot at all, rather than a blank one
     assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
-    assert stdout.strip().splitlines()[-1].endswith("compare.csv, compare.md, throughput.png, accuracy_vs_time.png")
+    last = stdout.strip().splitlines()[-1]
+    assert last.endswith("setups.csv, compare.csv, compare.md, throughput.png, accuracy_vs_time.png")
 
 
 def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs: Path, tmp_path: Path) -> None:
     (folder,) = (outputs / "multiruns").iterdir()
     cwd = outputs.parent  # where the sweep ran
     where = os.path.relpath(folder, cwd)  # as the user would type it there
-    assert sweep.stdout.strip().splitlines()[-3:] == [
+    assert sweep.stdout.strip().splitlines()[-5:-2] == [
         f"results in {where}",
         *next_steps(where, cwd),
     ]
     # the command it names works, from where the sweep ran
     result = subprocess.run([sys.executable, "-m", "hwbench.compare", where, "--out", str(tmp_path / "r")],
                             cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 0 and "2 records (2 ok, 0 without a result)" in result.stdout
+    assert result.returncode == 0 and f"{len(JOBS)} records ({len(JOBS)} ok, 0 without a result)" in result.stdout
 
 
 def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_path: Path, capsys) -> None:
@@ -171,25 +219,78 @@ def test_skipped_run_is_listed_and_a_broken_record_is_named(outputs: Path, tmp_p
     rows = {r["job"]: r for r in read_csv(tmp_path / "report" / "compare.csv")}
     assert rows.keys() == {*JOBS, "0_ffnn_gpu_e2"}
     assert rows["0_ffnn_gpu_e2"]["status"] == "skipped" and rows["0_ffnn_gpu_e2"]["reason"] == skipped["reason"]
-    assert rows["0_ffnn_gpu_e2"]["train_samples_per_sec"] == "" and rows["0_ffnn_gpu_e2"]["speedup"] == ""
+    assert rows["0_ffnn_gpu_e2"]["train_samples_per_sec"] == ""
+    assert len(read_csv(tmp_path / "report" / "setups.csv")) == 2  # a run without a result is in no setup
 
 
-def test_baseline_names_the_row_that_gets_1x(outputs: Path, tmp_path: Path, capsys) -> None:
-    records = {job: read_record(next(outputs.rglob(f"{job}/results.json"))) for job in JOBS}
-    speed = {job: record.training.steady.samples_per_sec for job, record in records.items()}
-    fast, slow = sorted(JOBS, key=speed.get, reverse=True)  # not the default baseline, which is the slowest
+def test_baseline_names_the_setup_that_gets_1x(outputs: Path, tmp_path: Path, capsys) -> None:
+    one_thread = JOBS[0]  # device.threads=1: named, whether or not it is the slowest setup
+    assert compare([str(outputs), "--baseline", f"/{one_thread}/", "--out", str(tmp_path / "report")]) == 0
+    setups = {r["hardware"].endswith(", 1 thr"): r for r in read_csv(tmp_path / "report" / "setups.csv")}
+    assert setups[True]["verdict"] == "baseline" and float(setups[True]["speedup"]) == 1.0
+    medians = {k: float(r["median_samples_per_sec"]) for k, r in setups.items()}
+    assert float(setups[False]["speedup"]) == pytest.approx(medians[False] / medians[True])
+    capsys.readouterr()
 
-    assert compare([str(outputs), "--baseline", f"/{fast}/", "--out", str(tmp_path / "report")]) == 0
-    stdout = capsys.readouterr().out
-    assert "1.00x" in table_line(stdout, fast)
-    rows = {r["job"]: r for r in read_csv(tmp_path / "report" / "compare.csv")}
-    assert float(rows[fast]["speedup"]) == 1.0
-    assert float(rows[slow]["speedup"]) == pytest.approx(speed[slow] / speed[fast])
-
-    # both jobs are vm/cpu/ffnn_cpu_e2: a spec that fits both is refused, not resolved by chance
+    # every job is vm/cpu/ffnn_cpu_e2: a spec that fits both setups is refused, not resolved by chance
     assert compare([str(outputs), "--baseline", "ffnn_cpu_e2", "--out", str(tmp_path / "r2")]) == 2
     (error,) = capsys.readouterr().err.strip().splitlines()
-    assert error.startswith("error: --baseline 'ffnn_cpu_e2' matches 2 ffnn runs of 2 epochs")
+    assert error.startswith("error: --baseline 'ffnn_cpu_e2' matches runs of 2 ffnn setups of 2 epochs")
+
+
+def drawn(real: Row, hardware: str, speeds: list[float], noisy: str | None = None) -> list[Row]:
+    """Runs of a setup made from a real row: ``speeds`` drawn from a known distribution."""
+    return [replace(real, hardware=hardware, train_samples_per_sec=v, noisy=noisy, job=f"{hardware}-{i}")
+            for i, v in enumerate(speeds)]  # fmt: skip
+
+
+def verdict(rows: list[Row]) -> str | None:
+    """The verdict of the setup that is not the baseline (there are two)."""
+    setups = group_setups(rows)
+    add_verdicts(setups, None)
+    (other,) = [s for s in setups if s.verdict != "baseline"]
+    return other.verdict
+
+
+@pytest.fixture(scope="module")
+def real_row(outputs: Path) -> Row:
+    return next(r for r in read_rows([outputs]) if r.status == "ok")
+
+
+def test_the_same_distribution_reads_no_clear_difference(real_row: Row) -> None:
+    rng = random.Random(37)
+    verdicts = [verdict(drawn(real_row, "CPU-A", [rng.gauss(20_000, 2_000) for _ in range(8)])
+                        + drawn(real_row, "CPU-B", [rng.gauss(20_000, 2_000) for _ in range(8)]))
+                for _ in range(100)]  # fmt: skip
+    assert verdicts.count("no clear difference") >= 95, verdicts
+
+
+def test_a_real_difference_reads_faster(real_row: Row) -> None:
+    rng = random.Random(38)
+    verdicts = [verdict(drawn(real_row, "CPU-A", [rng.gauss(20_000, 600) for _ in range(5)])
+                        + drawn(real_row, "CPU-B", [rng.gauss(23_000, 690) for _ in range(5)]))
+                for _ in range(100)]  # fmt: skip
+    assert verdicts.count("faster") >= 95, verdicts
+    assert verdict(drawn(real_row, "CPU-A", [20_000.0]) + drawn(real_row, "CPU-B", [30_000.0])) == "too few runs"
+
+
+def test_noisy_runs_move_no_median(outputs: Path, tmp_path: Path, capsys) -> None:
+    """Three more runs of the 1-thread setup at a tenth of its speed, timed on a busy machine: listed, never counted."""
+    quiet = tmp_path / "runs"
+    shutil.copytree(outputs, quiet)
+    assert compare([str(quiet), "--out", str(tmp_path / "before")]) == 0
+    for k, job in enumerate(JOBS[:6:2]):
+        record = json.loads((quiet / "multiruns").glob(f"*/{job}/results.json").__next__().read_text())
+        record["training"]["steady"]["samples_per_sec"] /= 10
+        record["machine_load"]["others_cpu_percent"] = 61.0
+        write_record(tmp_path / "busy" / f"busy{k}", ResultsRecord.model_validate(record))
+    assert compare([str(quiet), str(tmp_path / "busy"), "--out", str(tmp_path / "after")]) == 0
+    before, after = (read_csv(tmp_path / name / "setups.csv") for name in ("before", "after"))
+    key = ("runs", "median_samples_per_sec", "ci_low", "ci_high", "speedup", "verdict")
+    assert [{k: r[k] for k in key} for r in after] == [{k: r[k] for k in key} for r in before]
+    assert sorted(r["left_out"] for r in after) == ["", "3 noisy"]
+    stdout = capsys.readouterr().out
+    assert "noisy" in stdout and "never counted in a setup's figures" in " ".join(stdout.split())
 
 
 def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -221,23 +322,25 @@ def test_the_default_table_fits_100_columns_and_cuts_no_cell(tmp_path: Path) -> 
     *lines, summary = result.stdout.splitlines()  # the summary, a path in it, wraps as the terminal does
     assert max(map(len, lines)) <= 100 and summary.startswith("60 records")
     assert "…" not in result.stdout and "..." not in result.stdout
-    header = next(line for line in lines if line.startswith("┃"))
-    assert all(h in header for h in ("arch", "job", "test acc", "train samples/s", "speed-up"))
+    setups_header, runs_header = [line for line in lines if line.startswith("┃")][:2]
+    assert all(h in setups_header for h in ("arch", "hardware", "runs", "train samples/s", "95% CI", "speed-up"))
+    assert all(h in runs_header for h in ("arch", "job", "test acc", "train samples/s"))
     words = " ".join(result.stdout.split())  # the caption wraps at the table's width
-    assert re.search(r"not shown for width: execution, host, [^(]*\(--columns all shows every column", words)
+    assert re.search(r"not shown for width: [^(]*host, [^(]*\(--columns all shows every column", words)
     rows = [r for r in read_csv(tmp_path / "report" / "compare.csv") if r["status"] == "ok"]
     for row in rows:  # each cell whole, on its row's own line: the job, its accuracy, its speed
         line = table_line(result.stdout, f" {row['job']} ")
         assert f"{float(row['test_acc']):.4f}" in line and f"{float(row['train_samples_per_sec']):,.0f}" in line
 
     wide = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "r2"), "--columns", "all", columns=1000)
-    header = next(line for line in wide.stdout.splitlines() if line.startswith("┃"))
+    header = [line for line in wide.stdout.splitlines() if line.startswith("┃")][1]  # the runs' table
     assert wide.returncode == 0 and "not shown for width" not in wide.stdout
     assert all(f" {h} " in header for h in ("host", "peak RSS MB", "results.json", "infer samples/s", "GPU busy %"))
     assert " MFU " not in header  # no run has a figure for it
     picked = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "r3"), "--columns", "arch,job,mfu")
-    header = next(line for line in picked.stdout.splitlines() if line.startswith("┃"))
-    assert [h.strip() for h in header.strip("┃").split("┃")] == ["arch", "job", "MFU"]
+    headers = [line for line in picked.stdout.splitlines() if line.startswith("┃")]
+    assert [h.strip() for h in headers[1].strip("┃").split("┃")] == ["arch", "job", "MFU"]
+    assert [h.strip() for h in headers[0].strip("┃").split("┃")] == ["arch", "MFU"]  # the setups' own
     typo = compare_cli(str(tmp_path / "records"), "--columns", "arch,speed")
     assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1
     assert typo.stderr.startswith("error: --columns: no column 'speed': give 'all' or some of arch, job")
@@ -250,7 +353,7 @@ def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> N
     ok = [r for r in rows if r.status == "ok"]
     setups = group_setups(ok)
     assert len(ok) > MAX_RUN_ROWS and len(setups) < len(ok) / 2  # repeats: a setup holds several runs
-    assert f"{len(ok):,} ok runs: one row per setup" in result.stdout
+    assert "hwbench runs" not in result.stdout  # too many to list: compare.csv has them
     body = [line for line in result.stdout.split("Runs without a result")[0].splitlines() if line.startswith("│ ")]
     assert len(body) == len(setups)
     assert len(read_csv(tmp_path / "report" / "compare.csv")) == len(rows) == 300  # the CSV keeps every run
@@ -262,7 +365,9 @@ def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> N
         mine = [s for s in setups if s.arch == panel.arch]
         assert len(ax.patches) == len(panel.bars) == len(mine) > 1
         assert [p.get_width() for p in ax.patches] == [s.train_samples_per_sec for s in mine]  # at its runs' median
-        assert [(b.low, b.high) for b in panel.bars] == [(min(s.speeds), max(s.speeds)) for s in mine]
+        whiskers = [(s.ci_low, s.ci_high) if s.interval else (s.median_samples_per_sec,) * 2 for s in mine]
+        assert [(b.low, b.high) for b in panel.bars] == whiskers  # too few runs for an interval: no whisker
+        assert all(s.ci_low <= s.train_samples_per_sec <= s.ci_high for s in mine if s.interval)
     lines = [line for line in accuracy_figure(accuracy_plot(setups)).axes[0].get_lines() if line.get_marker() == "o"]
     assert len(lines) == min(MAX_LINES, len(setups))
     for name in ("throughput.png", "accuracy_vs_time.png", "scaling.png"):  # 1, 2 and 4 devices: scaling too
@@ -288,8 +393,8 @@ def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:
     assert compare([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("1 record (0 ok, 1 without a result)")  # one record, not "1 records"
-    assert last.endswith("compare.csv, compare.md")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md"]
+    assert last.endswith("setups.csv, compare.csv, compare.md")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md", "setups.csv"]
 
 
 def caption_lines(stdout: str, start: str) -> list[str]:
@@ -302,9 +407,9 @@ def test_one_run_per_network_gets_no_speed_up(outputs: Path, tmp_path: Path, cap
     shutil.copytree(next(outputs.rglob(f"{JOBS[0]}/results.json")).parent, one / JOBS[0])
     assert compare([str(one), "--out", str(tmp_path / "report")]) == 0
     stdout = capsys.readouterr().out
-    assert "speed-up" not in stdout and "x " not in table_line(stdout, JOBS[0])  # nothing to compare against
-    (row,) = read_csv(tmp_path / "report" / "compare.csv")
-    assert row["speedup"] == ""
+    assert "speed-up" not in stdout and "verdict" not in stdout  # nothing to compare against
+    (setup,) = read_csv(tmp_path / "report" / "setups.csv")
+    assert setup["runs"] == "1" and setup["speedup"] == setup["verdict"] == setup["ci_low"] == ""
     assert "speed-up" not in (tmp_path / "report" / "compare.md").read_text()
 
     setups = group_setups([r for r in read_rows([one]) if r.status == "ok"])
@@ -332,27 +437,27 @@ def one_epoch(data_root: str, sweep, tmp_path_factory: pytest.TempPathFactory) -
 def test_runs_of_other_lengths_are_not_compared(outputs: Path, one_epoch: Path, tmp_path: Path) -> None:
     result = compare_cli(str(outputs), str(one_epoch), "--out", str(tmp_path / "report"), columns=200)
     assert result.returncode == 0, result.stderr
-    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
-    assert " epochs " in header  # shown by default: the network's runs differ in their length
-    rows = {r["job"]: r for r in read_csv(tmp_path / "report" / "compare.csv")}
-    (single,) = [job for job in rows if job not in JOBS]
-    assert rows[single]["epochs"] == "1" and rows[single]["speedup"] == ""  # alone at its length
-    assert sorted(float(rows[job]["speedup"]) for job in JOBS)[0] == 1.0  # the two 2-epoch runs, compared
+    headers = [line for line in result.stdout.splitlines() if line.startswith("┃")]
+    assert all(" epochs " in h for h in headers[:2])  # shown by default: the network's runs differ in their length
+    setups = {r["epochs"]: r for r in read_csv(tmp_path / "report" / "setups.csv") if r["epochs"] == "1"}
+    assert setups["1"]["speedup"] == ""  # alone at its length
+    two = [r for r in read_csv(tmp_path / "report" / "setups.csv") if r["epochs"] == "2"]
+    assert sorted(float(r["speedup"]) for r in two)[0] == 1.0  # the two 2-epoch setups, compared
     assert re.search(r"\b2\s*│", table_line(result.stdout, JOBS[0]))  # its epochs cell
     words = " ".join(result.stdout.split())
-    assert "speed-up: training samples/s over those of the slowest run of the same network and epochs (ffnn, 2 " \
-           "epochs: job " in words  # fmt: skip
+    assert "speed-up: the setup's median over that of the slowest setup of the same network and epochs (ffnn, 2 " \
+           "epochs: AMD EPYC" in words or "(ffnn, 2 epochs: " in words  # fmt: skip
     assert "ffnn, 1 epoch:" not in words and "1 epochs" not in words
 
 
 def test_a_caption_goes_with_its_column(outputs: Path, tmp_path: Path) -> None:
-    wide = compare_cli(str(outputs), "--out", str(tmp_path / "r1"), columns=200)
-    assert caption_lines(wide.stdout, "speed-up: training samples/s over those of the slowest run of the same "
-                                      "network (ffnn: job ")  # fmt: skip
+    wide = compare_cli(str(outputs), "--out", str(tmp_path / "r1"), columns=250)
+    assert caption_lines(wide.stdout, "speed-up: the setup's median over that of the slowest setup of the same "
+                                      "network (ffnn: ")  # fmt: skip
     narrow = compare_cli(str(outputs), "--out", str(tmp_path / "r2"), columns=60)
     assert narrow.returncode == 0, narrow.stderr
     header = next(line for line in narrow.stdout.splitlines() if line.startswith("┃"))
     words = " ".join(narrow.stdout.split())
     assert "speed-up" not in header and re.search(r"not shown for width: [^(]*speed-up", words)
     assert not caption_lines(narrow.stdout, "speed-up:")  # no caption for a column left out
-    assert "Speed-up: training samples/s" in (tmp_path / "r2" / "compare.md").read_text()  # every column there
+    assert "Speed-up: the setup's median" in (tmp_path / "r2" / "compare.md").read_text()  # every column there

@@ -2,8 +2,11 @@
 
 cli.py      the command: read, compute, print, write
 reading.py  the records found and read into rows by worker processes, one record at a time
-rows.py     one compact row per record; speed-ups against a baseline, scaling with devices
-setups.py   rows grouped by setup (network, hardware, execution, precision, batch): medians and spreads at scale
+rows.py     one compact row per record
+setups.py   rows grouped by setup (network, hardware, execution, precision, batch, epochs): medians, intervals
+bootstrap.py  the percentile bootstrap of medians and their ratios; Mann-Whitney's U test
+verdicts.py speed-ups between setups, with intervals and verdicts, in words
+scaling.py  scaling with devices
 columns.py  the columns, their formats, and which the console shows by default
 tables.py   the console table (as wide as the terminal), compare.csv, compare.md
 plots.py    throughput, accuracy against time, scaling (PNG)

@@ -19,9 +19,19 @@ from hwbench.compare.columns import check_columns, column_keys
 from hwbench.compare.reading import read_rows
 from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import terminal
+from hwbench.compare.scaling import add_scaling
 from hwbench.compare.setups import Setup, group_setups
-from hwbench.compare.speedups import add_scaling, add_speedups
-from hwbench.compare.tables import View, make_console, ok_view, print_tables, write_csv, write_markdown
+from hwbench.compare.tables import (
+    View,
+    make_console,
+    print_tables,
+    run_view,
+    setup_view,
+    write_csv,
+    write_markdown,
+    write_setups_csv,
+)
+from hwbench.compare.verdicts import add_verdicts
 from hwbench.compare.workers import workers
 from hwbench.errors import Interrupted
 from hwbench.job.signals import signals_raise_interrupted
@@ -34,15 +44,16 @@ PARTIAL_LINE = "This report is partial: hwbench-compare stopped before it had wr
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="hwbench-compare",
-        description="Compare hwbench results: a table on the console, compare.csv, compare.md and PNG plots "
-        "(throughput, accuracy against time, scaling with devices).",
+        description="Compare hwbench results: the setups with 95%% intervals and verdicts, then the runs, on the "
+        "console, in setups.csv, compare.csv, compare.md and PNG plots (throughput, accuracy against time, scaling "
+        "with devices).",
     )
     parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], metavar="DIR",
                         help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
     parser.add_argument("--baseline", metavar="SPEC",
-                        help="the run each speed-up is against, among the runs of its network and epochs: a "
-                        "substring of host/device/run_name or of its results.json path (default: the slowest run "
-                        "of each; a network with one run of some length gets no speed-up)")  # fmt: skip
+                        help="the setup each speed-up is against, among the setups of its network and epochs: a "
+                        "substring of host/device/run_name or of a results.json path of one of its runs (default: "
+                        "the slowest setup of each; a network with one setup of a length gets none)")  # fmt: skip
     parser.add_argument("--columns", metavar="KEYS",
                         help="the console's columns: 'all', or keys separated by commas (default: those that fit "
                         f"the terminal). Keys: {', '.join(column_keys())}")  # fmt: skip
@@ -105,30 +116,32 @@ def compare(args: argparse.Namespace, report: Report) -> int:
         return 2
     ok = [r for r in rows if r.status == "ok"]
     not_ok = [r for r in rows if r.status != "ok"]
-    bases = add_speedups(rows, args.baseline)
+    setups = group_setups(ok)
+    bases = add_verdicts(setups, args.baseline)
     scaling = add_scaling(rows)
 
     console = make_console()
-    setups = group_setups(ok)
-    view = ok_view(ok, bases, setups, named=args.baseline is not None)
-    show = functools.partial(print_tables, console, view, not_ok, args.columns)
+    views = [setup_view(ok, setups, bases, named=args.baseline is not None), run_view(ok)]
+    views = [v for v in views if v is not None]
+    show = functools.partial(print_tables, console, views, not_ok, args.columns)
     out = report.out
     try:
-        plots = write_report(out, rows, view, not_ok, args.dirs, setups, scaling, meanwhile=show)
+        plots = write_report(out, rows, views, not_ok, args.dirs, setups, scaling, meanwhile=show)
         report.written = True
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
-    files = ", ".join(["compare.csv", "compare.md", *plots])
+    files = ", ".join(["setups.csv", "compare.csv", "compare.md", *plots])
     records = f"{len(rows):,} record{'s' if len(rows) != 1 else ''}"
     summary = f"{records} ({len(ok):,} ok, {len(not_ok):,} without a result); report in {out}/: {files}"
     console.print(summary, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
-def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sources: list[Path], setups: list[Setup],
-                 scaling: list[list[Row]], meanwhile: Callable[[], object]) -> list[str]:  # fmt: skip
-    """compare.csv, compare.md and the plots that have something to show; returns the plots' file names.
+def write_report(out: Path, rows: list[Row], views: list[View], not_ok: list[Row], sources: list[Path],
+                 setups: list[Setup], scaling: list[list[Row]],
+                 meanwhile: Callable[[], object]) -> list[str]:  # fmt: skip
+    """setups.csv, compare.csv, compare.md and the plots that have something to show; returns the plots' names.
 
     The plots are drawn in workers (seconds of text layout for a tall one) while this process runs
     ``meanwhile`` (the console's tables) and writes the two tables' files."""
@@ -143,8 +156,9 @@ def write_report(out: Path, rows: list[Row], view: View, not_ok: list[Row], sour
     with workers(len(plots)) as pool:
         drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
         meanwhile()
+        write_setups_csv(out / "setups.csv", setups)
         write_csv(out / "compare.csv", rows)
-        write_markdown(out / "compare.md", view, not_ok, sources, plots)
+        write_markdown(out / "compare.md", views, not_ok, sources, plots)
         for plot in drawn:
             plot.result()  # a worker's error, raised here
     (out / PARTIAL).unlink()

@@ -39,7 +39,6 @@ RUN_COLUMNS = [
     Column("mfu_of_measured_peak", "MFU of measured peak", ".1%"),
     Column("inference_samples_per_sec", "infer samples/s", ",.0f", priority=15),
     Column("latency_ms_p50", "batch-1 ms", ".3f"),
-    Column("speedup", "speed-up", ".2f", priority=5),
     Column("gpu_busy_percent", "GPU busy %", ".0f", priority=8),
     Column("samples_per_joule", "samples/J", ",.1f", priority=9),
     Column("energy_source", "J from"),
@@ -48,6 +47,8 @@ RUN_COLUMNS = [
     Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
     Column("host_bound", "host-bound"),
     Column("noisy", "noisy"),  # why: the machine's other load while the run was timed
+    Column("unsteady", "unsteady"),  # why: the run's own sub-windows spread
+    Column("repeat", "repeat", "d"),
     Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
     Column("status", "status"),
@@ -57,25 +58,39 @@ RUN_COLUMNS = [
     Column("path", "results.json"),
 ]
 NOT_OK_COLUMNS = [c for c in RUN_COLUMNS if c.key in ("arch", "job", "run_name", "device", "host", "status", "reason")]
-# one row per setup (network, hardware, execution, precision, batch, epochs): the median of its runs, and their spread
+# one row per setup (network, hardware, execution, precision, batch, epochs): the median of the runs that count, its
+# 95% interval, and the verdict against the baseline setup (hwbench.compare.verdicts); setups.csv has every column
 SETUP_COLUMNS = [
     Column("arch", "arch", priority=0),
     Column("hardware", "hardware", priority=1),
-    Column("execution", "execution", priority=2),
-    Column("precision", "precision", priority=11),
-    Column("batch_size", "batch", "d", priority=3),
+    Column("execution", "execution", priority=9),
+    Column("precision", "precision", priority=12),
+    Column("batch_size", "batch", "d", priority=10),
     Column("epochs", "epochs", "d"),  # among the defaults where the setups differ in it (tables.with_epochs)
-    Column("runs", "runs", "d", priority=6),
-    Column("train_samples_per_sec", "train samples/s", ",.0f", priority=4),
-    Column("spread", "min-max", priority=8),
-    Column("test_acc", "test acc", ".4f", priority=5),
-    Column("speedup", "speed-up", ".2f", priority=7),
-    Column("samples_per_joule", "samples/J", ",.1f", priority=9),
-    Column("mfu", "MFU", ".1%", priority=10),
+    Column("runs", "runs", "d", priority=3),
+    Column("median_samples_per_sec", "train samples/s", ",.0f", priority=2),
+    Column("ci", "95% CI", priority=4),
+    Column("ci_low", "CI low", ",.0f"),
+    Column("ci_high", "CI high", ",.0f"),
+    Column("iqr_over_median", "IQR/median", ".1%", priority=11),
+    Column("spread", "min-max"),
+    Column("speedup", "speed-up", ".2f", priority=5),
+    Column("speedup_interval", "speed-up 95% CI", priority=6),
+    Column("speedup_ci_low", "speed-up CI low", ".3f"),
+    Column("speedup_ci_high", "speed-up CI high", ".3f"),
+    Column("verdict", "verdict", priority=7),
+    Column("p_value", "p (U test)", ".3f", priority=15),
+    Column("baseline_setup", "baseline"),
+    Column("left_out", "left out", priority=8),
+    Column("test_acc", "test acc", ".4f", priority=13),
+    Column("samples_per_joule", "samples/J", ",.1f", priority=14),
+    Column("mfu", "MFU", ".1%", priority=16),
 ]
+SETUP_CSV = [c.key for c in SETUP_COLUMNS if c.key not in ("ci", "speedup_interval", "spread")]  # numbers, not text
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 MEASURED_MARK = "†"  # marks an MFU against the measured matmul peak: the device has no datasheet peak
 NOISY_MARK = "noisy"  # marks a training speed timed while the machine was busy
+UNSTEADY_MARK = "unsteady"  # marks a training speed whose own sub-windows spread
 
 
 def cell(column: Column, row: Any) -> str:
@@ -97,6 +112,8 @@ def cell(column: Column, row: Any) -> str:
         text += MEASURED_MARK
     if column.key == "train_samples_per_sec" and getattr(row, "noisy", None):
         text += f" {NOISY_MARK}"
+    elif column.key == "train_samples_per_sec" and getattr(row, "unsteady", None):
+        text += f" {UNSTEADY_MARK}"
     if column.key == "gpu_busy_percent" and getattr(row, "host_bound", False):
         text += " host-bound"
     return text

@@ -33,8 +33,8 @@ DPI = 120
 class Bar:
     label: str
     median: float
-    low: float  # the slowest run
-    high: float  # the fastest run
+    low: float  # the 95% interval's low end (the median itself where there are too few runs for one)
+    high: float
     steady: bool  # every run has a steady-state figure
     runs: int
 
@@ -70,27 +70,31 @@ def fewer(title: str, shown: int, total: int) -> str:
 def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
     panels = []
     for arch in dict.fromkeys(s.arch for s in setups):
-        mine = [s for s in setups if s.arch == arch]
+        mine = [s for s in setups if s.arch == arch and s.train_samples_per_sec is not None]
         shown = most_runs(mine, MAX_BARS)
-        bars = [Bar(plot_label(s.label(varying(shown))), s.train_samples_per_sec, min(s.speeds), max(s.speeds),
-                    s.train_basis == "steady", s.runs) for s in shown]  # fmt: skip
+        bars = [Bar(plot_label(s.label(varying(shown))), s.train_samples_per_sec, s.ci_low or s.train_samples_per_sec,
+                    s.ci_high or s.train_samples_per_sec, s.train_basis == "steady", s.runs)
+                for s in shown]  # type: ignore[arg-type]  # fmt: skip
+        if not bars:
+            continue
         panels.append(Panel(plot_label(arch), bars, len(mine)))
     return panels or None
 
 
 def throughput_figure(panels: list[Panel]) -> Figure:
     """Horizontal bars (long labels stay readable), one panel per network (they differ by orders of magnitude):
-    one bar per setup at its median training samples/s, the whisker from its slowest to its fastest run."""
+    one bar per setup at the median training samples/s of its runs that count, the whisker its 95% interval."""
     heights = [len(p.bars) for p in panels]
     bars = [b for p in panels for b in p.bars]
     repeated = any(b.runs > 1 for b in bars)
+    intervals = any(b.high > b.low for b in bars)
     fig = Figure(figsize=(10, 1.2 + 0.45 * sum(heights) + 0.9 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, panel in zip(axes, panels, strict=True):
         medians = [b.median for b in panel.bars]
         spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
         colors = ["C0" if b.steady else "C1" for b in panel.bars]
-        whiskers = spread if repeated else None  # a single run's would be a bare cap at the bar's end
+        whiskers = spread if intervals else None  # a bar without an interval would get a bare cap at its end
         ax.barh(range(len(medians)), medians, xerr=whiskers, color=colors, capsize=3, error_kw={"elinewidth": 1})
         ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
         for y, bar in enumerate(panel.bars):  # the median, beyond the whisker's end
@@ -98,9 +102,9 @@ def throughput_figure(panels: list[Panel]) -> Figure:
         ax.invert_yaxis()  # first setup on top, as in the table
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, not 20000 running into its neighbour
         ax.set_title(fewer(panel.arch, len(panel.bars), panel.setups), loc="left", fontweight="bold")
-        ax.set_xlabel("training samples/s" + (", median of the runs" if repeated else ""))
+        ax.set_xlabel("training samples/s" + (", median of the runs that count" if repeated else ""))
         ax.set_xlim(0, 1.3 * max(b.high for b in panel.bars))  # room for the value labels beyond the whiskers
-    keys = ["whisker: slowest to fastest run"] if repeated else []  # only what is drawn
+    keys = ["whisker: 95% bootstrap interval of the median"] if intervals else []  # only what is drawn
     keys += ["orange: a run without a steady-state window"] if any(not b.steady for b in bars) else []
     fig.suptitle("\n".join(["Training throughput", "; ".join(keys)]).strip())
     return fig

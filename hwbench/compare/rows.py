@@ -1,4 +1,4 @@
-"""One compact row per results record (speed-ups and scaling are set on rows by ``speedups.py``).
+"""One compact row per results record (scaling is set on rows by ``scaling.py``).
 
 A row keeps what the tables and plots show, never the record itself: 50,000 records fit in memory as rows,
 not as records with their epoch tables. Records may come from several machines (sweep folders copied together).
@@ -7,7 +7,8 @@ not as records with their epoch tables. Records may come from several machines (
 from __future__ import annotations
 
 import functools
-import marshal
+import hashlib
+import json
 import os
 import re
 import statistics
@@ -56,16 +57,17 @@ class Row:
     peak_host_rss_mb: float | None
     gpu_peak_allocated_mb: float | None
     host_bound: bool
-    noisy: str | None  # why the machine was not quiet while the run was timed: never a baseline
+    noisy: str | None  # why the machine was not quiet while the run was timed: never aggregated
+    unsteady: str | None  # why the run's own speed wandered between its sub-windows: never aggregated
+    repeat: int | None  # which repeat of its sweep point
     status: str
     timed: bool  # an ok run with a training speed: the rows that get speed-ups and plots
     reason: str | None
     run_name: str | None
     started: str | None
     path: str
-    scaling_group: int  # equal for runs that differ only in their device count
+    scaling_group: str  # equal for runs that differ only in their device count
     curve: Curve  # for the accuracy plot; not a column
-    speedup: float | None = None
     scaling_speedup: float | None = None  # samples/s at N devices over samples/s at 1, same setup
     scaling_efficiency: float | None = None  # that speed-up over N
 
@@ -159,6 +161,8 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         gpu_peak_allocated_mb=resources.gpu_peak_allocated_mb if resources else None,
         host_bound=record.host_bound,
         noisy="; ".join(record.noise) or None,
+        unsteady=record.unsteady,
+        repeat=record.repeat,
         status=sys.intern(record.status),
         timed=record.status == "ok" and bool(speed and speed.samples_per_sec),
         reason=record.reason,
@@ -181,16 +185,18 @@ def hardware(model: str, threads: int | None, world_size: int) -> str:
     return model + (f", {threads} thr" if threads else "") + (f" x{world_size}" if world_size > 1 else "")
 
 
-def scaling_key(record: ResultsRecord) -> int:
+def scaling_key(record: ResultsRecord) -> str:
     """What runs that differ only in their world size share: the host and the config less its device count
-    (and the CPU threads, which the ranks of one machine split between them, and where the files live).
-    A hash, not the text: the text is a kilobyte a row. The keys keep the order hwbench wrote them in;
-    marshal serialises them at a third of repr's cost, and the copies are shallow: only what is dropped."""
+    (and the CPU threads, which the ranks of one machine split between them, where the files live, which repeat).
+    A digest of the values, not the text (a kilobyte a row), nor ``hash()`` (seeded per process: rows read in two
+    workers would never group); the copies are shallow: only what is dropped."""
     cfg = dict(record.config)
     device = cfg["device"] = dict(as_dict(cfg.get("device")))
     data = cfg["data"] = dict(as_dict(cfg.get("data")))
-    for part, keys in ((cfg, ("output_root", "run_name")), (device, ("devices", "threads")), (data, ("root",))):
+    top = ("output_root", "run_name", "repeat", "repeats")
+    for part, keys in ((cfg, top), (device, ("devices", "threads")), (data, ("root",))):
         for key in keys:
             part.pop(key, None)
     host = record.fingerprint.host if record.fingerprint else None
-    return hash(marshal.dumps([host, cfg]))
+    text = json.dumps([host, cfg], sort_keys=True, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

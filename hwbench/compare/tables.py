@@ -1,7 +1,7 @@
-"""The comparison as tables: on the console (rich, as wide as the terminal), compare.csv and compare.md.
+"""The comparison as tables: on the console (rich, as wide as the terminal), setups.csv, compare.csv and compare.md.
 
-Up to ``MAX_RUN_ROWS`` ok runs the console and the Markdown list each run; beyond, one row per setup (the
-median of its runs). The CSV always has every run and every column.
+The console and the Markdown lead with one row per setup (its median, interval and verdict), then list each ok run
+up to ``MAX_RUN_ROWS``. setups.csv has every setup, compare.csv every run, each with every column.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
@@ -26,6 +26,7 @@ from hwbench.compare.columns import (
     OVERALL_MARK,
     RUN_COLUMNS,
     SETUP_COLUMNS,
+    SETUP_CSV,
     Column,
     by_priority,
     cell,
@@ -34,8 +35,8 @@ from hwbench.compare.columns import (
 )
 from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import csv_fixes, markdown, terminal
-from hwbench.compare.setups import Setup, epochs_words
-from hwbench.compare.speedups import SpeedupGroup
+from hwbench.compare.setups import MIN_RUNS, Setup, epochs_words, varying
+from hwbench.compare.verdicts import NOISE_THRESHOLD, Group, sentences
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
 MAX_NOT_OK_ROWS = 30  # runs without a result listed one by one; more are counted by network and status
@@ -46,16 +47,22 @@ HOST_BOUND_NOTE = (
 )
 NOISY_NOTE = (
     "noisy: the machine had other load while the run was timed (other processes, steal, another GPU process, "
-    "throttling: the noisy column says which); never a baseline"
+    "throttling, a canary that ran slower or faster after training than before: the noisy column says which); "
+    "never counted in a setup's figures"
 )
+UNSTEADY_NOTE = (
+    "unsteady: the run's own speed wandered between its sub-windows (IQR/median over the threshold: the unsteady "
+    "column says how much); never counted in a setup's figures"
+)
+LEFT_OUT_NOTE = "left out: runs of the setup that were noisy or unsteady, listed in the runs table, never aggregated"
 SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
 MEASURED_NOTE = (
     f"{MEASURED_MARK} MFU against the device's measured peak (a large matmul's FLOP/s at the run's settings), "
     "for want of a datasheet peak"
 )
 SETUP_NOTE = (
-    "one row per setup (network, hardware, execution, precision, batch, epochs): the median of its runs; "
-    "min-max: its slowest and fastest run; every run is in compare.csv"
+    "one row per setup (network, hardware, execution, precision, batch, epochs): the median of the runs that count "
+    "(ok, quiet, steady) and its 95% bootstrap interval; every setup is in setups.csv, every run in compare.csv"
 )
 
 
@@ -69,11 +76,13 @@ class Note:
 
 @dataclass
 class View:
-    """What the console and the Markdown show of the ok runs: each run, or each setup at scale."""
+    """A table the console and the Markdown show: the setups (always), or each ok run (up to MAX_RUN_ROWS)."""
 
+    title: str
     columns: list[Column]
     rows: Sequence[Any]  # Row or Setup
     notes: list[Note]
+    lines: list[str] = field(default_factory=list)  # under the table, always: the verdicts in words
 
     def notes_for(self, shown: Sequence[Column]) -> list[str]:
         """The notes of the columns ``shown``: no caption for a column left out."""
@@ -81,11 +90,28 @@ class View:
         return [n.text for n in self.notes if not n.columns or keys.intersection(n.columns)]
 
 
-def ok_view(ok: list[Row], bases: dict[SpeedupGroup, Row], setups: list[Setup], named: bool = False) -> View:
-    """Each ok run, or at scale each setup (``setups``: the ok runs grouped). ``bases``: each group's baseline
-    (add_speedups); ``named``: --baseline chose them."""
+def setup_view(ok: list[Row], setups: list[Setup], bases: dict[Group, Setup], named: bool = False) -> View:
+    """One row per setup with its interval and verdict, then the verdicts in words. ``bases``: each group's
+    baseline setup (add_verdicts); ``named``: --baseline chose them."""
     epochs_differ = lengths_differ(ok)
-    notes = [Note(speedup_note(bases, named, epochs_differ), ("speedup",))] if bases else []
+    notes = [Note(SETUP_NOTE)]
+    if bases:
+        notes.append(Note(speedup_note(bases, named, epochs_differ), ("speedup", "verdict")))
+    if any(s.excluded for s in setups):
+        notes.append(Note(LEFT_OUT_NOTE, ("left_out",)))
+    if any(s.train_basis == "overall" for s in setups):
+        notes.append(Note(f"{OVERALL_MARK} overall: no steady-state window", ("median_samples_per_sec",)))
+    if any(s.mfu_measured for s in setups):
+        notes.append(Note(MEASURED_NOTE, ("mfu",)))
+    shown = [s for s in setups if s.runs or s.excluded]
+    return View("hwbench setups", with_epochs(SETUP_COLUMNS, epochs_differ), shown, notes, sentences(setups))
+
+
+def run_view(ok: list[Row]) -> View | None:
+    """Each ok run, up to MAX_RUN_ROWS of them (every run is in compare.csv)."""
+    if not ok or len(ok) > MAX_RUN_ROWS:
+        return None
+    notes = []
     if any(r.scaling_speedup is not None for r in ok):
         notes.append(Note(SCALING_NOTE, ("scaling_speedup", "scaling_efficiency")))
     if any(r.train_basis == "overall" for r in ok):
@@ -96,10 +122,9 @@ def ok_view(ok: list[Row], bases: dict[SpeedupGroup, Row], setups: list[Setup], 
         notes.append(Note(HOST_BOUND_NOTE, ("gpu_busy_percent", "host_bound")))
     if any(r.noisy for r in ok):
         notes.append(Note(NOISY_NOTE, ("train_samples_per_sec",)))
-    if len(ok) <= MAX_RUN_ROWS:
-        return View(with_epochs(RUN_COLUMNS, epochs_differ), ok, notes)
-    notes.insert(0, Note(f"{len(ok):,} ok runs: {SETUP_NOTE}"))
-    return View(with_epochs(SETUP_COLUMNS, epochs_differ), setups, notes)
+    if any(r.unsteady for r in ok):
+        notes.append(Note(UNSTEADY_NOTE, ("train_samples_per_sec",)))
+    return View("hwbench runs", with_epochs(RUN_COLUMNS, lengths_differ(ok)), ok, notes)
 
 
 def lengths_differ(rows: Sequence[Row]) -> bool:
@@ -112,17 +137,19 @@ def lengths_differ(rows: Sequence[Row]) -> bool:
 
 def with_epochs(columns: list[Column], differ: bool) -> list[Column]:
     """Where a network's runs differ in their epochs, the epochs column among the defaults, beside the speed."""
-    speed = next(c.priority for c in columns if c.key == "train_samples_per_sec")
+    speed = next(c.priority for c in columns if c.key in ("train_samples_per_sec", "median_samples_per_sec"))
     return [c._replace(priority=speed) if differ and c.key == "epochs" else c for c in columns]
 
 
-def speedup_note(bases: dict[SpeedupGroup, Row], named: bool, epochs_differ: bool) -> str:
-    """What the speed-up is against, in words: each group's baseline by its job, hardware and host."""
-    against = "the run --baseline names (else the slowest)" if named else "the slowest run"
+def speedup_note(bases: dict[Group, Setup], named: bool, epochs_differ: bool) -> str:
+    """What the speed-up is against, in words: each group's baseline setup."""
+    against = "the setup --baseline names (else the slowest)" if named else "the slowest setup"
     group = "network and epochs" if epochs_differ else "network"
-    runs = "; ".join(f"{arch}{f', {epochs_words(epochs)}' if epochs_differ else ''}: job {r.job}, {r.hardware}, "
-                     f"host {r.host}" for (arch, epochs), r in bases.items())  # fmt: skip
-    return f"speed-up: training samples/s over those of {against} of the same {group} ({runs})"
+    setups = "; ".join(f"{arch}{f', {epochs_words(epochs)}' if epochs_differ else ''}: {s.name(varying([s]))}"
+                       for (arch, epochs), s in bases.items())  # fmt: skip
+    return (f"speed-up: the setup's median over that of {against} of the same {group} ({setups}); verdict: faster "
+            f"or slower only when the whole 95% interval is beyond {NOISE_THRESHOLD:.0%}, and only with "
+            f"{MIN_RUNS} runs that count on each side")  # fmt: skip
 
 
 # ---- the console ----------------------------------------------------------------------------------------
@@ -157,23 +184,30 @@ def fitting(console: Console, view: View) -> tuple[list[Column], list[Column]]:
     return [c for c in view.columns if c in kept], [c for c in wanted if c not in kept]
 
 
-def print_tables(console: Console, view: View, not_ok: list[Row], columns: str | None) -> None:
-    """``columns``: --columns, 'all' (every column with a value) or keys; None, or keys of none of this view's
-    columns (a run's job in the per-setup table): the default columns that fit the terminal."""
-    if view.rows:
-        named = with_values(view.columns, view.rows) if columns == "all" else view.columns
-        shown, left_out = pick(named, columns or ""), []
-        if not shown:
-            shown, left_out = fitting(console, view)
-        notes = view.notes_for(shown)
-        if left_out:
-            notes.append(f"not shown for width: {', '.join(c.header for c in left_out)} "
-                         f"(--columns all shows every column; compare.csv and compare.md have them)")  # fmt: skip
-        caption = Text("\n".join(map(terminal, notes))) if notes else None  # the baseline's name is a record's
-        console.print(rich_table(shown, view.rows, title="hwbench results", caption=caption, caption_justify="left"))
+def print_tables(console: Console, views: Sequence[View], not_ok: list[Row], columns: str | None) -> None:
+    """Each view with rows, then the runs without a result. ``columns``: --columns, 'all' (every column with a
+    value) or keys; None, or keys of none of a view's columns: the default columns that fit the terminal."""
+    for view in views:
+        if view.rows:
+            print_view(console, view, columns)
     if not_ok:
         not_ok_columns, rows = not_ok_table(not_ok)
         console.print(rich_table(not_ok_columns, rows, title=NOT_OK_TITLE, title_justify="left"))
+
+
+def print_view(console: Console, view: View, columns: str | None) -> None:
+    named = with_values(view.columns, view.rows) if columns == "all" else view.columns
+    shown, left_out = pick(named, columns or ""), []
+    if not shown:
+        shown, left_out = fitting(console, view)
+    notes = view.notes_for(shown)
+    if left_out:
+        notes.append(f"not shown for width: {', '.join(c.header for c in left_out)} "
+                     f"(--columns all shows every column; the CSV files and compare.md have them)")  # fmt: skip
+    caption = Text("\n".join(map(terminal, notes))) if notes else None  # a baseline's name is a record's
+    console.print(rich_table(shown, view.rows, title=view.title, caption=caption, caption_justify="left"))
+    for line in view.lines:  # folded at the terminal's width
+        console.print(Text(terminal(line)))
 
 
 @dataclass
@@ -197,11 +231,12 @@ def not_ok_table(not_ok: list[Row]) -> tuple[list[Column], Sequence[Any]]:
 
 
 # ---- the files ------------------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Sequence[Row]) -> None:
-    """Every record, full precision; a missing value is an empty field; text made safe for a spreadsheet."""
-    keys = [c.key for c in RUN_COLUMNS]
+def write_csv(path: Path, rows: Sequence[Any], keys: Sequence[str] = tuple(c.key for c in RUN_COLUMNS)) -> None:
+    """Every row (runs, or setups), full precision; a missing value is an empty field; text made safe for a
+    spreadsheet."""
     values = attrgetter(*keys)
-    texts = [(i, c.key) for i, c in enumerate(RUN_COLUMNS) if c.spec is None]
+    numeric = {c.key for c in (*RUN_COLUMNS, *SETUP_COLUMNS) if c.spec is not None}
+    texts = [(i, key) for i, key in enumerate(keys) if key not in numeric]
     fixes = {i: fix for i, key in texts if (fix := csv_fixes(map(attrgetter(key), rows)))}
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -215,6 +250,10 @@ def write_csv(path: Path, rows: Sequence[Row]) -> None:
             writer.writerow(cells)
 
 
+def write_setups_csv(path: Path, setups: Sequence[Setup]) -> None:
+    write_csv(path, setups, SETUP_CSV)
+
+
 def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
     def line(cells: Iterable[str]) -> str:
         return "| " + " | ".join(map(markdown, cells)) + " |"
@@ -223,14 +262,17 @@ def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
     return "\n".join([line(c.header for c in columns), rule, *(line(cell(c, r) for c in columns) for r in rows)])
 
 
-def write_markdown(path: Path, view: View, not_ok: list[Row], sources: list[Path], plots: list[str]) -> None:
-    """Every column that has a value, the notes, and the plots that were drawn."""
+def write_markdown(path: Path, views: Sequence[View], not_ok: list[Row], sources: list[Path], plots: list[str]) -> None:
+    """The setups and their verdicts first, then the runs: every column that has a value, the notes, the plots."""
     parts = [f"# hwbench results\n\nFrom {', '.join(map(markdown, sources))}, {datetime.now():%Y-%m-%d %H:%M}.\n"]
-    if view.rows:
+    for view in views:
+        if not view.rows:
+            continue
         columns = with_values(view.columns, view.rows)
-        parts.append(markdown_table(columns, view.rows) + "\n")
+        parts.append(f"## {view.title.removeprefix('hwbench ').capitalize()}\n\n{markdown_table(columns, view.rows)}\n")
+        parts.extend(f"- {markdown(line)}" for line in view.lines)
         parts.extend(markdown(f"{note[0].upper()}{note[1:]}.") for note in view.notes_for(columns))
-        parts.extend(f"\n![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in plots)
+    parts.extend(f"\n![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in plots)
     if not_ok:
         columns, rows = not_ok_table(not_ok)
         parts.append(f"\n## {NOT_OK_TITLE}\n\n" + markdown_table(columns, rows) + "\n")

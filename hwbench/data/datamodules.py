@@ -116,6 +116,20 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
         self.train_limit, self.seed, self.steps_per_execution = train_limit, seed, steps_per_execution
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.min_groups, self.skip_steps = 1, 0  # see plan_groups
+
+    def plan_groups(self, min_groups: int, skip_steps: int = 0) -> None:
+        """Make each epoch at least ``min_groups`` Lightning steps after its first ``skip_steps`` optimizer steps
+        (smaller groups than ``steps_per_execution`` where an epoch is short): the training clock times the run in
+        sub-windows that end at Lightning steps (hwbench/measure/stability.py)."""
+        self.min_groups, self.skip_steps = min_groups, skip_steps
+
+    @property
+    def train_group(self) -> int:
+        """Optimizer steps per Lightning step: ``steps_per_execution``, or fewer where ``plan_groups`` asks."""
+        steps = TensorBatches(*self.splits["train"], self.batch_size, **self.shard).steps
+        parts = self.min_groups + (1 if self.skip_steps else 0)  # the warm-up's own group, then the windows
+        return max(1, min(self.steps_per_execution, (steps - self.skip_steps) // parts))
 
     def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """The full training and test sets: float images in [0, 1] of shape (N, 1, 28, 28), int64 labels."""
@@ -143,10 +157,9 @@ class InMemoryDataModule(L.LightningDataModule):
         return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
 
     def train_dataloader(self) -> TensorBatches:
-        """Groups of ``steps_per_execution`` batches: each is one Lightning step of that many optimizer steps.
+        """Groups of ``train_group`` batches: each is one Lightning step of that many optimizer steps.
         ``batch_size`` is per device: the global batch is batch_size x world size."""
-        train = self.splits["train"]
-        group = self.steps_per_execution
+        train, group = self.splits["train"], self.train_group
         return TensorBatches(*train, self.batch_size, shuffle=True, seed=self.seed, group=group, **self.shard)
 
     def val_dataloader(self) -> TensorBatches | list:

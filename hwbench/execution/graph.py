@@ -67,7 +67,7 @@ class Graph(Execution):
         stepping = module.stepping
         x, y = data.splits["train"]
         self.follow_schedule(stepping, x.device)
-        shapes = chunk_sizes(len(y), data.batch_size, data.steps_per_execution, self.steps_per_graph)
+        shapes = chunk_sizes(len(y), data.batch_size, data.train_group, self.steps_per_graph)
         self.graphs = {sizes: CapturedSteps(sizes, x, y) for sizes in sorted(shapes)}
         step = partial(self.step, stepping.optimizer, self.forward_loss(module, stepping.bf16))
         with undone(module, stepping.optimizer):  # type: ignore[arg-type]  # in place: the graphs read these tensors

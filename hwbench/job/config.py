@@ -86,6 +86,8 @@ class HwbenchConfig:
     batch_size: int = MISSING  # per device
     lr: float = MISSING
     seed: int = MISSING
+    repeats: int = 1  # runs of each sweep point (hwbench/job/repeats.py)
+    repeat: int = 1  # which of them this job is
     init: str = MISSING  # keras | torch
     one_hot_targets: bool = MISSING
 
@@ -117,6 +119,11 @@ def device_name(accelerator: str) -> str:
     return DEVICE_NAMES.get(accelerator, accelerator)
 
 
+def repeat_suffix(repeat: int, repeats: int) -> str:
+    """The end of a sweep job's folder name: '_r2' for its second repeat; nothing where points run once."""
+    return f"_r{repeat}" if repeats > 1 else ""
+
+
 def register() -> None:
     """Make the schema and the folder-claiming resolvers known to Hydra (idempotent)."""
     ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
@@ -128,6 +135,7 @@ def register() -> None:
     # device=auto's name: the device it resolves to; the --help page's commands, as this shell runs them
     OmegaConf.register_new_resolver("hwbench_device_name", device_name, replace=True)
     OmegaConf.register_new_resolver("hwbench_command", command, replace=True)
+    OmegaConf.register_new_resolver("hwbench_repeat", repeat_suffix, replace=True)
 
 
 def config_dir() -> str:
@@ -176,8 +184,10 @@ def check(cfg: DictConfig) -> None:
 
     for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
                 "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
-                "data.train_limit"):  # fmt: skip
+                "data.train_limit", "repeats", "repeat"):  # fmt: skip
         at_least(key, 1)
+    if cfg.repeat > cfg.repeats:
+        raise ConfigError(f"repeat={cfg.repeat} but repeats={cfg.repeats}: the sweep sets repeat, give repeats only")
     at_least("data.val_size", 0)
     check_numbers(cfg)
     if cfg.data.val_size >= MNIST_TRAIN_SIZE:

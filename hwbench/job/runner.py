@@ -21,6 +21,7 @@ from hwbench.job.ddp import RankWatch, job_scope, process_rank
 from hwbench.job.process import process_part
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
 from hwbench.job.tensorboard import JobLogger, log_run
+from hwbench.measure.stability import group_plan
 from hwbench.record.fingerprint import as_markdown, fingerprint
 from hwbench.record.machine import Fingerprint
 from hwbench.record.parts import Interruption, Training
@@ -155,6 +156,7 @@ class Job:
         L.seed_everything(cfg.seed, verbose=False)
         net = build_net(cfg, execution)
         model, data = build_model(cfg, net, execution), instantiate(cfg.data)
+        data.plan_groups(*group_plan(cfg.epochs, cfg.warmup_steps))  # the clock's steady sub-windows
         self.measuring = measuring = Measurements.of(cfg, net, data, execution, self.stop,
                                                       epoch_closed=lambda: self.save_progress(record))  # fmt: skip
         self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)

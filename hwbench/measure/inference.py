@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import time
@@ -10,33 +11,38 @@ from collections.abc import Callable
 import torch
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
+from torch.utils.benchmark import Measurement, Timer
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.devices import synchronize
 from hwbench.record.parts import Flops, Inference
 
 log = logging.getLogger(__name__)
+BLOCKS, BLOCK_SECONDS = 7, 0.07  # the batch throughput: blocks of whole batches, at least a batch each
 
 
 @torch.inference_mode()
 def measure_inference(
     model: nn.Module, x: Tensor, batch_size: int, latency_runs: int, safe_point: Callable[[], None] = lambda: None
 ) -> dict[str, float]:
-    """Samples/s over ``x`` at ``batch_size``, and the median and p90 latency of single images, after warm-up.
-    ``safe_point`` is called between timings, never inside one."""
+    """Samples/s at ``batch_size`` (the median of timed blocks of batches of ``x``, and their spread), and the
+    median and p90 latency of single images, after warm-up. ``safe_point`` is called between timings, never
+    inside one."""
     model.eval()
     device = x.device
     batch_size = min(batch_size, len(x))
-    timed = x[: len(x) // batch_size * batch_size]  # full batches only: a new shape would recompile a compiled net
-    for warm in timed.split(batch_size)[:2]:
-        model(warm)
+    batches = itertools.cycle(x[: len(x) // batch_size * batch_size].split(batch_size))  # full batches only: a new
+    for _ in range(2):  # shape would recompile a compiled net
+        model(next(batches))
     synchronize(device)
     safe_point()
-    start = time.perf_counter()
-    for b in timed.split(batch_size):
-        model(b)
-    synchronize(device)
-    samples_per_sec = len(timed) / (time.perf_counter() - start)
+    # torch.utils.benchmark: BLOCKS blocks of whole batches, the device synchronized around each (blocked_autorange
+    # sizes its blocks for microbenchmarks: a batch of seconds would be one block, with no spread)
+    timer = Timer("model(next(batches))", globals={"model": model, "batches": batches},
+                  num_threads=torch.get_num_threads())  # fmt: skip
+    batch_seconds = timer.timeit(1).median
+    number = max(1, round(BLOCK_SECONDS / max(batch_seconds, 1e-9)))
+    blocks = Measurement.merge([timer.timeit(number) for _ in range(BLOCKS)])[0]
     safe_point()
     for i in range(10):
         model(x[i : i + 1])
@@ -51,7 +57,9 @@ def measure_inference(
     deciles = statistics.quantiles(latencies, n=10)
     return {
         "batch_size": batch_size,
-        "samples_per_sec": samples_per_sec,
+        "samples_per_sec": batch_size / blocks.median,
+        "blocks": len(blocks.times),
+        "iqr_over_median": blocks.iqr / blocks.median,
         "latency_ms_p50": statistics.median(latencies) * 1e3,
         "latency_ms_p90": deciles[-1] * 1e3,
     }

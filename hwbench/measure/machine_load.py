@@ -2,8 +2,9 @@
 steal, the load and the CPUs' clock; on a GPU, other processes on it and its throttling (hwbench.measure.gpu_load).
 
 Read at the edges of each training epoch, off the training clock: this callback comes before the clock's at an
-epoch's start and reads at its end after the clock's last mark. The CPU figures are counters over the whole
-window (psutil: /proc/stat for the machine, /proc/PID/stat for the job's processes): the machine's busy time
+epoch's start and reads at its end after the clock's last mark. The canary (hwbench/measure/canary.py) is timed
+before the first epoch and after the last, for what these counters cannot see. The CPU figures are counters over the
+whole window (psutil: /proc/stat for the machine, /proc/PID/stat for the job's processes): the machine's busy time
 less the job's own is the others'. What makes a run noisy is set in one place: hwbench.record.machine.MachineLoad.
 """
 
@@ -20,6 +21,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 
 from hwbench.errors import MachineBusy
+from hwbench.measure.canary import canary_gflops
 from hwbench.measure.gpu_load import GpuLoad
 from hwbench.record.machine import MachineLoad
 
@@ -161,6 +163,7 @@ class MachineLoadCheck(Callback):
         self.roots: set[int] = {os.getpid()}  # the job's processes are these and their descendants
         self.device = torch.device("cpu")
         self.windows: LoadWindows | None = None  # rank 0's
+        self.canary: dict[str, float] = {}  # rank 0's canary before and after the timed window, in GFLOP/s
 
     def load_windows(self) -> LoadWindows:
         return LoadWindows(GpuLoad(self.device) if self.device.type == "cuda" else None, job_cpus(self.roots))
@@ -176,8 +179,21 @@ class MachineLoadCheck(Callback):
             self.windows = self.load_windows()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self.require_quiet:
-            return
+        if self.require_quiet:
+            self.refuse_busy(trainer)
+        self.sing(trainer, "canary_before_gflops")
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.sing(trainer, "canary_after_gflops")
+
+    def sing(self, trainer: Trainer, key: str) -> None:
+        """The canary, timed by rank 0 while the other ranks wait (on a CPU they would share its cores)."""
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            self.canary[key] = canary_gflops(self.device)
+        trainer.strategy.barrier()
+
+    def refuse_busy(self, trainer: Trainer) -> None:
         noise: list[str] | None = None
         if trainer.is_global_zero:  # watch the machine a moment, as the training would be watched
             probe = self.load_windows()
@@ -197,9 +213,13 @@ class MachineLoadCheck(Callback):
         if self.windows is not None:
             self.windows.edge(self.roots, start=False)
 
+    def part(self) -> MachineLoad | None:
+        part = self.windows.part() if self.windows else None
+        return MachineLoad.model_validate(part.model_dump() | self.canary) if part is not None else None
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once the training's figures are in (its epochs' lines printed): quiet or not, in the log and TensorBoard."""
-        part = self.windows.part() if self.windows else None
+        part = self.part()
         if part is not None and part.noise:
             log.warning(f"the machine was busy while the training was timed: {'; '.join(part.noise)}")
         if part is not None and trainer.logger is not None:
@@ -208,5 +228,5 @@ class MachineLoadCheck(Callback):
             raise MachineBusy(f"the machine got busy while the training was timed ({'; '.join(noise)}): {REFUSAL_FIX}")
 
     def record_parts(self) -> dict[str, MachineLoad]:
-        part = self.windows.part() if self.windows else None
+        part = self.part()
         return {"machine_load": part} if part is not None else {}

@@ -13,6 +13,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 
 from hwbench.devices import synchronize
+from hwbench.measure.stability import edges, windows_per_epoch
 
 
 class Mark(NamedTuple):
@@ -29,7 +30,8 @@ START = Mark(0.0, 0, 0)
 
 class TrainingClock(Callback):
     """Marks at each epoch's start and end, and where warm-up ends: the first epoch when there are several,
-    else the first ``warmup_steps`` optimizer steps of the only epoch (rounded up to a whole Lightning step)."""
+    else the first ``warmup_steps`` optimizer steps of the only epoch (rounded up to a whole Lightning step); and
+    in steady state where each sub-window ends (hwbench/measure/stability.py)."""
 
     def __init__(self, warmup_steps: int = 50) -> None:
         self.warmup_steps = warmup_steps
@@ -41,6 +43,9 @@ class TrainingClock(Callback):
         self.epoch_end: Mark | None = None  # the running epoch's, once its last step is taken
         self.warmup_end: Mark | None = None
         self.finished: Mark | None = None  # where the last finished epoch ended
+        self.windows = 1  # sub-windows in each steady epoch
+        self.edges: list[int] = []  # the running epoch's optimizer steps where a sub-window ends, still ahead
+        self.window_marks: list[Mark] = []  # where the steady sub-windows start and end, in order
 
     def now(self) -> float:
         synchronize(self.device)
@@ -57,10 +62,15 @@ class TrainingClock(Callback):
         self.world_size = trainer.world_size
         self.barrier = trainer.strategy.barrier if self.world_size > 1 else None
         self.max_epochs = trainer.max_epochs or 1
+        self.windows = windows_per_epoch(self.max_epochs)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.epoch_start = self.finished or START
         self.epoch_started_at = self.now()
+        self.edges = []
+        if trainer.current_epoch >= 1:  # a steady epoch: it starts where the last window ended
+            self.window_marks = self.window_marks or [self.epoch_start]
+            self.edges = edges(0, epoch_steps(trainer), self.windows)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -68,10 +78,19 @@ class TrainingClock(Callback):
         # the per-step path (one group of steps_per_execution batches): counts, and a clock read at marks only
         self.steps = pl_module.optimizer_steps  # the module counts the optimizer steps it takes
         self.samples += sum(len(y) for _, y in batch)
+        last = batch_idx + 1 == trainer.num_training_batches
         if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self.mark()
-        if batch_idx + 1 == trainer.num_training_batches:
+            self.window_marks = [self.warmup_end]  # the only epoch's windows share what follows warm-up
+            self.edges = edges(self.steps, epoch_steps(trainer), self.windows) if not last else []
+        elif self.edges and self.steps - self.epoch_start.steps >= self.edges[0] and not last:
+            while self.edges and self.steps - self.epoch_start.steps >= self.edges[0]:
+                self.edges.pop(0)
+            self.window_marks.append(self.mark())
+        if last:
             self.epoch_end = self.mark()
+            if self.window_marks:
+                self.window_marks.append(self.epoch_end)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.finished = self.epoch_end
@@ -92,6 +111,18 @@ class TrainingClock(Callback):
         return "first epoch" if self.max_epochs > 1 else f"first {start.steps} steps"
 
     @property
+    def steady_windows(self) -> list[Mark]:
+        """The sub-windows' edges up to the last finished epoch's end."""
+        end = self.finished
+        return [m for m in self.window_marks if end is not None and m.steps <= end.steps]
+
+    @property
     def trained_samples(self) -> int:
         """The images this rank trained on in the finished epochs."""
         return self.finished.samples if self.finished else 0
+
+
+def epoch_steps(trainer: Trainer) -> int:
+    """Optimizer steps in an epoch (this rank's): the training batches' count, whatever their grouping."""
+    batches = trainer.train_dataloader
+    return int(getattr(batches, "steps", trainer.num_training_batches))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lightning import Callback, LightningModule, Trainer
 
 from hwbench.measure.epochs import EpochTable
+from hwbench.measure.stability import stability
 from hwbench.measure.throughput import FlopsAndPeak
 from hwbench.measure.training_clock import START, TrainingClock
 from hwbench.record.parts import Training
@@ -32,6 +33,7 @@ class TrainingSummary(Callback):
         overall = self.meter.rates(START, end)
         steady = self.meter.rates(start, end) if start else None
         epochs = self.table.epochs
+        steady_windows = stability(self.clock.steady_windows, self.clock.world_size)
         time_to = {
             f"{target:.2f}": next((e.train_seconds for e in epochs if (e.val_acc or 0) >= target), None)
             for target in ACCURACY_TARGETS
@@ -41,7 +43,8 @@ class TrainingSummary(Callback):
             steady_excludes=self.clock.steady_excludes, partial=partial, flops_per_sample=self.meter.flops,
             peak=self.meter.peak, mfu_unavailable=self.meter.mfu_unavailable, measured_peak=self.meter.measured_peak,
             measured_peak_unavailable=self.meter.measured if isinstance(self.meter.measured, str) else None,
-            time_to_val_acc=time_to,
+            time_to_val_acc=time_to, stability=None if isinstance(steady_windows, str) else steady_windows,
+            stability_unavailable=steady_windows if isinstance(steady_windows, str) else None,
         )  # fmt: skip
 
     def record_parts(self) -> dict[str, Training]:

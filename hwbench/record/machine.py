@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from hwbench.record.parts import Name, Part, Percent, Rate, Seconds, Text
+from hwbench.record.thresholds import CANARY_CHANGE_ABOVE, OTHERS_CPU_PERCENT_ABOVE, STEAL_PERCENT_ABOVE
 
 
 class Gpu(Part):
@@ -53,12 +54,6 @@ class JobProcess(Part):
     died: Text | None = None  # how the job process died, where it did: "killed by SIGSEGV", "exit 139"
 
 
-# When a run is noisy (MachineLoad.noise): these thresholds, set here only; the README documents them.
-OTHERS_CPU_PERCENT_ABOVE = 10.0  # CPU time of processes outside the job, in % of all the cores' time
-STEAL_PERCENT_ABOVE = 5.0  # the hypervisor's steal, in % of all the cores' time
-# and on a GPU: any other process on the job's device, any thermal or power throttling of it in the window
-
-
 class MachineLoad(Part):
     """The machine's other load over the timed training window (hwbench/measure/machine_load.py): is the figure
     the hardware's alone? A figure that could not be read is None, and ``unavailable`` says why."""
@@ -72,6 +67,9 @@ class MachineLoad(Part):
     gpu_other_processes: list[Name] | None = None  # on the job's GPU, seen at the window's edges: "pid 42 (python)"
     gpu_throttled_seconds: dict[Name, Seconds] | None = None  # "power", "thermal": NVML's violation counters
     gpu_throttle_reasons: list[Name] | None = None  # NVML's thermal and power clock-event reasons at the edges
+    # the canary (hwbench/measure/canary.py): a small fixed matmul's FLOP/s just before and just after the window
+    canary_before_gflops: Rate | None = None
+    canary_after_gflops: Rate | None = None
     unavailable: Text | None = None  # what could not be read here, and why
 
     @property
@@ -89,4 +87,14 @@ class MachineLoad(Part):
             reasons.append("GPU throttled: " + ", ".join(f"{k} {v:.2f} s" for k, v in throttled.items()))
         elif self.gpu_throttle_reasons:
             reasons.append(f"GPU throttled: {', '.join(self.gpu_throttle_reasons)}")
+        if (change := self.canary_change) is not None and abs(change) > CANARY_CHANGE_ABOVE:
+            reasons.append(f"the machine ran {abs(change):.0%} {'slower' if change < 0 else 'faster'} after training "
+                           f"than before (canary {self.canary_before_gflops:,.1f} then "
+                           f"{self.canary_after_gflops:,.1f} GFLOP/s)")  # fmt: skip
         return reasons
+
+    @property
+    def canary_change(self) -> float | None:
+        """The canary's rate after the window over before it, less 1: -0.24 is 24% slower after."""
+        before, after = self.canary_before_gflops, self.canary_after_gflops
+        return after / before - 1 if before and after is not None else None

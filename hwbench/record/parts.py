@@ -9,6 +9,8 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from hwbench.record.thresholds import UNSTEADY_IQR_OVER_MEDIAN
+
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a speed is a finite, non-negative number
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -93,6 +95,8 @@ class Inference(Part):
     latency_ms_p50: Seconds
     latency_ms_p90: Seconds
     flops_per_sec: Rate | None = None
+    blocks: int | None = None  # timed blocks of batches (torch.utils.benchmark's blocked_autorange)
+    iqr_over_median: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # the blocks' spread
 
 
 class MemoryFigures(Part):
@@ -196,6 +200,24 @@ class MeasuredPeak(Part):
     noise: list[Text] = []  # why the probe's device was not its own (other load): the rate understates it
 
 
+class Stability(Part):
+    """The steady-state window timed in sub-windows (hwbench/measure/stability.py): how steady the run was in itself.
+    A run whose windows spread more than ``UNSTEADY_IQR_OVER_MEDIAN`` is unsteady: never aggregated by compare."""
+
+    window_rates: list[Rate]  # samples/s of each sub-window, in order
+    window_steps: list[int]  # optimizer steps in each
+    median: Rate
+    iqr: Rate  # interquartile range of the windows' rates
+    iqr_over_median: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+    @property
+    def unsteady(self) -> str | None:
+        """Why the run is unsteady ('IQR/median 14% over 5 windows'), None when steady."""
+        if self.iqr_over_median <= UNSTEADY_IQR_OVER_MEDIAN:
+            return None
+        return f"its own speed wandered: IQR/median {self.iqr_over_median:.0%} over {len(self.window_rates)} windows"
+
+
 class Training(Part):
     """What the training clock measured (hwbench/measure): epochs, steady and overall throughput, MFU."""
 
@@ -211,3 +233,5 @@ class Training(Part):
     measured_peak: MeasuredPeak | None = None
     measured_peak_unavailable: Text | None = None
     time_to_val_acc: dict[Name, Seconds | None] = {}
+    stability: Stability | None = None
+    stability_unavailable: Text | None = None

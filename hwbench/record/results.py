@@ -34,7 +34,8 @@ from hwbench.record.untrusted import file_bytes
 from hwbench.record.writing import writing
 
 RECORD_NAME = "results.json"
-SCHEMA_VERSION = 4  # 1: the unversioned records of hwbench 0.1; 2: flat training figures; 3: no job, machine_load
+# 1: hwbench 0.1's unversioned records; 2: flat training figures; 3: no job, machine_load; 4: no repeat, stability
+SCHEMA_VERSION = 5
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -46,6 +47,7 @@ class ResultsRecord(Part):
     status: Status
     reason: Text | None = None
     run_name: Name | None = None
+    repeat: int | None = None  # which repeat of its sweep point (1, 2, ...: the config's repeat of repeats)
     arch: Name | None = None
     # the device config's name: cpu, gpu or mps (device=auto: the one it resolved to; older records say auto);
     # device_name is the hardware
@@ -85,9 +87,10 @@ class ResultsRecord(Part):
         from omegaconf import OmegaConf
 
         return cls(
-            schema_version=SCHEMA_VERSION, status="running", run_name=cfg.run_name, arch=cfg.arch.name,
-            device=cfg.device.name, epochs=cfg.epochs, started=now(), config=OmegaConf.to_container(cfg, resolve=True),
-            world_size=cfg.device.devices, per_device_batch_size=cfg.batch_size,
+            schema_version=SCHEMA_VERSION, status="running", run_name=cfg.run_name, repeat=cfg.repeat,
+            arch=cfg.arch.name, device=cfg.device.name, epochs=cfg.epochs, started=now(),
+            config=OmegaConf.to_container(cfg, resolve=True), world_size=cfg.device.devices,
+            per_device_batch_size=cfg.batch_size,
             global_batch_size=cfg.batch_size * cfg.device.devices,
         )  # fmt: skip
 
@@ -114,6 +117,12 @@ class ResultsRecord(Part):
         return self.machine_load.noise if self.machine_load else []
 
     @property
+    def unsteady(self) -> str | None:
+        """Why the run's own speed was unsteady (its sub-windows spread), None when it was steady or not measured."""
+        stability = self.training.stability if self.training else None
+        return stability.unsteady if stability else None
+
+    @property
     def on_gpu(self) -> bool:
         return self.fingerprint is not None and self.fingerprint.accelerator == "cuda" and bool(self.fingerprint.gpus)
 
@@ -138,10 +147,14 @@ class ResultsRecord(Part):
             return f"{name}: {self.status}: {self.reason}"
         speed = self.train_speed
         return (
-            f"{name}: test acc {self.metrics.test_acc:.4f}, "  # type: ignore[union-attr]
-            f"train {speed.samples_per_sec:,.0f} samples/s ({self.train_basis}), "  # type: ignore[union-attr]
-            f"wall {self.wall_seconds or 0:.1f} s"
-        ) + (f", noisy: {'; '.join(self.noise)}" if self.noise else "")
+            (
+                f"{name}: test acc {self.metrics.test_acc:.4f}, "  # type: ignore[union-attr]
+                f"train {speed.samples_per_sec:,.0f} samples/s ({self.train_basis}), "  # type: ignore[union-attr]
+                f"wall {self.wall_seconds or 0:.1f} s"
+            )
+            + (f", noisy: {'; '.join(self.noise)}" if self.noise else "")
+            + (f", unsteady: {self.unsteady}" if self.unsteady else "")
+        )
 
 
 def now() -> str:
@@ -232,7 +245,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
-    if version == 3:  # version 4 only added parts
+    if version in (3, 4):  # versions 4 and 5 only added parts
         return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
