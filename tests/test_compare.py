@@ -461,3 +461,19 @@ def test_a_caption_goes_with_its_column(outputs: Path, tmp_path: Path) -> None:
     assert "speed-up" not in header and re.search(r"not shown for width: [^(]*speed-up", words)
     assert not caption_lines(narrow.stdout, "speed-up:")  # no caption for a column left out
     assert "Speed-up: the setup's median" in (tmp_path / "r2" / "compare.md").read_text()  # every column there
+
+
+def test_interval_widths_reads_a_sweep_by_its_first_repeats(outputs: Path) -> None:
+    (folder,) = (outputs / "multiruns").iterdir()
+    script = REPO / "benchmarks" / "interval_widths.py"
+    result = subprocess.run([sys.executable, str(script), "--sweep", str(folder), "--counts", "2", "3"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("CPU: ")  # every table names its CPU
+    table = json.loads(result.stdout.strip().splitlines()[-1])["interval_widths"]
+    assert [(e["repeats"], e["runs"]) for e in table] == [(2, 2), (2, 2), (3, 3), (3, 3)]
+    assert all(e["ci_width"] is None for e in table[:2])  # too few runs for an interval
+    assert all(e["ci_width"] > 0 for e in table[2:]) and {e["verdict"] for e in table[:2]} == {
+        "baseline",
+        "too few runs",
+    }

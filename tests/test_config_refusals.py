@@ -129,3 +129,17 @@ def test_a_non_ascii_output_root_names_hydras_quoting(hwbench_cli, tmp_path) -> 
     quoted = hwbench_cli(f"output_root='{root}'", "--cfg", "job")  # what the line says, as the shell passes it
     # YAML folds a long path over two lines: read it back as YAML
     assert quoted.returncode == 0 and yaml.safe_load(quoted.stdout)["output_root"] == str(root)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [(["repeats=3"], "error: repeats=3 runs each point of a sweep 3 times: add -m, e.g. python -m hwbench -m "
+                     "arch=ffnn repeats=3"),
+     (["-m", "repeats=two"], "error: repeats=two must be one whole number, at least 1: e.g. repeats=5"),
+     (["-m", "repeats=2,3"], "error: repeats=2,3 must be one whole number, at least 1: e.g. repeats=5"),
+     (["-m", "repeat=2"], "error: repeat is set by the sweep, one value per job: give repeats=N (with -m) instead")],
+)  # fmt: skip
+def test_repeats_that_mean_nothing_are_refused_before_anything_runs(hwbench_cli, tmp_path, args, line) -> None:
+    result = hwbench_cli(*args, "device=cpu")
+    assert result.returncode == 1 and result.stderr.strip() == line
+    assert not (tmp_path / "outputs").exists()

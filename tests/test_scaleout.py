@@ -164,15 +164,19 @@ def installed(module: str) -> bool:
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"),
                     reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
 def test_submitit_local_sweep_lands_in_one_sweep_folder(hwbench_cli, tmp_path, capsys) -> None:
-    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "epochs=1", "data.train_limit=1024")
+    """Repeats and DDP through submitit: every job of the sweep, each repeat in a folder of its own."""
+    args = ("-m", "hydra/launcher=submitit_local", "device.devices=1,2", "repeats=2", "epochs=1",
+            "data.train_limit=1024")  # fmt: skip
     ok(hwbench_cli(*args, *TINY))
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     jobs = records(sweep)
-    assert sorted((r.world_size, r.status) for r in jobs.values()) == [(1, "ok"), (2, "ok")]
+    assert sorted((r.world_size, r.repeat, r.status) for r in jobs.values()) == [
+        (1, 1, "ok"), (1, 2, "ok"), (2, 1, "ok"), (2, 2, "ok")]  # fmt: skip
+    assert all(job.endswith(f"_r{record.repeat}") for job, record in jobs.items())
     assert all(list((sweep / job).glob("events.out.tfevents*")) for job in jobs)
-    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 4
     assert compare([str(sweep), "--out", str(tmp_path / "report")]) == 0
-    assert "2 records (2 ok" in capsys.readouterr().out
+    assert "4 records (4 ok" in capsys.readouterr().out
 
 
 @cuda

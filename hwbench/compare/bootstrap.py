@@ -31,11 +31,25 @@ def seed_of(values: Sequence[float], salt: str) -> int:
 
 
 def resampled_medians(values: Sequence[float], salt: str = "") -> np.ndarray:
-    """The medians of ``RESAMPLES`` resamples (with replacement, of the same size) of ``values``."""
+    """The medians of ``RESAMPLES`` resamples (with replacement, of the same size) of ``values``.
+
+    Each resample's median is drawn from its order statistics rather than from n drawn runs: the k-th smallest of
+    n draws from the runs is the run at the k-th smallest of n uniform draws, a Beta(k, n-k+1) variable, and the
+    next one up lies a Beta(1, n-k) share of the way from it to 1. The same distribution as resampling n runs, at
+    a cost per resample that does not grow with n (10,000 runs of a setup: a millisecond, not seconds)."""
     x = np.sort(np.asarray(values, dtype=np.float64))
+    n, k = len(x), (len(x) + 1) // 2
     rng = np.random.default_rng(seed_of(values, salt))
-    picks = rng.integers(0, len(x), size=(RESAMPLES, len(x)), dtype=np.int32)
-    return np.median(x[picks], axis=1)
+    lower = rng.beta(k, n - k + 1, RESAMPLES)
+    if n % 2:
+        return run_at(x, lower)
+    upper = lower + (1 - lower) * rng.beta(1, n - k, RESAMPLES)
+    return (run_at(x, lower) + run_at(x, upper)) / 2
+
+
+def run_at(runs: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """The sorted runs at uniform draws: the empirical distribution's quantile function."""
+    return runs[np.minimum((uniform * len(runs)).astype(np.int64), len(runs) - 1)]
 
 
 def percentile_interval(draws: np.ndarray) -> Interval:

@@ -141,11 +141,6 @@ class Setup:
     def mfu_measured(self) -> bool:
         return any(r.mfu_measured for r in self.rows)
 
-    @property
-    def noisy(self) -> None:
-        """A setup's figures are from quiet runs only (the table's noisy mark is a run's)."""
-        return None
-
     def name(self, parts: Sequence[str]) -> str:
         """The setup in words: its hardware, and the other ``parts`` (execution, precision, batch, epochs) that
         tell it from the setups beside it."""

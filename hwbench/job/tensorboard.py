@@ -111,6 +111,7 @@ def hparam_values(cfg: DictConfig, record: ResultsRecord) -> dict[str, str | flo
         "host": fp.host, "cpu": fp.cpu, "gpu": fp.gpus[0].name if fp.gpus else "none",
         "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": float(cfg.lr), "seed": cfg.seed,
+        "repeat": cfg.repeat,
         "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
         "execution": record.execution.kind if record.execution else "eager",
         "execution_mode": str(record.execution.mode if record.execution else None),
