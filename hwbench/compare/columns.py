@@ -15,6 +15,13 @@ class Column(NamedTuple):
     priority: int | None = None
 
 
+# with --price/--prices only (pricing.py): without a price, nothing about cost is shown, in no file
+COST_COLUMNS = [
+    Column("usd_per_hour", "USD/hour", ",.2f"),  # all the run's devices
+    Column("usd_per_million_samples", "USD/M samples", ".4f", priority=16),
+    Column("usd_to_97", "USD to 97%", ".4f"),
+    Column("usd_to_99", "USD to 99%", ".4f"),
+]
 # the default columns answer: how fast, how accurate, how efficient, on what, against what
 RUN_COLUMNS = [
     Column("arch", "arch", priority=0),
@@ -35,6 +42,8 @@ RUN_COLUMNS = [
     Column("train_basis", "steady|overall"),
     Column("epoch_seconds", "epoch s", ".2f"),
     Column("seconds_to_97", "to 97% s", ".1f", priority=14),
+    Column("seconds_to_98", "to 98% s", ".1f"),
+    Column("seconds_to_99", "to 99% s", ".1f"),
     Column("mfu", "MFU", ".1%", priority=10),  # the datasheet peak's, else the measured peak's (marked)
     Column("mfu_of_measured_peak", "MFU of measured peak", ".1%"),
     Column("inference_samples_per_sec", "infer samples/s", ",.0f", priority=15),
@@ -43,6 +52,7 @@ RUN_COLUMNS = [
     Column("gpu_busy_percent", "GPU busy %", ".0f", priority=8),
     Column("samples_per_joule", "samples/J", ",.1f", priority=9),
     Column("energy_source", "J from"),
+    Column("kwh_per_million_samples", "kWh/M samples", ".4f"),
     Column("average_watts", "watts", ".1f"),
     Column("peak_host_rss_mb", "peak RSS MB", ",.0f"),
     Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
@@ -50,6 +60,7 @@ RUN_COLUMNS = [
     Column("noisy", "noisy"),  # why: the machine's other load while the run was timed
     Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
+    *COST_COLUMNS,
     Column("status", "status"),
     Column("reason", "reason"),
     Column("run_name", "run name"),
@@ -72,7 +83,12 @@ SETUP_COLUMNS = [
     Column("speedup", "speed-up", ".2f", priority=7),
     Column("samples_per_joule", "samples/J", ",.1f", priority=9),
     Column("mfu", "MFU", ".1%", priority=10),
+    Column("kwh_per_million_samples", "kWh/M samples", ".4f"),
+    Column("usd_per_million_samples", "USD/M samples", ".4f", priority=12),
+    Column("usd_to_97", "USD to 97%", ".4f"),
+    Column("usd_to_99", "USD to 99%", ".4f"),
 ]
+COST_KEYS = frozenset(c.key for c in COST_COLUMNS)
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 MEASURED_MARK = "†"  # marks an MFU against the measured matmul peak: the device has no datasheet peak
 NOISY_MARK = "noisy"  # marks a training speed timed while the machine was busy

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hwbench.compare.columns import (
+    COST_KEYS,
     MEASURED_MARK,
     NOT_OK_COLUMNS,
     OVERALL_MARK,
@@ -197,11 +198,13 @@ def not_ok_table(not_ok: list[Row]) -> tuple[list[Column], Sequence[Any]]:
 
 
 # ---- the files ------------------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Sequence[Row]) -> None:
-    """Every record, full precision; a missing value is an empty field; text made safe for a spreadsheet."""
-    keys = [c.key for c in RUN_COLUMNS]
+def write_csv(path: Path, rows: Sequence[Row], priced: bool = False) -> None:
+    """Every record, full precision; a missing value is an empty field; text made safe for a spreadsheet. The
+    cost columns only where some run is ``priced``."""
+    columns = [c for c in RUN_COLUMNS if priced or c.key not in COST_KEYS]
+    keys = [c.key for c in columns]
     values = attrgetter(*keys)
-    texts = [(i, c.key) for i, c in enumerate(RUN_COLUMNS) if c.spec is None]
+    texts = [(i, c.key) for i, c in enumerate(columns) if c.spec is None]
     fixes = {i: fix for i, key in texts if (fix := csv_fixes(map(attrgetter(key), rows)))}
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
