@@ -131,7 +131,8 @@ def test_table_csv_markdown_and_plots_of_a_thread_sweep(outputs: Path, tmp_path:
         assert f"]({name})" in markdown
     # no runs differ in their device count: no scaling plot at all, rather than a blank one
     assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
-    assert stdout.strip().splitlines()[-1].endswith("compare.csv, compare.md, throughput.png, accuracy_vs_time.png")
+    files = "compare.csv, compare.md, report.html, throughput.png, accuracy_vs_time.png, flops_vs_peak.png, rate_over_run.png"
+    assert stdout.strip().splitlines()[-1].endswith(files)
 
 
 def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs: Path, tmp_path: Path) -> None:
@@ -288,8 +289,8 @@ def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:
     assert compare([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("1 record (0 ok, 1 without a result)")  # one record, not "1 records"
-    assert last.endswith("compare.csv, compare.md")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md"]
+    assert last.endswith("compare.csv, compare.md, report.html")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md", "report.html"]
 
 
 def caption_lines(stdout: str, start: str) -> list[str]:
