@@ -131,7 +131,8 @@ def test_table_csv_markdown_and_plots_of_a_thread_sweep(outputs: Path, tmp_path:
         assert f"]({name})" in markdown
     # no runs differ in their device count: no scaling plot at all, rather than a blank one
     assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
-    files = "compare.csv, compare.md, report.html, throughput.png, accuracy_vs_time.png, flops_vs_peak.png, rate_over_run.png"
+    files = "compare.csv, compare.md, report.html, throughput.png, accuracy_vs_time.png, flops_vs_peak.png, "
+    files += "rate_over_run.png"
     assert stdout.strip().splitlines()[-1].endswith(files)
 
 
