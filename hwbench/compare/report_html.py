@@ -19,7 +19,7 @@ from pathlib import Path
 from hwbench.compare.columns import cell
 from hwbench.compare.rows import Machine, Row
 from hwbench.compare.safe_text import printable
-from hwbench.compare.setups import Setup, epochs_words, median
+from hwbench.compare.setups import Setup, epochs_words, median, varying
 from hwbench.compare.speedups import SpeedupGroup
 from hwbench.compare.tables import NOT_OK_TITLE, not_ok_table
 
@@ -47,7 +47,8 @@ h3 { margin-bottom: .3em; } .meta, .note, figcaption { color: #555; font-size: .
 table { border-collapse: collapse; width: 100%; margin: .4em 0; font-size: .88em; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .25em .45em; text-align: left; vertical-align: top;
          overflow-wrap: anywhere; }
-th { background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f6f6f6; overflow-wrap: normal; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 code { background: #f4f4f4; padding: .1em .3em; overflow-wrap: anywhere; }
 @page { size: A4; margin: 12mm; }
@@ -136,13 +137,19 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
         mine = sorted((s for s in setups if s.arch == arch), key=lambda s: -s.train_samples_per_sec)
         base_of = {s.epochs: s for s in mine if id(s) in bases}
         best = mine[0]
-        lengths = len({s.epochs for s in mine}) > 1
-        sentence = (f"Fastest: {setup_name(best, lengths)}, {best.train_samples_per_sec:,.0f} training samples/s"
+        varied = varying(mine)
+        sentence = (f"Fastest: {setup_name(best, varied)}, {best.train_samples_per_sec:,.0f} training samples/s"
                     f"{f' (median of {best.runs} runs)' if best.runs > 1 else ''}")  # fmt: skip
-        if (word := verdict(best, base_of.get(best.epochs))) and word != "no other setup to compare with":
+        word = verdict(best, base_of.get(best.epochs))
+        if word == "the baseline":
+            sentence += "; the baseline the others' speed-ups are against"
+        elif word and word != "no other setup to compare with":
             sentence += f"; {word}"
-        parts.append(f"<h3>{text(arch)}</h3><p class=answer>{text(sentence)}.</p>")
-        rows = [[rank, setup_name(s, lengths), s.runs, f"{s.train_samples_per_sec:,.0f}", interval(s),
+        common = setup_name(best, [p for p in ("execution", "precision", "batch_size", "epochs") if p not in varied])
+        alike = common.removeprefix(best.hardware).strip(", ")
+        heading = f"{arch}{f': every setup {alike}' if alike and len(mine) > 1 else ''}"
+        parts.append(f"<h3>{text(heading)}</h3><p class=answer>{text(sentence)}.</p>")
+        rows = [[rank, setup_name(s, varied), s.runs, f"{s.train_samples_per_sec:,.0f}", interval(s),
                  verdict(s, base_of.get(s.epochs)), number(s.test_acc, ".4f"),
                  number(median(r.seconds_to_97 for r in s.rows), ".1f"),
                  number(s.kwh_per_million_samples, ".4f"), number(s.usd_per_million_samples, ".4f"),
@@ -159,10 +166,12 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
     return "".join(parts)
 
 
-def setup_name(setup: Setup, lengths: bool) -> str:
-    words = [setup.hardware, setup.execution, setup.precision and f"precision {setup.precision}",
-             setup.batch_size and f"batch {setup.batch_size}", lengths and epochs_words(setup.epochs)]  # fmt: skip
-    return ", ".join(str(w) for w in words if w)
+def setup_name(setup: Setup, parts: Sequence[str]) -> str:
+    """Its hardware and the ``parts`` named (execution, precision, batch size, epochs)."""
+    words = {"execution": setup.execution, "precision": setup.precision and f"precision {setup.precision}",
+             "batch_size": setup.batch_size and f"batch {setup.batch_size}",
+             "epochs": epochs_words(setup.epochs)}  # fmt: skip
+    return ", ".join(str(w) for w in [setup.hardware, *(words[p] for p in parts)] if w)
 
 
 def answer_note(facts: Facts) -> str:
