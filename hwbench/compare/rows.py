@@ -84,7 +84,9 @@ class Row:
     path: str
     scaling_group: int  # equal for runs that differ only in their device count
     curve: Curve  # for the accuracy plot; not a column
-    epoch_rates: tuple[float, ...]  # training samples/s of each epoch that has one: the rate over time; not a column
+    # training samples/s of each epoch that has one, where there are two or more (one is no rate over time: it stays
+    # out of the rows sent between processes); not a column
+    epoch_rates: tuple[float, ...]
     flops_per_sec: float | None  # the training's, at the headline speed (steady, else overall)
     peak_flops_per_sec: float | None  # the device's datasheet dense peak, where hwbench knows it
     measured_peak_flops_per_sec: float | None  # the device's measured matmul peak
@@ -219,7 +221,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         path=path,
         scaling_group=scaling_key(record),
         curve=tuple((e.train_seconds, e.val_acc) for e in epochs if e.val_acc is not None),
-        epoch_rates=tuple(e.samples_per_sec for e in epochs if e.samples_per_sec is not None),
+        epoch_rates=epoch_rates(epochs),
         flops_per_sec=speed.flops_per_sec if speed else None,
         peak_flops_per_sec=peak.flops_per_sec if (peak := training and training.peak) else None,
         measured_peak_flops_per_sec=probe.flops_per_sec if (probe := training and training.measured_peak) else None,
@@ -244,6 +246,11 @@ def machine(fp: Fingerprint | None) -> Machine | None:
 @functools.lru_cache(maxsize=1024)  # a few machines across thousands of rows: one tuple each, pickled once a chunk
 def shared_machine(*values: Any) -> Machine:
     return Machine(*values)
+
+
+def epoch_rates(epochs: list[Epoch]) -> tuple[float, ...]:
+    rates = tuple(e.samples_per_sec for e in epochs if e.samples_per_sec is not None)
+    return rates if len(rates) > 1 else ()
 
 
 def steady_epoch_seconds(epochs: list[Epoch]) -> float | None:
