@@ -29,6 +29,7 @@ from hwbench.compare.report_html import PLOTS
 from hwbench.compare.report_plots import cost_plot
 from hwbench.compare.setups import group_setups
 
+pytestmark = pytest.mark.xdist_group("report")  # one pytest worker: one sweep for the module's tests
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
 IMG_ONERROR = '<img src=x onerror="alert(1)">'
