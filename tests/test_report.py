@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from PIL import Image
 from test_compare import as_if_quiet, read_csv, synthetic
 from test_records import OK
@@ -29,7 +30,6 @@ from hwbench.compare.report_html import PLOTS
 from hwbench.compare.report_plots import cost_plot
 from hwbench.compare.setups import group_setups
 
-pytestmark = pytest.mark.xdist_group("report")  # one pytest worker: one sweep for the module's tests
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
 IMG_ONERROR = '<img src=x onerror="alert(1)">'
@@ -39,11 +39,21 @@ PNG_DATA = "data:image/png;base64,"
 @pytest.fixture(scope="module")
 def two_machines(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep of two short FFNN runs (1 and 2 CPU threads), each job's folder copied under the name of a
-    machine, its record's host set to it: what a user has after collecting runs from two machines."""
-    root = tmp_path_factory.mktemp("report")
+    machine, its record's host set to it: what a user has after collecting runs from two machines. Made once
+    a session: pytest-xdist's workers share it (their basetemps share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "report-sweep"
+    with FileLock(f"{root}.lock"):
+        if not (root / "collected").is_dir():
+            make_two_machines(data_root, root)
+    return root / "collected"
+
+
+def make_two_machines(data_root: str, root: Path) -> None:
     args = ["-m", "arch=ffnn", "device=cpu", "device.threads=1,2", "epochs=2", "data.train_limit=2000"]
     env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
+    root.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     as_if_quiet(root / "outputs")  # the other test worker's load would make every run noisy: no speed-ups
@@ -52,8 +62,8 @@ def two_machines(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
     for host, path in zip(("vm-a", "box"), jobs, strict=True):
         record = json.loads(path.read_text())
         record["fingerprint"]["host"] = host
-        put(root / "collected" / host / path.parent.name, record)
-    return root / "collected"
+        put(root / "staging" / host / path.parent.name, record)
+    (root / "staging").rename(root / "collected")  # whole, or not there
 
 
 def chromium(page: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
