@@ -200,12 +200,17 @@ MACHINE_HEADERS = ["hosts", "runs", "CPU", "cores", "RAM GB", "GPUs", "driver", 
 
 def machines(rows: Sequence[Row]) -> str:
     """One row per fingerprint (the hosts that share it named), from every record that has one."""
-    groups: dict[Machine, tuple[set[str], list[int]]] = {}
+    by_object: dict[int, tuple[Machine, set[str], list[int]]] = {}  # rows share their machine's tuple: no hashing
     for r in rows:
         if r.machine is not None:
-            hosts, runs = groups.setdefault(r.machine, (set(), [0]))
+            _, hosts, runs = by_object.setdefault(id(r.machine), (r.machine, set(), [0]))
             hosts.add(r.host or "?")
             runs[0] += 1
+    groups: dict[Machine, tuple[set[str], list[int]]] = {}
+    for m, hosts, runs in by_object.values():  # equal tuples from other worker processes: one machine
+        all_hosts, all_runs = groups.setdefault(m, (set(), [0]))
+        all_hosts |= hosts
+        all_runs[0] += runs[0]
     table = []
     for m, (hosts, runs) in groups.items():
         named = sorted(hosts)

@@ -232,20 +232,18 @@ def to_row(path: str, record: ResultsRecord) -> Row:
 def machine(fp: Fingerprint | None) -> Machine | None:
     if fp is None:
         return None
-    gpus = [g.name for g in fp.gpus]
-    memory = fp.gpus[0].memory_gb if fp.gpus else None
-    return shared_machine(
-        shared(fp.cpu),
-        shared(f"{fp.physical_cores} cores, {fp.logical_cores} logical" if fp.physical_cores else None),
-        fp.ram_gb,
-        shared(f"{len(gpus)} x {gpus[0]}" + (f" ({memory:g} GB)" if memory else "") if gpus else None),
-        *map(shared, (fp.driver, fp.cuda, fp.torch, fp.lightning, fp.python, fp.os)),
-    )
+    gpu = fp.gpus[0] if fp.gpus else None
+    return shared_machine(fp.cpu, fp.physical_cores, fp.logical_cores, fp.ram_gb, len(fp.gpus),
+                          gpu and gpu.name, gpu and gpu.memory_gb,
+                          fp.driver, fp.cuda, fp.torch, fp.lightning, fp.python, fp.os)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)  # a few machines across thousands of rows: one tuple each, pickled once a chunk
-def shared_machine(*values: Any) -> Machine:
-    return Machine(*values)
+def shared_machine(cpu: str, physical: int | None, logical: int | None, ram_gb: float | None, gpus: int,
+                   gpu: str | None, memory_gb: float | None, *software: str | None) -> Machine:  # fmt: skip
+    cores = f"{physical} cores, {logical} logical" if physical else None
+    gpu_text = f"{gpus} x {gpu}" + (f" ({memory_gb:g} GB)" if memory_gb else "") if gpu else None
+    return Machine(*map(shared, (cpu, cores)), ram_gb, shared(gpu_text), *map(shared, software))  # type: ignore[arg-type]
 
 
 def epoch_rates(epochs: list[Epoch]) -> tuple[float, ...]:
