@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from hwbench.compare.rows import Row
-from hwbench.compare.speedups import names
 
 Price = tuple[str, float]  # spec, USD per device-hour
 MAX_PRICES_BYTES = 1 << 20  # a price list is a few lines: a bigger file is not one
@@ -93,4 +92,5 @@ def add_prices(rows: list[Row], prices: list[Price]) -> list[str]:
 
 
 def prices_run(spec: str, row: Row) -> bool:
-    return names(row, spec) or spec in row.hardware
+    """As --baseline names a run (part of host/device/run_name or of its results.json path), or by hardware."""
+    return spec in row.label or spec in row.path or spec in row.hardware

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hwbench.compare.columns import cell
 from hwbench.compare.rows import Machine, Row
 from hwbench.compare.safe_text import printable
 from hwbench.compare.setups import Setup, epochs_words, median, varying
-from hwbench.compare.speedups import SpeedupGroup
 from hwbench.compare.tables import NOT_OK_TITLE, not_ok_table
 
 MAX_SETUP_ROWS = 60  # per network, the fastest; the rest are in compare.csv
@@ -69,7 +69,8 @@ class Facts:
     sources: list[Path]
     command: str
     version: str
-    bases: dict[SpeedupGroup, Row] = field(default_factory=dict)
+    # each group's (network, epochs) baseline: a run (speedups.py), or a setup (the statistics of issue 37)
+    bases: dict[Any, Any] = field(default_factory=dict)
     priced: bool = False
     made: datetime = field(default_factory=datetime.now)
 
@@ -95,10 +96,14 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric
 
 
 # ---- the answer: per network, the setups ranked by training speed ----------------------------------------
-def base_setups(setups: Sequence[Setup], bases: dict[SpeedupGroup, Row]) -> set[int]:
-    """The setups that hold a baseline run (by id)."""
+def baselines(setups: Sequence[Setup], bases: dict[Any, Any]) -> dict[int, Setup | None]:
+    """Each setup's baseline setup, by the setup's id: its own ``baseline`` where the statistics set one, else the
+    setup of its network and epochs that holds the baseline run."""
+    if setups and hasattr(setups[0], "baseline"):
+        return {id(s): s.baseline for s in setups}  # type: ignore[attr-defined]
     base_rows = {id(r) for r in bases.values()}
-    return {id(s) for s in setups if any(id(r) in base_rows for r in s.rows)}
+    holding = {(s.arch, s.epochs): s for s in setups if any(id(r) in base_rows for r in s.rows)}
+    return {id(s): holding.get((s.arch, s.epochs)) for s in setups}
 
 
 def interval(setup: Setup) -> str:
@@ -132,16 +137,17 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
     parts = ["<section id=answer><h2>Which setup trains fastest</h2>"]
     if not setups:
         return parts[0] + "<p>No run has a training speed: see the runs without a result below.</p></section>"
-    bases = base_setups(setups, facts.bases)
+    base_of = baselines(setups, facts.bases)
     for arch in dict.fromkeys(s.arch for s in setups):
-        mine = sorted((s for s in setups if s.arch == arch), key=lambda s: -s.train_samples_per_sec)
-        base_of = {s.epochs: s for s in mine if id(s) in bases}
+        mine = sorted((s for s in setups if s.arch == arch), key=lambda s: -(s.train_samples_per_sec or 0.0))
         best = mine[0]
         varied = varying(mine)
-        sentence = (f"Fastest: {setup_name(best, varied)}, {best.train_samples_per_sec:,.0f} training samples/s"
-                    f"{f' (median of {best.runs} runs)' if best.runs > 1 else ''}")  # fmt: skip
-        word = verdict(best, base_of.get(best.epochs))
-        if word == "the baseline":
+        sentence = (f"Fastest: {setup_name(best, varied)}, {number(best.train_samples_per_sec, ',.0f')} training "
+                    f"samples/s{f' (median of {best.runs} runs)' if best.runs > 1 else ''}")  # fmt: skip
+        word = verdict(best, base_of.get(id(best)))
+        if best.train_samples_per_sec is None:
+            sentence = "No run of this network counts (noisy or unsteady runs are left out): see below"
+        elif word in ("the baseline", "baseline"):
             sentence += "; the baseline the others' speed-ups are against"
         elif word and word != "no other setup to compare with":
             sentence += f"; {word}"
@@ -149,14 +155,14 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
         alike = common.removeprefix(best.hardware).strip(", ")
         heading = f"{arch}{f': every setup {alike}' if alike and len(mine) > 1 else ''}"
         parts.append(f"<h3>{text(heading)}</h3><p class=answer>{text(sentence)}.</p>")
-        rows = [[rank, setup_name(s, varied), s.runs, f"{s.train_samples_per_sec:,.0f}", interval(s),
-                 verdict(s, base_of.get(s.epochs)), number(s.test_acc, ".4f"),
+        rows = [[rank, setup_name(s, varied), s.runs, number(s.train_samples_per_sec, ",.0f"), interval(s),
+                 verdict(s, base_of.get(id(s))), number(s.test_acc, ".4f"),
                  number(median(r.seconds_to_97 for r in s.rows), ".1f"),
                  number(s.kwh_per_million_samples, ".4f"), number(s.usd_per_million_samples, ".4f"),
-                 number(s.usd_to_97, ".4f"), number(s.usd_to_99, ".4f"), s.noisy or ""]
+                 number(s.usd_to_97, ".4f"), number(s.usd_to_99, ".4f"), getattr(s, "left_out", None) or s.noisy or ""]
                 for rank, s in enumerate(mine[:MAX_SETUP_ROWS], 1)]  # fmt: skip
         headers = ["#", "setup", "runs", "train samples/s", "spread", "verdict", "test acc", "to 97% s",
-                   "kWh/M samples", "USD/M samples", "USD to 97%", "USD to 99%", "noisy runs"]  # fmt: skip
+                   "kWh/M samples", "USD/M samples", "USD to 97%", "USD to 99%", "left out, noisy"]  # fmt: skip
         parts.append(html_table(headers, rows, [True, False, True, True, True, False, True, True, True, True, True,
                                                 True]))  # fmt: skip
         if len(mine) > MAX_SETUP_ROWS:
@@ -175,12 +181,19 @@ def setup_name(setup: Setup, parts: Sequence[str]) -> str:
 
 
 def answer_note(facts: Facts) -> str:
-    baselines = "; ".join(f"{arch}: {r.hardware}, host {r.host}, job {r.job}" for (arch, _), r in facts.bases.items())
+    described = "; ".join(f"{key[0] if isinstance(key, tuple) else key}: {baseline_words(base)}"
+                          for key, base in facts.bases.items())  # fmt: skip
     note = ("A setup is a network on one kind of hardware with one execution, precision, batch size and length; "
             "its speed is the median of its runs. ")  # fmt: skip
-    note += f"Speed-ups are against the baseline run ({baselines}). " if baselines else ""
+    note += f"Speed-ups are against the baseline ({described}). " if described else ""
     note += "Cost: the prices given with --price/--prices, per device-hour." if facts.priced else ""
     return note
+
+
+def baseline_words(base: Any) -> str:
+    if isinstance(base, Row):
+        return f"{base.hardware}, host {base.host}, job {base.job}"
+    return setup_name(base, ("execution", "precision", "batch_size"))
 
 
 # ---- the plots, the machines, the runs left out --------------------------------------------------------
@@ -232,17 +245,19 @@ def not_ok_section(not_ok: list[Row]) -> str:
 
 def flagged_section(ok: Sequence[Row]) -> str:
     """The noisy runs (the machine was busy) and host-bound ones (the GPU mostly idle), with why."""
-    flagged = [r for r in ok if r.noisy or r.host_bound]
+    flagged = [r for r in ok if r.noisy or r.host_bound or getattr(r, "unsteady", None)]
     if not flagged:
         return ""
 
     def why(r: Row) -> str:
         bound = f"host-bound: the GPU busy {r.gpu_busy_percent:.0f}% of the time" if r.host_bound else ""
-        return "; ".join(w for w in (r.noisy and f"noisy: {r.noisy}", bound) if w)
+        unsteady = getattr(r, "unsteady", None)  # the statistics issue's: the run's own sub-windows spread
+        return "; ".join(w for w in (r.noisy and f"noisy: {r.noisy}", unsteady and f"unsteady: {unsteady}", bound) if w)
 
     if len(flagged) <= MAX_FLAGGED_ROWS:
         headers = ["arch", "job", "host", "hardware", "train samples/s", "why"]
-        rows = [[r.arch, r.job, r.host or "", r.hardware, f"{r.train_samples_per_sec:,.0f}", why(r)] for r in flagged]
+        rows = [[r.arch, r.job, r.host or "", r.hardware, number(r.train_samples_per_sec, ",.0f"), why(r)]
+                for r in flagged]  # fmt: skip
         body = html_table(headers, rows, [False, False, False, False, True])
     else:
         counts: dict[tuple[str, str], list] = {}

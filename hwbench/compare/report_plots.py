@@ -72,7 +72,7 @@ def cost_panel(arch: str, priced: list[Setup]) -> CostPanel | None:
             break
     else:
         points = [(s, 1e6 / s.train_samples_per_sec, s.usd_per_million_samples) for s in priced
-                  if s.usd_per_million_samples is not None]  # fmt: skip
+                  if s.usd_per_million_samples is not None and s.train_samples_per_sec]  # fmt: skip
         what = "a million training samples"
     if not points:
         return None
