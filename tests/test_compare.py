@@ -178,8 +178,9 @@ def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, caps
         assert f"]({name})" in markdown
     # no runs differ in their device count: no scaling plot at all, rather than a blank one
     assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
-    last = stdout.strip().splitlines()[-1]
-    assert last.endswith("setups.csv, compare.csv, compare.md, throughput.png, accuracy_vs_time.png")
+    files = "setups.csv, compare.csv, compare.md, report.html, throughput.png, accuracy_vs_time.png, "
+    files += "flops_vs_peak.png, rate_over_run.png"
+    assert stdout.strip().splitlines()[-1].endswith(files)
 
 
 def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs: Path, tmp_path: Path) -> None:
@@ -393,8 +394,9 @@ def test_a_report_without_ok_runs_draws_no_plot(tmp_path: Path, capsys) -> None:
     assert compare([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("1 record (0 ok, 1 without a result)")  # one record, not "1 records"
-    assert last.endswith("setups.csv, compare.csv, compare.md")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["compare.csv", "compare.md", "setups.csv"]
+    assert last.endswith("setups.csv, compare.csv, compare.md, report.html")
+    files = ["compare.csv", "compare.md", "report.html", "setups.csv"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == files
 
 
 def caption_lines(stdout: str, start: str) -> list[str]:

@@ -10,6 +10,9 @@ scaling.py  scaling with devices
 columns.py  the columns, their formats, and which the console shows by default
 tables.py   the console table (as wide as the terminal), compare.csv, compare.md
 plots.py    throughput, accuracy against time, scaling (PNG)
+pricing.py  --price/--prices: what each run's devices cost an hour, hence USD per result
+report_plots.py  cost against time, FLOP/s against the peak, the rate over a run, time to 97/98/99% (PNG)
+report_html.py   report.html: the comparison on one self-contained page (the answer first, plots inline)
 workers.py  the worker processes
 """
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import shlex
 import signal
 import sys
 import threading
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hwbench import __version__
 from hwbench.compare.columns import check_columns, column_keys
+from hwbench.compare.pricing import add_prices, prices_named
 from hwbench.compare.reading import read_rows
+from hwbench.compare.report_html import Facts, write_html
 from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import terminal
 from hwbench.compare.scaling import add_scaling
@@ -45,8 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="hwbench-compare",
         description="Compare hwbench results: the setups with 95%% intervals and verdicts, then the runs, on the "
-        "console, in setups.csv, compare.csv, compare.md and PNG plots (throughput, accuracy against time, scaling "
-        "with devices).",
+        "console, in setups.csv, compare.csv, compare.md, PNG plots and report.html, all of it on one page.",
     )
     parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")], metavar="DIR",
                         help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
@@ -57,6 +60,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--columns", metavar="KEYS",
                         help="the console's columns: 'all', or keys separated by commas (default: those that fit "
                         f"the terminal). Keys: {', '.join(column_keys())}")  # fmt: skip
+    parser.add_argument("--price", action="append", metavar="SPEC=USD_PER_HOUR",
+                        help="what a device costs an hour (a GPU, or a CPU run's machine), for the runs SPEC names as "
+                        "--baseline does, or by part of their hardware ('H100=2.49'); repeatable, the last that names "
+                        "a run wins; a run on N devices costs N times. Adds USD per million samples and to 97%%/99%% "
+                        "accuracy to the report")  # fmt: skip
+    parser.add_argument("--prices", type=Path, metavar="FILE",
+                        help="prices from a file: YAML ('SPEC: USD_PER_HOUR' a line) or CSV (spec,usd_per_hour); "
+                        "--price given too wins")  # fmt: skip
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="the folder to write the report to (compare.csv, compare.md, the plots): choose it "
                         "here; without --out each call writes a new outputs/reports/<date>_<time>/")  # fmt: skip
@@ -72,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     stops = signals_raise_interrupted() if threading.current_thread() is threading.main_thread() else None
     try:
         with stops or contextlib.nullcontext():
-            return compare(args, report)
-    except ValueError as err:  # a --baseline or --columns that names nothing
+            return compare(args, report, argv)
+    except ValueError as err:  # a --baseline or --columns that names nothing, a bad --price
         print(terminal(f"error: {err}"), file=sys.stderr)  # it may name a record's host and run name
         return 2
     except (Interrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: off the main thread
@@ -101,13 +112,19 @@ class Report:
         return "no report written"
 
 
-def compare(args: argparse.Namespace, report: Report) -> int:
+def command_line(argv: list[str] | None) -> str:
+    """How this report was made, as a shell would take it again."""
+    return shlex.join(["hwbench-compare", *(sys.argv[1:] if argv is None else argv)])
+
+
+def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = None) -> int:
     missing = [str(d) for d in args.dirs if not d.is_dir()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.columns:
         check_columns(args.columns)  # a typo is named before anything is read
+    prices = prices_named(args.price, args.prices)  # so is a bad price
     # matplotlib takes a second to import: this process does that while the workers read
     rows = read_rows(args.dirs, meanwhile=lambda: importlib.import_module("hwbench.compare.plots"))
     if not rows:
@@ -119,6 +136,9 @@ def compare(args: argparse.Namespace, report: Report) -> int:
     setups = group_setups(ok)
     bases = add_verdicts(setups, args.baseline)
     scaling = add_scaling(rows)
+    for spec in add_prices(rows, prices):
+        print(terminal(f"warning: --price {spec!r} names no ok run: give part of host/device/run_name, hardware or "
+                       f"a results.json path"), file=sys.stderr)  # fmt: skip
 
     console = make_console()
     views = [setup_view(ok, setups, bases, named=args.baseline is not None), run_view(ok)]
@@ -126,12 +146,14 @@ def compare(args: argparse.Namespace, report: Report) -> int:
     show = functools.partial(print_tables, console, views, not_ok, args.columns)
     out = report.out
     try:
-        plots = write_report(out, rows, views, not_ok, args.dirs, setups, scaling, meanwhile=show)
+        facts = Facts(args.dirs, command_line(argv), __version__, bases, priced=bool(prices) and any(
+            r.usd_per_hour is not None for r in ok))  # fmt: skip
+        plots = write_report(out, rows, views, not_ok, args.dirs, setups, scaling, meanwhile=show, facts=facts)
         report.written = True
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
-    files = ", ".join(["setups.csv", "compare.csv", "compare.md", *plots])
+    files = ", ".join(["setups.csv", "compare.csv", "compare.md", "report.html", *plots])
     records = f"{len(rows):,} record{'s' if len(rows) != 1 else ''}"
     summary = f"{records} ({len(ok):,} ok, {len(not_ok):,} without a result); report in {out}/: {files}"
     console.print(summary, markup=False, highlight=False, soft_wrap=True)
@@ -139,27 +161,32 @@ def compare(args: argparse.Namespace, report: Report) -> int:
 
 
 def write_report(out: Path, rows: list[Row], views: list[View], not_ok: list[Row], sources: list[Path],
-                 setups: list[Setup], scaling: list[list[Row]],
-                 meanwhile: Callable[[], object]) -> list[str]:  # fmt: skip
-    """setups.csv, compare.csv, compare.md and the plots that have something to show; returns the plots' names.
+                 setups: list[Setup], scaling: list[list[Row]], meanwhile: Callable[[], object],
+                 facts: Facts | None = None) -> list[str]:  # fmt: skip
+    """setups.csv, compare.csv, compare.md, the plots that have something to show and report.html (which embeds
+    them); returns the plots' file names.
 
     The plots are drawn in workers (seconds of text layout for a tall one) while this process runs
     ``meanwhile`` (the console's tables) and writes the two tables' files."""
     from hwbench.compare import plots as p  # imported while the records were read
+    from hwbench.compare import report_plots
 
+    facts = facts or Facts(sources, command_line(None), __version__)
     drawings = {"throughput.png": (p.throughput_figure, p.throughput_plot(setups)),
                 "accuracy_vs_time.png": (p.accuracy_figure, p.accuracy_plot(setups)),
-                "scaling.png": (p.scaling_figure, p.scaling_plot(scaling))}  # fmt: skip
+                "scaling.png": (p.scaling_figure, p.scaling_plot(scaling)),
+                **report_plots.drawings(setups)}  # fmt: skip
     plots = [name for name, (_, plot) in drawings.items() if plot is not None]
     out.mkdir(parents=True, exist_ok=True)
     (out / PARTIAL).write_text(PARTIAL_LINE, encoding="utf-8")  # first in, last out: its presence means partial
     with workers(len(plots)) as pool:
         drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
         meanwhile()
-        write_setups_csv(out / "setups.csv", setups)
-        write_csv(out / "compare.csv", rows)
+        write_setups_csv(out / "setups.csv", setups, priced=facts.priced)
+        write_csv(out / "compare.csv", rows, priced=facts.priced)
         write_markdown(out / "compare.md", views, not_ok, sources, plots)
         for plot in drawn:
             plot.result()  # a worker's error, raised here
+    write_html(out / "report.html", rows, setups, plots, facts)
     (out / PARTIAL).unlink()
     return plots

@@ -15,6 +15,13 @@ class Column(NamedTuple):
     priority: int | None = None
 
 
+# with --price/--prices only (pricing.py): without a price, nothing about cost is shown, in no file
+COST_COLUMNS = [
+    Column("usd_per_hour", "USD/hour", ",.2f"),  # all the run's devices
+    Column("usd_per_million_samples", "USD/M samples", ".4f", priority=16),
+    Column("usd_to_97", "USD to 97%", ".4f"),
+    Column("usd_to_99", "USD to 99%", ".4f"),
+]
 # the default columns answer: how fast, how accurate, how efficient, on what, against what
 RUN_COLUMNS = [
     Column("arch", "arch", priority=0),
@@ -35,6 +42,8 @@ RUN_COLUMNS = [
     Column("train_basis", "steady|overall"),
     Column("epoch_seconds", "epoch s", ".2f"),
     Column("seconds_to_97", "to 97% s", ".1f", priority=14),
+    Column("seconds_to_98", "to 98% s", ".1f"),
+    Column("seconds_to_99", "to 99% s", ".1f"),
     Column("mfu", "MFU", ".1%", priority=10),  # the datasheet peak's, else the measured peak's (marked)
     Column("mfu_of_measured_peak", "MFU of measured peak", ".1%"),
     Column("inference_samples_per_sec", "infer samples/s", ",.0f", priority=15),
@@ -42,6 +51,7 @@ RUN_COLUMNS = [
     Column("gpu_busy_percent", "GPU busy %", ".0f", priority=8),
     Column("samples_per_joule", "samples/J", ",.1f", priority=9),
     Column("energy_source", "J from"),
+    Column("kwh_per_million_samples", "kWh/M samples", ".4f"),
     Column("average_watts", "watts", ".1f"),
     Column("peak_host_rss_mb", "peak RSS MB", ",.0f"),
     Column("gpu_peak_allocated_mb", "GPU peak MB", ",.0f"),
@@ -51,6 +61,7 @@ RUN_COLUMNS = [
     Column("repeat", "repeat", "d"),
     Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
+    *COST_COLUMNS,
     Column("status", "status"),
     Column("reason", "reason"),
     Column("run_name", "run name"),
@@ -85,8 +96,13 @@ SETUP_COLUMNS = [
     Column("test_acc", "test acc", ".4f", priority=13),
     Column("samples_per_joule", "samples/J", ",.1f", priority=14),
     Column("mfu", "MFU", ".1%", priority=16),
+    Column("kwh_per_million_samples", "kWh/M samples", ".4f"),
+    Column("usd_per_million_samples", "USD/M samples", ".4f", priority=17),
+    Column("usd_to_97", "USD to 97%", ".4f"),
+    Column("usd_to_99", "USD to 99%", ".4f"),
 ]
 SETUP_CSV = [c.key for c in SETUP_COLUMNS if c.key not in ("ci", "speedup_interval", "spread")]  # numbers, not text
+COST_KEYS = frozenset(c.key for c in COST_COLUMNS)
 OVERALL_MARK = "*"  # marks a training speed over all steps: the run had no steady-state window
 MEASURED_MARK = "†"  # marks an MFU against the measured matmul peak: the device has no datasheet peak
 NOISY_MARK = "noisy"  # marks a training speed timed while the machine was busy

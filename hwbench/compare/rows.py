@@ -15,13 +15,30 @@ import statistics
 import sys
 from dataclasses import dataclass, fields
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
+from hwbench.record.machine import Fingerprint
 from hwbench.record.parts import MAX_NAME, Epoch
 from hwbench.record.results import ResultsRecord
 
 SAYS = {"gpu": "cuda"}  # a device name that says its accelerator already: 'gpu', not 'gpu (cuda)'
 Curve = tuple[tuple[float, float], ...]  # (cumulative training seconds, validation accuracy) per epoch
+JOULES_PER_KWH = 3.6e6
+
+
+class Machine(NamedTuple):
+    """A machine's fingerprint as the report shows it (each value short text, or None where not recorded)."""
+
+    cpu: str | None
+    cores: str | None  # physical cores, logical CPUs
+    ram_gb: float | None
+    gpus: str | None
+    driver: str | None
+    cuda: str | None
+    torch: str | None
+    lightning: str | None
+    python: str | None
+    os: str | None
 
 
 @dataclass(slots=True)
@@ -46,6 +63,8 @@ class Row:
     train_basis: str | None  # steady or overall
     epoch_seconds: float | None  # median over the epochs after the first
     seconds_to_97: float | None
+    seconds_to_98: float | None
+    seconds_to_99: float | None
     mfu_of_datasheet_peak: float | None  # against the GPU's datasheet dense peak (hwbench/measure/peaks.py)
     mfu_of_measured_peak: float | None  # against the device's measured matmul peak: any device
     inference_samples_per_sec: float | None
@@ -68,8 +87,16 @@ class Row:
     path: str
     scaling_group: str  # equal for runs that differ only in their device count
     curve: Curve  # for the accuracy plot; not a column
+    # training samples/s of each epoch that has one, where there are two or more (one is no rate over time: it stays
+    # out of the rows sent between processes); not a column
+    epoch_rates: tuple[float, ...]
+    flops_per_sec: float | None  # the training's, at the headline speed (steady, else overall)
+    peak_flops_per_sec: float | None  # the device's datasheet dense peak, where hwbench knows it
+    measured_peak_flops_per_sec: float | None  # the device's measured matmul peak
+    machine: Machine | None  # the fingerprint, for the report's list of machines; not a column
     scaling_speedup: float | None = None  # samples/s at N devices over samples/s at 1, same setup
     scaling_efficiency: float | None = None  # that speed-up over N
+    usd_per_hour: float | None = None  # what the run's devices cost an hour, all of them (--price, pricing.py)
 
     @property
     def label(self) -> str:
@@ -85,6 +112,29 @@ class Row:
     def mfu_measured(self) -> bool:
         """The MFU shown is the measured peak's: the device has no datasheet peak."""
         return self.mfu_of_datasheet_peak is None and self.mfu_of_measured_peak is not None
+
+    # cost and energy per result: derived where shown (compare.csv, the report), never stored on 50,000 rows
+    @property
+    def usd_per_million_samples(self) -> float | None:
+        if self.usd_per_hour is None or not self.train_samples_per_sec:
+            return None
+        return self.usd_per_hour * 1e6 / self.train_samples_per_sec / 3600
+
+    @property
+    def usd_to_97(self) -> float | None:
+        return self.usd_for(self.seconds_to_97)
+
+    @property
+    def usd_to_99(self) -> float | None:
+        return self.usd_for(self.seconds_to_99)
+
+    def usd_for(self, seconds: float | None) -> float | None:
+        """What ``seconds`` of this run's training cost, where it is priced."""
+        return None if self.usd_per_hour is None or seconds is None else self.usd_per_hour * seconds / 3600
+
+    @property
+    def kwh_per_million_samples(self) -> float | None:
+        return 1e6 / self.samples_per_joule / JOULES_PER_KWH if self.samples_per_joule else None
 
 
 # a row as its values in order: how the workers send rows (a tuple pickles and rebuilds in two thirds of the
@@ -126,7 +176,9 @@ def to_row(path: str, record: ResultsRecord) -> Row:
     device_cfg = as_dict(cfg.get("device"))
     accelerator = fp.accelerator if fp else shared(device_cfg.get("accelerator"))
     device = named(record.device or device_cfg.get("name") or "?")
-    epochs = record.training.epochs if record.training else []
+    training = record.training
+    epochs = training.epochs if training else []
+    to_target = training.time_to_val_acc if training else {}
     model = short_model(record.device_name) if record.device_name else None
     threads = fp.threads if fp else as_int(device_cfg.get("threads"))
     cpu_threads = threads if accelerator != "cuda" else None  # a GPU run's host threads say nothing of it
@@ -148,7 +200,9 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         train_samples_per_sec=speed.samples_per_sec if speed else None,
         train_basis=shared(record.train_basis),
         epoch_seconds=steady_epoch_seconds(epochs),
-        seconds_to_97=record.training.time_to_val_acc.get("0.97") if record.training else None,
+        seconds_to_97=to_target.get("0.97"),
+        seconds_to_98=to_target.get("0.98"),
+        seconds_to_99=to_target.get("0.99"),
         mfu_of_datasheet_peak=speed.mfu if speed else None,
         mfu_of_measured_peak=speed.mfu_of_measured_peak if speed else None,
         inference_samples_per_sec=inference.samples_per_sec if inference else None,
@@ -171,7 +225,34 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         path=path,
         scaling_group=scaling_key(record),
         curve=tuple((e.train_seconds, e.val_acc) for e in epochs if e.val_acc is not None),
+        epoch_rates=epoch_rates(epochs),
+        flops_per_sec=speed.flops_per_sec if speed else None,
+        peak_flops_per_sec=peak.flops_per_sec if (peak := training and training.peak) else None,
+        measured_peak_flops_per_sec=probe.flops_per_sec if (probe := training and training.measured_peak) else None,
+        machine=machine(fp),
     )
+
+
+def machine(fp: Fingerprint | None) -> Machine | None:
+    if fp is None:
+        return None
+    gpu = fp.gpus[0] if fp.gpus else None
+    return shared_machine(fp.cpu, fp.physical_cores, fp.logical_cores, fp.ram_gb, len(fp.gpus),
+                          gpu and gpu.name, gpu and gpu.memory_gb,
+                          fp.driver, fp.cuda, fp.torch, fp.lightning, fp.python, fp.os)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)  # a few machines across thousands of rows: one tuple each, pickled once a chunk
+def shared_machine(cpu: str, physical: int | None, logical: int | None, ram_gb: float | None, gpus: int,
+                   gpu: str | None, memory_gb: float | None, *software: str | None) -> Machine:  # fmt: skip
+    cores = f"{physical} cores, {logical} logical" if physical else None
+    gpu_text = f"{gpus} x {gpu}" + (f" ({memory_gb:g} GB)" if memory_gb else "") if gpu else None
+    return Machine(*map(shared, (cpu, cores)), ram_gb, shared(gpu_text), *map(shared, software))  # type: ignore[arg-type]
+
+
+def epoch_rates(epochs: list[Epoch]) -> tuple[float, ...]:
+    rates = tuple(e.samples_per_sec for e in epochs if e.samples_per_sec is not None)
+    return rates if len(rates) > 1 else ()
 
 
 def steady_epoch_seconds(epochs: list[Epoch]) -> float | None:

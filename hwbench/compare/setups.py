@@ -141,6 +141,23 @@ class Setup:
     def mfu_measured(self) -> bool:
         return any(r.mfu_measured for r in self.rows)
 
+    # what a result costs (--price) and the energy it takes, where known: the median of the runs that have one
+    @functools.cached_property
+    def usd_per_million_samples(self) -> float | None:
+        return median(r.usd_per_million_samples for r in self.rows)
+
+    @functools.cached_property
+    def usd_to_97(self) -> float | None:
+        return median(r.usd_to_97 for r in self.rows)
+
+    @functools.cached_property
+    def usd_to_99(self) -> float | None:
+        return median(r.usd_to_99 for r in self.rows)
+
+    @functools.cached_property
+    def kwh_per_million_samples(self) -> float | None:
+        return median(r.kwh_per_million_samples for r in self.rows)
+
     def name(self, parts: Sequence[str]) -> str:
         """The setup in words: its hardware, and the other ``parts`` (execution, precision, batch, epochs) that
         tell it from the setups beside it."""

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hwbench.compare.columns import (
+    COST_KEYS,
     MEASURED_MARK,
     NOT_OK_COLUMNS,
     OVERALL_MARK,
@@ -231,9 +232,11 @@ def not_ok_table(not_ok: list[Row]) -> tuple[list[Column], Sequence[Any]]:
 
 
 # ---- the files ------------------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Sequence[Any], keys: Sequence[str] = tuple(c.key for c in RUN_COLUMNS)) -> None:
+def write_csv(path: Path, rows: Sequence[Any], keys: Sequence[str] = tuple(c.key for c in RUN_COLUMNS),
+              priced: bool = False) -> None:  # fmt: skip
     """Every row (runs, or setups), full precision; a missing value is an empty field; text made safe for a
-    spreadsheet."""
+    spreadsheet. The cost columns only where some run is ``priced``."""
+    keys = [k for k in keys if priced or k not in COST_KEYS]
     values = attrgetter(*keys)
     numeric = {c.key for c in (*RUN_COLUMNS, *SETUP_COLUMNS) if c.spec is not None}
     texts = [(i, key) for i, key in enumerate(keys) if key not in numeric]
@@ -250,8 +253,8 @@ def write_csv(path: Path, rows: Sequence[Any], keys: Sequence[str] = tuple(c.key
             writer.writerow(cells)
 
 
-def write_setups_csv(path: Path, setups: Sequence[Setup]) -> None:
-    write_csv(path, setups, SETUP_CSV)
+def write_setups_csv(path: Path, setups: Sequence[Setup], priced: bool = False) -> None:
+    write_csv(path, setups, SETUP_CSV, priced)
 
 
 def markdown_table(columns: list[Column], rows: Sequence[Any]) -> str:
