@@ -24,7 +24,7 @@ from typing import NamedTuple
 from omegaconf import DictConfig
 
 from hwbench.errors import Interrupted
-from hwbench.job.ddp import hwbench_command, process_rank
+from hwbench.job.ddp import hwbench_command, process_rank, run_dir_pin
 from hwbench.job.signals import stop_signals_blocked
 from hwbench.record.machine import JobProcess
 from hwbench.record.results import RECORD_NAME, ResultsRecord, Status, now, read_record, write_record
@@ -79,7 +79,7 @@ def report(outcome: Outcome) -> None:
 def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     """Run this Hydra job in a fresh process and return its outcome; where the process died, its record says
     how. A stop signal goes on to the job process and is raised here once that has recorded what it finished."""
-    command, cwd = hwbench_command(f'hydra.run.dir="{folder}"', "hydra.output_subdir=null", "hydra.mode=RUN")
+    command, cwd = hwbench_command(run_dir_pin(folder), "hydra.output_subdir=null", "hydra.mode=RUN")
     read, write = os.pipe()
     child: subprocess.Popen | None = None
     try:
