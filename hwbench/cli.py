@@ -16,7 +16,7 @@ from hwbench.errors import HwbenchError, Interrupted, OutputUnwritable
 from hwbench.job.config import config_dir, register
 from hwbench.job.ddp import process_rank
 from hwbench.job.hydra_errors import errors_as_one_line
-from hwbench.job.process import Outcome, job_process, report, run_in_job_process, shared_reason
+from hwbench.job.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
 from hwbench.job.signals import signals_raise_interrupted
 from hwbench.record.writing import exit_unwritable
 
@@ -97,6 +97,5 @@ def main() -> None:
             sys.exit(128 + err.signum)
         print(f"error: {err}: the finished epochs are in the job's results.json", file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
-    if outcomes.not_ok:
-        sys.exit(f"error: {len(outcomes.not_ok)} job(s) did not finish ok: {', '.join(outcomes.not_ok)} "
-                 f"(see their results.json)")  # fmt: skip
+    if outcomes.not_ok:  # the jobs ran under this process (the basic launcher; others: hydra_callbacks.ShowResults)
+        sys.exit(not_ok_line(outcomes.not_ok))

@@ -112,6 +112,35 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     return Outcome(record.summary(), record.status, died=how)
 
 
+def not_ok_line(not_ok: list[str]) -> str:
+    """A sweep's closing line where some jobs did not end ok, each named by its folder and how it ended."""
+    return f"error: {len(not_ok)} job(s) did not finish ok: {', '.join(not_ok)} (see their results.json)"
+
+
+def not_ok_in(sweep: Path) -> list[str]:
+    """The jobs of a sweep folder that did not end ok (skipped is ok in a sweep), as ``not_ok_line`` names them,
+    from their records: what a launcher that ran them in other processes (submitit, SLURM) leaves to go by."""
+    not_ok = []
+    for folder in sorted((f for f in sweep.iterdir() if f.is_dir() and not f.name.startswith(".")), key=job_number):
+        path = folder / RECORD_NAME
+        try:
+            record = read_record(path)
+        except ValueError:  # none (its process died before it wrote one), or damaged
+            not_ok.append(f"{folder.name} (no results.json)" if not path.exists() else f"{folder.name} (unreadable)")
+            continue
+        if record.status == "running":  # its launcher's process died with it: nothing settled it
+            not_ok.append(f"{folder.name} (never finished: its results.json says running)")
+        elif record.status not in ("ok", "skipped"):
+            not_ok.append(f"{folder.name} ({record.job.died if record.job and record.job.died else record.status})")
+    return not_ok
+
+
+def job_number(folder: Path) -> tuple[int, str]:
+    """A job folder's sort key: its job number first (10_x after 9_x), as the sweep ran them."""
+    number, _, _ = folder.name.partition("_")
+    return (int(number) if number.isdigit() else -1, folder.name)
+
+
 def settle(cfg: DictConfig, folder: Path, pid: int, how: str, status: Status, what: str) -> ResultsRecord:
     """The record of a job whose process ended without finishing it, as that process left it (its finished
     epochs: it writes them after each), now ``status`` and saying ``what`` happened; made here where it wrote
