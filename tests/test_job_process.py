@@ -62,7 +62,14 @@ def job_process(sweep: subprocess.Popen) -> psutil.Process:
     return child
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench_cli, tmp_path) -> None:
+    """Before, the job process got hydra.run.dir="<folder>" unquoted: a 40-line Hydra traceback, no run."""
+    result = hwbench_cli("run_name='a\"b\\c'", *TINY, "epochs=1")  # as a shell passes "run_name='a\"b\\c'"
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    ((name, record),) = records(tmp_path / "outputs").items()
+    assert name.endswith('_a"b\\c') and record.status == "ok" and record.run_name == 'a"b\\c'
+
+
 def descendant(proc: subprocess.Popen, *words: str) -> psutil.Process | None:
     """The process under ``proc`` whose command line holds each of ``words``, if one is running."""
     for child in psutil.Process(proc.pid).children(recursive=True):
@@ -102,6 +109,7 @@ def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(
     assert submitted.name.isdigit() and list(submitted.glob("*_0_log.out"))
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
 def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(data_root, tmp_path, sig) -> None:
     proc = start(["-m", "epochs=1,100,1", *TINY], data_root, tmp_path)
     wait_for(proc, "epoch 1/100 done")  # job 1 has recorded its first epoch
