@@ -226,10 +226,7 @@ def plausible(peak: MeasuredPeak | None, device: torch.device, precision: str, p
         return None
     n = peak.size
     if MIN_SIZE <= n <= MAX_SIZE.get(device.type, 8192):
-        mats = operands(n, precision, device)
-        seconds_of(1, mats, device)  # the first call sets up the library's handles
-        now = matmul_flops(n) / max(seconds_of(1, mats, device), 1e-9)
-        del mats
+        now = one_product_rate(n, precision, device)
         if peak.flops_per_sec <= RECHECK_FACTOR * now:
             return peak
         why = (f"the kept matmul peak ({peak.flops_per_sec:.3g} FLOP/s) is over {RECHECK_FACTOR}x what one {n}x{n} "
@@ -240,6 +237,18 @@ def plausible(peak: MeasuredPeak | None, device: torch.device, precision: str, p
     with contextlib.suppress(OSError):  # a probe on a busy machine is not kept: the bad file must go anyway
         path.unlink()
     return None
+
+
+def one_product_rate(size: int, precision: str, device: torch.device) -> float:
+    """FLOP/s of one product, after one to warm up. On a CPU, at the share of their cores its threads got: other
+    load on the machine must not make a good kept peak look impossible."""
+    mats = operands(size, precision, device)
+    seconds_of(1, mats, device)  # the first call sets up the library's handles
+    cpu = process_cpu_seconds()
+    seconds = seconds_of(1, mats, device)
+    if device.type == "cpu":  # the seconds it would have taken on its cores alone (os.times ticks: 10 ms)
+        seconds = min(seconds, (process_cpu_seconds() - cpu) / min(torch.get_num_threads(), available_cores()))
+    return matmul_flops(size) / max(seconds, 1e-9)
 
 
 def probed(device: torch.device, precision: str, path: Path | None, key: dict[str, str | int]) -> MeasuredPeak | str:
