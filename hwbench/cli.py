@@ -12,11 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hwbench.errors import ConfigError, HwbenchError, Interrupted, OutputUnwritable
+from hwbench.errors import ConfigError, HwbenchError, Interrupted, OutputUnwritable, one_line
 from hwbench.job.config import config_dir, register
 from hwbench.job.ddp import process_rank
 from hwbench.job.hydra_errors import errors_as_one_line
-from hwbench.job.process import Outcome, job_process, report, run_in_job_process, shared_reason
+from hwbench.job.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
 from hwbench.job.repeats import interleaved
 from hwbench.job.signals import signals_raise_interrupted
 from hwbench.record.writing import exit_unwritable
@@ -103,6 +103,11 @@ def main() -> None:
             sys.exit(128 + err.signum)
         print(f"error: {err}: the finished epochs are in the job's results.json", file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
-    if outcomes.not_ok:
-        sys.exit(f"error: {len(outcomes.not_ok)} job(s) did not finish ok: {', '.join(outcomes.not_ok)} "
-                 f"(see their results.json)")  # fmt: skip
+    except Exception as err:
+        if not type(err).__module__.startswith("submitit."):
+            raise
+        # submitit's own process for a job died (killed, out of memory) before the job reported: the launcher raises
+        sys.exit(f"error: a job's submitit process died before the job reported ({one_line(err, first_only=True)}): "
+                 f"its log is in the sweep folder's .submitit/; the other jobs' records are in theirs")  # fmt: skip
+    if outcomes.not_ok:  # the jobs ran under this process (the basic launcher; others: hydra_callbacks.ShowResults)
+        sys.exit(not_ok_line(outcomes.not_ok))

@@ -78,8 +78,12 @@ def test_a_folder_name_stays_inside_its_parent(name: str, ok: bool, tmp_path: Pa
          "execution (a constructor's arguments))"),
         (("device.threads=0",), f"device.threads must be at least 1, got 0: set e.g. device.threads={CORES} (the "
          "cores this process may use)"),
+        # before, Lightning's warning with its source path, bf16 run and the record saying 16-mixed
+        (("device.precision=16-mixed",), "device.precision=16-mixed (float16) runs on a GPU only: on a CPU set "
+         "device.precision=bf16-mixed (or 32)"),
     ],
-    ids=["batch over the images", "one training image", "three steps an epoch", "+foo", "+epoch", "threads=0"],
+    ids=["batch over the images", "one training image", "three steps an epoch", "+foo", "+epoch", "threads=0",
+         "16-mixed on a CPU"],
 )  # fmt: skip
 def test_a_value_that_makes_a_meaningless_run_is_refused_before_training(hwbench_cli, tmp_path, overrides, reason):
     result = hwbench_cli(*overrides, "device=cpu")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_faults import no_traceback, records, start, wait_for
+from test_scaleout import installed
 
 from conftest import cuda
 from hwbench.compare import main as compare
@@ -57,6 +60,53 @@ def job_process(sweep: subprocess.Popen) -> psutil.Process:
     (child,) = psutil.Process(sweep.pid).children()
     assert "hydra.mode=RUN" in child.cmdline()
     return child
+
+
+def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench_cli, tmp_path) -> None:
+    """Before, the job process got hydra.run.dir="<folder>" unquoted: a 40-line Hydra traceback, no run."""
+    result = hwbench_cli("run_name='a\"b\\c'", *TINY, "epochs=1")  # as a shell passes "run_name='a\"b\\c'"
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    ((name, record),) = records(tmp_path / "outputs").items()
+    assert name.endswith('_a"b\\c') and record.status == "ok" and record.run_name == 'a"b\\c'
+
+
+def descendant(proc: subprocess.Popen, *words: str) -> psutil.Process | None:
+    """The process under ``proc`` whose command line holds each of ``words``, if one is running."""
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if all(word in child.cmdline() for word in words):
+                return child
+    return None
+
+
+@pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"),
+                    reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
+def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(data_root, tmp_path) -> None:
+    """Before, the sweep exited 0 and named nothing: the job's line was only in .submitit/<id>/<id>_0_log.err,
+    whose .out said "Job completed successfully"; and an empty folder named .submitit/%j was left behind."""
+    proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY], data_root, tmp_path)
+    folder = None
+    while proc.poll() is None:  # the job's process, once it has recorded its first epoch
+        job = descendant(proc, "epochs=1000", "hydra.mode=RUN")
+        folder = folder or next((tmp_path / "outputs").glob("multiruns/*/0_ffnn_cpu_e1000"), None)
+        if job is not None and folder is not None and (folder / "results.json").exists():
+            record = records(folder)[folder.name]
+            if record.training and record.training.epochs:
+                job.send_signal(signal.SIGSEGV)
+                break
+        time.sleep(0.05)
+    stdout, _ = proc.communicate(timeout=300)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    no_traceback(stderr)
+    assert proc.returncode == 1, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "error: 1 job(s) did not finish ok: 0_ffnn_cpu_e1000 (killed by SIGSEGV) (see their results.json)"
+    )
+    dead = records(tmp_path / "outputs")["0_ffnn_cpu_e1000"]
+    assert dead.status == "failed" and dead.job.died == "killed by SIGSEGV" and dead.training.partial
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    (submitted,) = (sweep / ".submitit").iterdir()  # the job's own folder, and no literal %j beside it
+    assert submitted.name.isdigit() and list(submitted.glob("*_0_log.out"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])

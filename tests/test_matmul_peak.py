@@ -22,6 +22,7 @@ from hwbench.job.runner import run
 from hwbench.measure import peaks
 from hwbench.measure.matmul_peak import (
     cache_file,
+    keep,
     matmul_flops,
     matmul_peak,
     measure_matmul_peak,
@@ -64,6 +65,34 @@ def test_the_cache_is_read_back_and_a_damaged_one_measured_again(tmp_path: Path,
     kept.write_text('{"key": ')  # a half-written file (a crash mid-write elsewhere): measured again, kept anew
     third = matmul_peak(CPU, "fp32")
     assert not third.cached and json.loads(kept.read_text())["peak"]["round_seconds"] == third.round_seconds
+
+
+def test_a_kept_peak_the_machine_cannot_reach_is_dropped_in_one_line_and_measured_again(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Before, a well-formed 1e39 FLOP/s in the cache was used as is: a 40-digit GFLOP/s, an MFU of 1e-30."""
+    monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path))
+    real, key = measure_matmul_peak(CPU, "fp32"), probe_key(CPU, "fp32")
+    kept = cache_file(key)
+    keep(kept, key, real)  # kept whether or not other load slowed it: what a quiet machine's probe leaves
+    cached = json.loads(kept.read_text())
+    for poison in ({"flops_per_sec": 1e39}, {"size": 10**6}, {"flops_per_sec": "1e11"}):
+        kept.write_text(json.dumps(cached | {"peak": cached["peak"] | poison}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            peak = matmul_peak(CPU, "fp32")
+        assert not peak.cached and peak.flops_per_sec < 10 * real.flops_per_sec  # measured again, this machine's
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        if "flops_per_sec" in poison and isinstance(poison["flops_per_sec"], float):
+            (line,) = dropped
+            assert line.startswith("the kept matmul peak (1e+39 FLOP/s) is over 10x what one ") and line.endswith(
+                "FLOP/s): it is not this machine's; dropped and measured again"
+            )
+        elif "size" in poison:
+            assert dropped == ["the kept matmul peak is for 1000000x1000000 products, a size the probe never uses: "
+                               "it is not this machine's; dropped and measured again"]  # fmt: skip
+        if not peak.noise:  # a probe on a busy machine is not kept
+            assert json.loads(kept.read_text())["peak"]["flops_per_sec"] == peak.flops_per_sec  # kept anew
 
 
 def test_a_cache_folder_that_cannot_be_made_costs_a_probe_not_the_job(tmp_path: Path, monkeypatch, caplog) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from conftest import next_steps, scalars
 
 JOB = ("device=cpu", "epochs=2", "data.train_limit=3000")  # 24 optimizer steps an epoch at batch 128
@@ -64,6 +66,19 @@ def test_a_job_captured_to_a_file_prints_each_line_once_and_names_its_folder(hwb
     assert log.strip().splitlines()[-1].endswith(f"[hwbench.summary][INFO] - {summary}")  # the closing line too
     assert "epoch 2/2 done" in log and "GPU available" in log
     assert "run/test_acc" in scalars(folder)  # what tensorboard --logdir opens there
+
+
+def test_torchs_notes_on_the_machine_go_to_the_log_not_the_screen(hwbench_cli, tmp_path: Path, monkeypatch) -> None:
+    """Before, execution=compiled on a CPU printed torch's `W... cpp_extension.py:183] No CUDA runtime is found`.
+    torch notes it where a CUDA toolkit's folder is found without a CUDA device: CUDA_HOME names one."""
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    result = hwbench_cli("execution=compiled", "device=cpu", "epochs=1", "data.train_limit=2000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "CUDA runtime" not in result.stdout + result.stderr and "cpp_extension" not in result.stdout + result.stderr
+    (folder,) = (tmp_path / "outputs" / "runs").iterdir()
+    if not torch.cuda.is_available():  # with a CUDA device torch has nothing to note
+        log = (folder / "hwbench.log").read_text()
+        assert f"[torch.utils.cpp_extension][WARNING] - No CUDA runtime is found, using CUDA_HOME='{tmp_path}'" in log
 
 
 def test_on_a_terminal_log_lines_never_land_on_the_progress_bar(data_root: str, tmp_path: Path) -> None:

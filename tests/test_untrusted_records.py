@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import pty
@@ -159,8 +160,7 @@ def test_each_broken_record_is_one_warning_and_compare_goes_on(tmp_path: Path) -
     assert "fingerprint.host: String should have at most 256 characters" in warned["long_host"]
     assert "nested too deeply" in warned["deep"] and "nested too deeply" in warned["deep_fingerprint"]
     assert "not readable JSON" in warned["not_utf8"] and "not a JSON object" in warned["a_list"]
-    assert warned["a_number_as_text"].endswith("world_size: Input should be a valid integer, unable to parse "
-                                               "string as an integer (1 problem(s))")  # fmt: skip
+    assert warned["a_number_as_text"].endswith("world_size: Input should be a valid integer (1 problem(s))")
     assert "fingerprint.host: Input should be a valid string" in warned["surrogate_host"]
     assert "2 records (2 ok" in result.stdout and "\\ud800arch" in result.stdout
     assert len(result.stdout) < 20_000  # a megabyte of host name never reaches the terminal
@@ -218,3 +218,103 @@ def test_sigterm_while_the_report_is_written_leaves_it_marked_partial(many_recor
     proc.send_signal(signal.SIGTERM)  # as `kill` sends it: to compare alone
     line = stopped_cleanly(proc, report, 143)
     assert "partial" in line or "complete" in line
+
+
+def test_an_impossible_figure_or_a_number_in_quotes_is_one_warning_and_the_record_skipped(tmp_path: Path) -> None:
+    """Before, 1e308 samples/s was an ok run: a 309-digit cell and speed-up, the console table down to two
+    columns; "123456" was read as a number. The bound: samples/s x the record's FLOPs per sample (at least
+    2 x 784) at most 1e17 FLOP/s a device."""
+    root = tmp_path / "records"
+    counted = copy.deepcopy(OK) | {"flops_per_sample": {"forward": 1_337_344, "train": 4_012_032}}  # the FFNN's
+    cases = {
+        "absurd": copy.deepcopy(OK) | {"steady": {"samples_per_sec": 1e308, "batches_per_sec": 281.0}},
+        "past_its_flops": counted | {"steady": {"samples_per_sec": 1e11, "batches_per_sec": 281.0}},
+        "quoted": copy.deepcopy(OK) | {"overall": {"samples_per_sec": "123456", "batches_per_sec": 242.0}},
+        "float_epochs": copy.deepcopy(OK) | {"epochs": 2.0},
+        "absurd_epoch": copy.deepcopy(OK) | {"epoch_table": [OK["epoch_table"][0] | {"samples_per_sec": 1e300}]},
+    }
+    put(root / "good", OK)
+    put(root / "counted", counted)  # 36,000 samples/s at 4 MFLOPs a sample: possible
+    for name, record in cases.items():
+        put(root / name, record)
+    result = compare_cli(str(root), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    warned = {Path(line.split(": ", 2)[1]).parent.name: line for line in warnings_of(result.stderr)}
+    assert sorted(warned) == sorted(cases) and len(result.stderr.strip().splitlines()) == len(cases)
+    assert warned["absurd"].endswith(
+        "training.steady.samples_per_sec: 1e+308 samples/s at 1.57e+03 FLOPs a sample (at least 1,568) is inf "
+        "FLOP/s, more than 1 device(s) can do (1e+17 FLOP/s each at most)"
+    )
+    assert "training.steady.samples_per_sec: 1e+11 samples/s at 4.01e+06 FLOPs a sample (training.flops_per_sample)" \
+        in warned["past_its_flops"]  # fmt: skip
+    assert "training.overall.samples_per_sec: Input should be a valid number" in warned["quoted"]
+    assert "epochs: Input should be a valid integer" in warned["float_epochs"]
+    assert "training.epochs[1].samples_per_sec: 1e+300 samples/s" in warned["absurd_epoch"]
+    assert "2 records (2 ok" in result.stdout
+    report = (tmp_path / "report" / "compare.md").read_text() + (tmp_path / "report" / "compare.csv").read_text()
+    assert max(len(digits) for digits in re.findall(r"[\d,.]+", report)) < 40  # no 300-digit figure
+
+
+def test_a_folder_given_by_two_paths_or_a_link_is_read_once(tmp_path: Path, monkeypatch) -> None:
+    """Before, `compare runs $PWD/runs` or a link to runs counted every record twice (a median moved)."""
+    runs = tmp_path / "runs"
+    for k in range(3):
+        put(runs / f"job{k}", copy.deepcopy(OK) | {"run_name": f"run{k}"})
+    (tmp_path / "link").symlink_to(runs)
+    (runs / "job0" / "sub").mkdir()
+    (runs / "job0" / "sub" / "back_to_job2").symlink_to(runs / "job2")  # a link inside the tree, to a sibling
+    monkeypatch.chdir(tmp_path)  # the user's relative path beside the absolute one
+    result = compare_cli("runs", str(runs), "link", str(tmp_path / "link" / "job1"), "--out", "report")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "3 records (3 ok" in result.stdout
+    with (tmp_path / "report" / "compare.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["run_name"] for r in rows) == ["run0", "run1", "run2"]
+    assert all(r["path"].startswith(f"runs{os.sep}") for r in rows)  # shown by the path given first
+
+
+def report_files(report: Path) -> dict[str, bytes]:
+    """A report's files, byte for byte, less the minute compare.md and report.html name as their time of writing
+    and the command line report.html quotes (its --out differs)."""
+    files = {p.name: p.read_bytes() for p in report.iterdir()}
+    if "compare.md" in files:
+        files["compare.md"] = re.sub(rb", \d{4}-\d\d-\d\d \d\d:\d\d\.\n", b", MINUTE.\n", files["compare.md"], count=1)
+    if "report.html" in files:
+        page = re.sub(rb"made \d{4}-\d\d-\d\d \d\d:\d\d", b"made MINUTE", files["report.html"], count=1)
+        files["report.html"] = re.sub(rb"<footer>.*</footer>", b"<footer/>", page, flags=re.S)
+    return files
+
+
+def test_two_compares_into_one_folder_leave_one_whole_report_and_the_one_that_exits_0_finds_its_own(
+    tmp_path: Path,
+) -> None:
+    """Before, one of two compares into one --out always failed with a false 'No such file or directory', and the
+    one that exited 0 found the other's report, or PNGs of both, or a PNG torn between them. Now the folder is
+    locked while a report is written: the other is refused in one line, and writes nothing."""
+    inputs = {}
+    for name, count in (("a", 2), ("b", 5)):  # two reports that differ in every file
+        inputs[name] = tmp_path / name
+        for k in range(count):
+            put(inputs[name] / f"job{k}", copy.deepcopy(OK) | {"run_name": f"{name}{k}"})
+    alone = {}
+    for name, folder in inputs.items():  # each report as it is when written alone
+        assert compare_cli(str(folder), "--out", str(tmp_path / f"alone_{name}")).returncode == 0
+        alone[name] = report_files(tmp_path / f"alone_{name}")
+    assert alone["a"].keys() == alone["b"].keys() and all(alone["a"][k] != alone["b"][k] for k in alone["a"])
+    refusal = "error: another hwbench-compare is writing a report to {} now: wait for it to finish and run this " \
+              "one again, or give this one its own --out"  # fmt: skip
+    for attempt in range(3):
+        report = tmp_path / f"report{attempt}"
+        procs = {name: start_compare(folder, report) for name, folder in inputs.items()}
+        ended = {name: (proc, *proc.communicate(timeout=120)) for name, proc in procs.items()}
+        succeeded = [name for name, (proc, _, _) in ended.items() if proc.returncode == 0]
+        for proc, _, stderr in ended.values():
+            assert "Traceback" not in stderr and "No such file" not in stderr, stderr
+            if proc.returncode != 0:
+                assert proc.returncode == 2 and stderr.strip() == refusal.format(report)
+        left = report_files(report)
+        assert left in (alone["a"], alone["b"])  # one run's whole report: no mixed or torn file, no PARTIAL.txt
+        if len(succeeded) == 1:  # they overlapped: the one that exited 0 finds its own report
+            assert left == alone[succeeded[0]]
+        else:  # one ran after the other: the later report replaced the earlier one whole
+            assert len(succeeded) == 2

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import functools
 import importlib
+import os
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +45,14 @@ from hwbench.job.signals import signals_raise_interrupted
 # in a report folder while compare writes it: what is left there when compare is stopped says so in one line
 PARTIAL = "PARTIAL.txt"
 PARTIAL_LINE = "This report is partial: hwbench-compare stopped before it had written all of it; run it again.\n"
+
+
+class ReportFolderBusy(Exception):
+    """Another compare is writing a report into the folder this one would write to."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(f"another hwbench-compare is writing a report to {out} now: wait for it to finish and run "
+                         f"this one again, or give this one its own --out")  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -153,6 +163,9 @@ def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = N
     except OSError as err:
         print(f"error: cannot write the report to {out}: {err.strerror or err}", file=sys.stderr)
         return 2
+    except ReportFolderBusy as err:
+        print(terminal(f"error: {err}"), file=sys.stderr)
+        return 2
     files = ", ".join(["setups.csv", "compare.csv", "compare.md", "report.html", *plots])
     records = f"{len(rows):,} record{'s' if len(rows) != 1 else ''}"
     summary = f"{records} ({len(ok):,} ok, {len(not_ok):,} without a result); report in {out}/: {files}"
@@ -178,15 +191,32 @@ def write_report(out: Path, rows: list[Row], views: list[View], not_ok: list[Row
                 **report_plots.drawings(setups)}  # fmt: skip
     plots = [name for name, (_, plot) in drawings.items() if plot is not None]
     out.mkdir(parents=True, exist_ok=True)
-    (out / PARTIAL).write_text(PARTIAL_LINE, encoding="utf-8")  # first in, last out: its presence means partial
-    with workers(len(plots)) as pool:
-        drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
-        meanwhile()
-        write_setups_csv(out / "setups.csv", setups, priced=facts.priced)
-        write_csv(out / "compare.csv", rows, priced=facts.priced)
-        write_markdown(out / "compare.md", views, not_ok, sources, plots)
-        for plot in drawn:
-            plot.result()  # a worker's error, raised here
-    write_html(out / "report.html", rows, setups, plots, facts)
-    (out / PARTIAL).unlink()
+    with held(out):  # every file of the report is written while it is held
+        (out / PARTIAL).write_text(PARTIAL_LINE, encoding="utf-8")  # first in, last out: its presence means partial
+        with workers(len(plots)) as pool:
+            drawn = [pool.submit(p.save, *drawings[name], out / name) for name in plots]
+            meanwhile()
+            write_setups_csv(out / "setups.csv", setups, priced=facts.priced)
+            write_csv(out / "compare.csv", rows, priced=facts.priced)
+            write_markdown(out / "compare.md", views, not_ok, sources, plots)
+            for plot in drawn:
+                plot.result()  # a worker's error, raised here
+        write_html(out / "report.html", rows, setups, plots, facts)
+        (out / PARTIAL).unlink(missing_ok=True)  # removed by hand meanwhile: the report is whole all the same
     return plots
+
+
+@contextlib.contextmanager
+def held(out: Path) -> Iterator[None]:
+    """The report folder, this compare's alone while it writes there: two at once would mix or tear each other's
+    files. An exclusive flock on the folder itself, taken without waiting (raises ReportFolderBusy): the kernel
+    releases it however compare ends, and nothing is left in the report (filelock would need a file of its own)."""
+    fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReportFolderBusy(out) from None
+        yield
+    finally:
+        os.close(fd)

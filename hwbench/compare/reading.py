@@ -10,7 +10,6 @@ so record_paths alone decides what links mean.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import stat
 import sys
@@ -48,8 +47,7 @@ def listing(folder: Path) -> tuple[list[Path], list[Path]] | None:
 def split(folders: Iterable[str | Path], want: int) -> tuple[list[Path], list[Path]]:
     """The records near the top of ``folders``, and folders whose subtrees hold every other record: a whole
     level of the tree, the first with at least ``want`` folders (fewer where the tree ends first)."""
-    given = sorted({Path(f) for f in folders})
-    level = [f for f in given if not any(f != g and f.is_relative_to(g) for g in given)]  # each record once
+    level = outermost(folders)
     found: list[Path] = []
     while 0 < len(level) < want and not any(f.is_symlink() for f in level):
         listed = [entries for entries in map(listing, level) if entries is not None]
@@ -58,6 +56,16 @@ def split(folders: Iterable[str | Path], want: int) -> tuple[list[Path], list[Pa
         found += [record for _, records in listed for record in records]
         level = sorted(sub for subfolders, _ in listed for sub in subfolders)
     return sorted(found), level
+
+
+def outermost(folders: Iterable[str | Path]) -> list[Path]:
+    """The folders given, each once however it was named (``runs``, ``$PWD/runs``, a link to it), less those
+    inside another given one: compared by their resolved paths, shown as first given."""
+    given: dict[Path, Path] = {}
+    for folder in folders:
+        given.setdefault(Path(os.path.realpath(folder)), Path(folder))
+    inner = {real for real in given if any(real != r and real.is_relative_to(r) for r in given)}
+    return sorted(shown for real, shown in given.items() if real not in inner)
 
 
 def read_rows(
@@ -80,43 +88,68 @@ def read_rows(
         return collect(done)
 
 
-def rows_under(task: tuple[list[Path], list[Path]]) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """The rows of the records of a task (records, and folders to search), each as its values (``ROW_VALUES``),
-    and a warning for each invalid record: whatever is wrong with one record (its size, depth, encoding, a
-    value of a type no row expects) is its warning line, never the end of the comparison."""
+Identity = tuple[int, int]  # a file's device and inode: the same record, whatever path leads to it
+Found = tuple[list[tuple[Any, ...]], list[str], list[Identity]]  # a task's rows (as values), warnings, identities
+
+
+def rows_under(task: tuple[list[Path], list[Path]]) -> Found:
+    """The rows of the records of a task (records, and folders to search), each as its values (``ROW_VALUES``)
+    with its file's identity, and a warning for each invalid record: whatever is wrong with one record (its size,
+    depth, encoding, a value of a type no row expects) is its warning line, never the end of the comparison."""
     records, folders = task
-    rows, warnings = [], []
-    for path in [*map(str, records), *record_paths(folders)]:
+    rows, warnings, identities = [], [], []
+    for path, identity in [*map(identified, records), *record_entries(folders)]:
         try:
             rows.append(ROW_VALUES(to_row(path, read_record(path))))
+            identities.append(identity)
         except ValueError as err:
             warnings.append(skipping(path, str(err)))
         except Exception as err:  # a record read_record let through and to_row could not use
             warnings.append(skipping(path, f"{type(err).__name__}: {err}"))
-    return rows, warnings
+    return rows, warnings, identities
 
 
-def collect(done: Iterable[tuple[list[tuple[Any, ...]], list[str]]]) -> list[Row]:
-    """The tasks' rows, sorted; their warnings printed as each task's come in."""
+def identified(record: Path) -> tuple[str, Identity]:
+    """A record the parent found, with its identity (a stat each: the few records near the top)."""
+    try:
+        st = os.stat(record)
+    except OSError:  # gone since it was listed: read_record names the problem
+        return str(record), (-1, id(record))
+    return str(record), (st.st_dev, st.st_ino)
+
+
+def collect(done: Iterable[Found]) -> list[Row]:
+    """The tasks' rows, each record once (two tasks may reach one through a link), sorted; their warnings printed
+    as each task's come in."""
     rows: list[Row] = []
-    for chunk_rows, warnings in done:
+    seen: set[Identity] = set()
+    for chunk_rows, warnings, identities in done:
         for warning in warnings:
             say(warning)
-        rows += itertools.starmap(Row, chunk_rows)
+        for values, identity in zip(chunk_rows, identities, strict=True):
+            if identity not in seen:
+                seen.add(identity)
+                rows.append(Row(*values))
     rows.sort(key=lambda r: (r.arch, r.device, r.host or "", r.world_size, r.started or ""))
     return rows
 
 
 def record_paths(folders: Iterable[str | Path]) -> list[str]:
-    """Every results.json under ``folders``, in order, linked folders followed, each folder read once and hidden
-    ones (.hydra, .submitit) skipped.
+    """Every results.json under ``folders``, in order (:func:`record_entries`)."""
+    return [path for path, _ in record_entries(folders)]
+
+
+def record_entries(folders: Iterable[str | Path]) -> list[tuple[str, Identity]]:
+    """Every results.json under ``folders``, in order, with its identity, linked folders followed, each folder
+    read once and hidden ones (.hydra, .submitit) skipped. The identity costs no system call: the folder's
+    device, the listing's inode (a stat where the record is itself a link).
 
     What cannot be followed (a dangling link, a symlink loop, a folder that cannot be read) is named on stderr in
     one warning line each, rather than passed over without a word as ``Path.rglob`` does. Paths stay strings:
     a Path object per folder costs more than reading the folder.
     """
-    found: list[str] = []
-    seen: set[tuple[int, int]] = set()  # (device, inode) of each folder read: a loop or a second link reads none
+    found: list[tuple[str, Identity]] = []
+    seen: set[Identity] = set()  # (device, inode) of each folder read: a loop or a second link reads none
     stack = [str(folder) for folder in folders][::-1]
     while stack:
         folder = stack.pop()
@@ -138,7 +171,8 @@ def record_paths(folders: Iterable[str | Path]) -> list[str]:
                 subfolders.append(entry.path)
             elif entry.name == RECORD_NAME:
                 if entry.is_file():  # never opened otherwise: a FIFO would block, a device may act on an open
-                    found.append(entry.path)
+                    linked = entry.is_symlink() and entry.stat()
+                    found.append((entry.path, (linked.st_dev, linked.st_ino) if linked else (st.st_dev, entry.inode())))
                 else:
                     warn_skipping(entry.path, "not a regular file")
         stack.extend(reversed(subfolders))

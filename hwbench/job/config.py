@@ -209,6 +209,14 @@ def check(cfg: DictConfig) -> None:
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
 
 
+def check_precision(cfg: DictConfig, accelerator: str) -> None:
+    """16-mixed is float16 autocast, a GPU's: on a CPU Lightning runs bfloat16 in its place, with a warning, and
+    the record (and the matmul peak probed for it) would name a precision that never ran."""
+    if accelerator == "cpu" and str(cfg.device.precision) == "16-mixed":
+        raise ConfigError("device.precision=16-mixed (float16) runs on a GPU only: on a CPU set "
+                          "device.precision=bf16-mixed (or 32)")  # fmt: skip
+
+
 def check_keys(cfg: DictConfig) -> None:
     """A key added on the command line (``+foo=1``) that nothing reads: refused, as a mistyped key is."""
     unknown = next(unknown_keys(OmegaConf.to_container(cfg, resolve=False), HwbenchConfig), None)  # type: ignore[arg-type]

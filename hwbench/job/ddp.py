@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,12 +53,20 @@ def hwbench_command(*pins: str) -> tuple[list[str], str]:
     return [*cmd, *pins], get_original_cwd()
 
 
+def run_dir_pin(folder: object) -> str:
+    """``hydra.run.dir`` pinned to ``folder``, quoted for Hydra's override grammar: a folder name may hold a quote,
+    a backslash or ``${`` (from run_name), each read back as itself (Hydra has no public quoting function)."""
+    special = {'"': '\\"', "${": "\\${", "": ""}  # a quote, an interpolation's start, the closing quote
+    escaped = re.sub(r'(\\*)("|\$\{|$)', lambda m: m.group(1) * 2 + special[m.group(2)], str(folder))
+    return f'hydra.run.dir="{escaped}"'
+
+
 def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
     """The command and folder Lightning starts rank ``local_rank`` with (replaces ``_hydra_subprocess_cmd``)."""
     from hydra.core.hydra_config import HydraConfig
 
     return hwbench_command(
-        f'hydra.run.dir="{HydraConfig.get().runtime.output_dir}"',  # the job's own folder, claimed by rank 0
+        run_dir_pin(HydraConfig.get().runtime.output_dir),  # the job's own folder, claimed by rank 0
         f"hydra.job.name=ddp_rank{local_rank}",  # its log: <job folder>/ddp_rank1.log
         "hydra.output_subdir=null",  # rank 0 already wrote .hydra/
         "hydra.mode=RUN",  # never a sweep in a child

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import os
@@ -21,7 +22,7 @@ from hwbench.job.commands import command, shell_path
 from hwbench.job.ddp import console_to_log, process_rank
 from hwbench.job.folders import plain_name
 from hwbench.job.hydra_errors import hwbench_error
-from hwbench.job.process import job_process
+from hwbench.job.process import job_process, not_ok_in, not_ok_line
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
@@ -113,8 +114,13 @@ def raised_os_error(err: BaseException) -> BaseException:
     return err
 
 
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs each job under this process
+
+
 class ShowResults(Callback):
-    """After a run or a sweep: where its results are, and the two commands that open them."""
+    """After a run or a sweep: where its results are, and the two commands that open them; under a launcher that
+    ran the jobs in processes of its own, the jobs that did not end ok, and exit 1 (the basic launcher's jobs
+    report to this process: hwbench.cli.Outcomes names them)."""
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
         started = process_rank() > 0 or job_process() is not None  # the process that started this one says it
@@ -122,7 +128,21 @@ class ShowResults(Callback):
             print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        print(results_lines(Path(str(config.hydra.sweep.dir))), flush=True)
+        sweep = Path(str(config.hydra.sweep.dir))
+        print(results_lines(sweep), flush=True)
+        if OmegaConf.select(config, "hydra.launcher._target_") == BASIC_LAUNCHER:
+            return
+        drop_unformatted_folder(OmegaConf.select(config, "hydra.launcher.submitit_folder"))
+        if not_ok := not_ok_in(sweep):  # their own processes printed their lines to their logs (.submitit/)
+            sys.exit(not_ok_line(not_ok))
+
+
+def drop_unformatted_folder(folder: str | None) -> None:
+    """submitit_local's controller makes its folder as the config names it, a literal ``.submitit/%j`` beside the
+    jobs' own folders: removed when empty."""
+    if folder and "%" in folder:
+        with contextlib.suppress(OSError):  # not there, or not empty: left as it is
+            Path(folder).rmdir()
 
 
 def results_lines(folder: Path) -> str:

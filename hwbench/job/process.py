@@ -24,7 +24,7 @@ from typing import NamedTuple
 from omegaconf import DictConfig
 
 from hwbench.errors import Interrupted
-from hwbench.job.ddp import hwbench_command, process_rank
+from hwbench.job.ddp import hwbench_command, process_rank, run_dir_pin
 from hwbench.job.signals import stop_signals_blocked
 from hwbench.record.machine import JobProcess
 from hwbench.record.results import RECORD_NAME, ResultsRecord, Status, now, read_record, write_record
@@ -79,7 +79,7 @@ def report(outcome: Outcome) -> None:
 def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     """Run this Hydra job in a fresh process and return its outcome; where the process died, its record says
     how. A stop signal goes on to the job process and is raised here once that has recorded what it finished."""
-    command, cwd = hwbench_command(f'hydra.run.dir="{folder}"', "hydra.output_subdir=null", "hydra.mode=RUN")
+    command, cwd = hwbench_command(run_dir_pin(folder), "hydra.output_subdir=null", "hydra.mode=RUN")
     read, write = os.pipe()
     child: subprocess.Popen | None = None
     try:
@@ -110,6 +110,35 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     how = how_it_died(code)
     record = settle(cfg, folder, child.pid, how, "failed", f"its process died ({how})")
     return Outcome(record.summary(), record.status, died=how)
+
+
+def not_ok_line(not_ok: list[str]) -> str:
+    """A sweep's closing line where some jobs did not end ok, each named by its folder and how it ended."""
+    return f"error: {len(not_ok)} job(s) did not finish ok: {', '.join(not_ok)} (see their results.json)"
+
+
+def not_ok_in(sweep: Path) -> list[str]:
+    """The jobs of a sweep folder that did not end ok (skipped is ok in a sweep), as ``not_ok_line`` names them,
+    from their records: what a launcher that ran them in other processes (submitit, SLURM) leaves to go by."""
+    not_ok = []
+    for folder in sorted((f for f in sweep.iterdir() if f.is_dir() and not f.name.startswith(".")), key=job_number):
+        path = folder / RECORD_NAME
+        try:
+            record = read_record(path)
+        except ValueError:  # none (its process died before it wrote one), or damaged
+            not_ok.append(f"{folder.name} (no results.json)" if not path.exists() else f"{folder.name} (unreadable)")
+            continue
+        if record.status == "running":  # its launcher's process died with it: nothing settled it
+            not_ok.append(f"{folder.name} (never finished: its results.json says running)")
+        elif record.status not in ("ok", "skipped"):
+            not_ok.append(f"{folder.name} ({record.job.died if record.job and record.job.died else record.status})")
+    return not_ok
+
+
+def job_number(folder: Path) -> tuple[int, str]:
+    """A job folder's sort key: its job number first (10_x after 9_x), as the sweep ran them."""
+    number, _, _ = folder.name.partition("_")
+    return (int(number) if number.isdigit() else -1, folder.name)
 
 
 def settle(cfg: DictConfig, folder: Path, pid: int, how: str, status: Status, what: str) -> ResultsRecord:

@@ -16,7 +16,7 @@ from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputUnwritable, one_line
 from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
-from hwbench.job.config import check
+from hwbench.job.config import check, check_precision
 from hwbench.job.ddp import RankWatch, job_scope, process_rank
 from hwbench.job.process import process_part
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
@@ -142,6 +142,7 @@ class Job:
         execution: Execution = instantiate(cfg.execution)
         record.execution = execution.part()
         accelerator = resolve_accelerator(cfg.device.accelerator)
+        check_precision(cfg, accelerator)
         execution.refuse(cfg, accelerator)
         need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
         threads = configure_torch(cfg.device)

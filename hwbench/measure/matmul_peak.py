@@ -7,7 +7,9 @@ kernel with this software, not the silicon's limit: the datasheet's peak (``peak
 
 Kept per machine and setting in a small JSON file under ``$HWBENCH_CACHE`` (else ``~/.cache/hwbench``): a sweep's
 jobs may run in separate processes, even on nodes sharing a home folder, and pay for the probe once. A lock makes
-jobs that start together wait for one probe. Delete the file to measure again.
+jobs that start together wait for one probe. Delete the file to measure again. The file is input like any other: a
+kept peak is read strictly, and one over ``RECHECK_FACTOR`` times what one product at its size reaches now (a
+quick re-check, two products) is dropped with one line and measured again.
 
 A peak probed on a busy machine would understate it for every later job: a probe whose CPU threads did not get
 their cores, or that shared its GPU with another process, is flagged (``MeasuredPeak.noise``) and never kept. A
@@ -17,6 +19,7 @@ by ``FlopsAndPeak.drop_beaten_peak``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,6 +50,7 @@ CALL_SECONDS = 0.02  # one product at least this long: big enough to run at the 
 ROUND_SECONDS = 0.05  # each timed round: at least this long, whole products
 ROUNDS = 5
 LOCK_SECONDS = 300  # longest wait for another job's probe before probing anyway
+RECHECK_FACTOR = 10  # a kept peak this many times what one product reaches now is not this machine's (a poisoned file)
 STARVED_BELOW = 0.8  # a CPU probe's threads got less than this share of their cores' time: others took the rest
 
 
@@ -162,7 +166,8 @@ def cached_peak(path: Path, key: dict[str, str | int]) -> MeasuredPeak | None:
         kept = json.loads(path.read_text(encoding="utf-8"))
         if kept.get("key") != key:
             return None
-        return MeasuredPeak.model_validate(kept["peak"]).model_copy(update={"cached": True, "seconds": 0.0})
+        peak = MeasuredPeak.model_validate(kept["peak"], strict=True)  # strict: "1e39" is no number
+        return peak.model_copy(update={"cached": True, "seconds": 0.0})
     except (OSError, ValueError, KeyError, AttributeError, ValidationError):
         return None
 
@@ -198,7 +203,7 @@ def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{path}.lock", timeout=LOCK_SECONDS):
-            peak = cached_peak(path, key) or probed(device, precision, path, key)
+            peak = plausible(cached_peak(path, key), device, precision, path) or probed(device, precision, path, key)
     except (OSError, Timeout) as err:  # no cache folder, or another job's probe hangs: probe without the cache
         log.warning("no matmul peak cache (%s): probing without it", err)
         peak = probed(device, precision, None, key)
@@ -212,6 +217,38 @@ def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
         log.info(f"matmul peak: {peak.flops_per_sec / 1e9:,.0f} GFLOP/s at {peak.precision} ({peak.size}x{peak.size} "
                  f"products, {peak.threads} threads; {how})")  # fmt: skip
     return peak
+
+
+def plausible(peak: MeasuredPeak | None, device: torch.device, precision: str, path: Path) -> MeasuredPeak | None:
+    """A kept peak this device can reach; one it cannot (a size the probe never uses, a rate over ``RECHECK_FACTOR``
+    times one product's now) is named in one line and its file deleted: None, and the caller probes again."""
+    if peak is None:
+        return None
+    n = peak.size
+    if MIN_SIZE <= n <= MAX_SIZE.get(device.type, 8192):
+        now = one_product_rate(n, precision, device)
+        if peak.flops_per_sec <= RECHECK_FACTOR * now:
+            return peak
+        why = (f"the kept matmul peak ({peak.flops_per_sec:.3g} FLOP/s) is over {RECHECK_FACTOR}x what one {n}x{n} "
+               f"product reaches now ({now:.3g} FLOP/s)")  # fmt: skip
+    else:
+        why = f"the kept matmul peak is for {n}x{n} products, a size the probe never uses"
+    log.warning(f"{why}: it is not this machine's; dropped and measured again")
+    with contextlib.suppress(OSError):  # a probe on a busy machine is not kept: the bad file must go anyway
+        path.unlink()
+    return None
+
+
+def one_product_rate(size: int, precision: str, device: torch.device) -> float:
+    """FLOP/s of one product, after one to warm up. On a CPU, at the share of their cores its threads got: other
+    load on the machine must not make a good kept peak look impossible."""
+    mats = operands(size, precision, device)
+    seconds_of(1, mats, device)  # the first call sets up the library's handles
+    cpu = process_cpu_seconds()
+    seconds = seconds_of(1, mats, device)
+    if device.type == "cpu":  # the seconds it would have taken on its cores alone (os.times ticks: 10 ms)
+        seconds = min(seconds, (process_cpu_seconds() - cpu) / min(torch.get_num_threads(), available_cores()))
+    return matmul_flops(size) / max(seconds, 1e-9)
 
 
 def probed(device: torch.device, precision: str, path: Path | None, key: dict[str, str | int]) -> MeasuredPeak | str:

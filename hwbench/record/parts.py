@@ -5,9 +5,10 @@ Unknown fields are refused everywhere: a misspelled field fails validation, neve
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from hwbench.record.thresholds import UNSTEADY_IQR_OVER_MEDIAN
 
@@ -16,7 +17,10 @@ Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Accuracy = Annotated[float, Field(ge=0, le=1)]
 Percent = Annotated[float, Field(ge=0, le=100)]
-Loss = float  # NaN and inf allowed: that is what a diverged run's loss is
+# NaN and inf allowed: that is what a diverged run's loss is. Written as "NaN", "Infinity" (ser_json_inf_nan), read
+# back as floats even where a record is read strictly: those three words, never another string
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+Loss = Annotated[float, BeforeValidator(lambda v: NON_FINITE.get(v, v) if isinstance(v, str) else v)]
 
 # Strings are capped: a record may come from anyone (hwbench-compare reads it as untrusted input).
 # A name longer than this is no name: the record is refused.

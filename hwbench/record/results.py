@@ -30,6 +30,7 @@ from hwbench.record.parts import (
     Training,
     clipped,
 )
+from hwbench.record.plausible import impossible
 from hwbench.record.untrusted import file_bytes
 from hwbench.record.writing import writing
 
@@ -194,11 +195,18 @@ def refuse_taken(out_dir: Path) -> None:
 
 
 def read_record(path: str | Path) -> ResultsRecord:
-    """One record, read as untrusted input (hwbench.record.untrusted); raises ValueError with a one-line reason
-    when it is not a valid one."""
-    data = file_bytes(path)
+    """One record, read as untrusted input (hwbench.record.untrusted): strictly (a number in quotes is no number)
+    and claiming nothing impossible (hwbench.record.plausible); raises ValueError with a one-line reason when it is
+    not a valid one."""
+    record = validated(file_bytes(path))
+    if why := impossible(record):
+        raise ValueError(why)
+    return record
+
+
+def validated(data: bytes) -> ResultsRecord:
     with contextlib.suppress(ValidationError):  # the fast path: pydantic parses the JSON itself
-        record = ResultsRecord.model_validate_json(data)
+        record = ResultsRecord.model_validate_json(data, strict=True)
         if "schema_version" in record.model_fields_set and record.schema_version == SCHEMA_VERSION:
             return record  # an older version, even one that happens to validate, takes the upgrading path
     try:  # the path that upgrades older versions and names what is wrong
@@ -211,13 +219,14 @@ def read_record(path: str | Path) -> ResultsRecord:
 
 
 def parse_record(data: object) -> ResultsRecord:
-    """A record from parsed JSON of any schema version this hwbench reads, in the current shape; raises
-    ValueError with a one-line reason when it is not a valid one."""
+    """A record from parsed JSON of any schema version this hwbench reads, in the current shape, validated strictly:
+    no string is read as a number, no float as an integer; raises ValueError with a one-line reason when it is not a
+    valid one."""
     if not isinstance(data, dict):
         raise ValueError("not a results record (not a JSON object)")
     refuse_newer(data.get("schema_version", 1))  # named plainly, not as a validation error
     try:
-        return ResultsRecord.model_validate(upgrade(data))
+        return ResultsRecord.model_validate(upgrade(data), strict=True)
     except RecursionError as err:
         raise ValueError("not a results record (nested too deeply)") from err
     except ValidationError as err:
