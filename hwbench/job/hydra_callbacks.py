@@ -32,27 +32,36 @@ CONFIG_COPY = ".hydra"  # Hydra's usual folder for its copy of a job's config
 
 
 class PrepareTrackers(Callback):
-    """Before any job starts, where the config logs to MLflow: MLflow is installed (else one line and exit 1), and
-    a SQLite store has its tables, made here once rather than by a sweep's jobs at once (mlflow issue #6490)."""
+    """Before any job starts, where the config logs to MLflow: MLflow is installed (else one line and exit 1); and
+    before a sweep, a new SQLite store's tables, made here once rather than by its jobs at once (mlflow #6490)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if process_rank() == 0 and job_process() is None:  # the process that started this one has done it
-            prepare_trackers(config)
+        if process_rank() == 0 and job_process() is None:  # the process that started this one has checked
+            mlflow_installed_or_exit(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        prepare_trackers(config)  # the sweep's own choice; a job whose swept logger needs MLflow checks it itself
+        if mlflow_installed_or_exit(config):  # the sweep's own choice: a job whose swept logger is MLflow checks
+            new_store(str(config.logger.tracking_uri))
 
 
-def prepare_trackers(config: DictConfig) -> None:
+def mlflow_installed_or_exit(config: DictConfig) -> bool:
+    """Whether the config logs to MLflow; where it does and MLflow is not installed, one line and exit 1."""
     if not uses_mlflow(config.get("logger")):
-        return
+        return False
     if missing := mlflow_missing():
         sys.exit(f"error: {missing}")
+    return True
+
+
+def new_store(uri: str) -> None:
+    """A SQLite store's tables where it has none yet (MLflow makes a store's tables only when it is empty)."""
+    db = sqlite_path(uri)
+    if db is None or (os.path.isfile(db) and os.path.getsize(db) > 0):
+        return
     try:
-        prepare_store(str(config.logger.tracking_uri))
-    except Exception as err:  # the jobs try it again, and each says so in a line if it cannot log there
-        print(f"warning: cannot open the MLflow store {config.logger.tracking_uri} ({one_line(err, 200)})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        prepare_store(uri)
+    except Exception as err:  # each job tries it again, and says so in a line where it cannot log there
+        print(f"warning: cannot make the MLflow store {uri} ({one_line(err, 200)})", file=sys.stderr, flush=True)
 
 
 class CheckOutputFolder(Callback):
