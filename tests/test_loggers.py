@@ -219,3 +219,11 @@ def test_many_loggers_and_a_tracking_server_over_http_then_down_mid_run_with_one
     (down,) = [run for run in mlflow_runs(store).values() if run.info.run_name == folder.name]
     assert down.info.status == "RUNNING" and down.data.params["arch"] == "ffnn"
     assert len(MlflowClient(store).get_metric_history(down.info.run_id, "val/acc")) == 1
+
+
+def test_an_unknown_logger_in_a_list_gets_one_line_naming_the_choices(hwbench_cli, tmp_path) -> None:
+    result = hwbench_cli("logger=[tensorboard,wandb]")
+    assert result.returncode == 1
+    line = "error: logger=wandb: no such option; logger is one of csv, many, mlflow, tensorboard"
+    assert result.stderr.strip() == line
+    assert not (tmp_path / "outputs").exists()
