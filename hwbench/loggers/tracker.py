@@ -65,6 +65,11 @@ class Tracker:
         self.guarded("save", lambda: super(Tracker, self).save())  # type: ignore[misc]
 
     def finalize(self, status: str) -> None:
+        """Lightning's, after fit and after test: only saved, since the run ends when its record does (MLflow
+        would mark it FINISHED before its test, and a job that then died would look finished)."""
+        self.save()
+
+    def end(self, status: str) -> None:
         self.guarded("close the run", lambda: super(Tracker, self).finalize(status))  # type: ignore[misc]
 
     def log_tags(self, tags: dict[str, str]) -> None:
@@ -83,4 +88,4 @@ class Tracker:
         if record.status == "ok":
             self.log_metrics({RUN + name: value for name, value in run_figures(record).items()}, step)
         self.guarded("label the run", lambda: self.log_tags(run_tags(record)))
-        self.finalize(ENDS.get(record.status, "failed"))
+        self.end(ENDS.get(record.status, "failed"))
