@@ -25,6 +25,7 @@ from hwbench.record.results import ResultsRecord, read_record
 
 RUN = ("device=cpu", "arch=ffnn", "data.train_limit=2000")  # 16 optimizer steps an epoch at batch 128
 MISSING_LINE = "error: logger=mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]'"
+MLFLOW_BUSY_S = 20  # how long MLflow waits for a locked SQLite store before it says so (its busy_timeout)
 SERVER_START_S = 180  # a server's first start imports much of MLflow: slow on a busy 2-core machine
 pytestmark = pytest.mark.xdist_group("mlflow")  # one worker: the server boots while the store tests run
 
@@ -227,3 +228,36 @@ def test_an_unknown_logger_in_a_list_gets_one_line_naming_the_choices(hwbench_cl
     line = "error: logger=wandb: no such option; logger is one of csv, many, mlflow, tensorboard"
     assert result.stderr.strip() == line
     assert not (tmp_path / "outputs").exists()
+
+
+@needs_mlflow
+def test_a_store_another_job_holds_locked_is_waited_for_and_nothing_is_lost(tmp_path, caplog, monkeypatch) -> None:
+    """SQLite's "database is locked" (mlflow #6490): a call that meets it tries again after a bounded wait."""
+    import sqlite3
+    import threading
+
+    from mlflow import MlflowClient
+
+    import hwbench.loggers.mlflow_run as mlflow_run
+    from hwbench.loggers.mlflow_run import JobMLFlowLogger
+    from hwbench.loggers.store import busy
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    logger = JobMLFlowLogger(save_dir=str(tmp_path / "job"), tracking_uri=uri)
+    logger.log_metrics({"perf/train_samples_per_sec": 1.0}, step=1)
+    tries = []
+    monkeypatch.setattr(mlflow_run, "busy", lambda err: tries.append(str(err)) or busy(err))
+    other_job = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other_job.execute("BEGIN EXCLUSIVE")  # held past MLflow's own 20 s wait for it: "database is locked"
+    release = threading.Timer(MLFLOW_BUSY_S + 1, other_job.rollback)
+    release.start()
+    try:
+        logger.log_metrics({"perf/train_samples_per_sec": 2.0}, step=2)
+    finally:
+        release.join()
+        other_job.close()
+    assert len(tries) == 1 and "database is locked" in tries[0]  # refused once, then tried again
+    assert not logger.broken and not [r for r in caplog.records if r.levelname == "WARNING"]
+    history = MlflowClient(uri).get_metric_history(logger.run_id, "perf/train_samples_per_sec")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0)]

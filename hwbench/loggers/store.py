@@ -19,7 +19,9 @@ T = TypeVar("T")
 MLFLOW_EXTRA = "pip install -e '.[mlflow]'"
 SQLITE = "sqlite:///"
 BUSY = ("database is locked", "database table is locked")  # SQLite's words when another job holds its lock
-WAITS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between tries of a call a busy store refused: 15.75 s at most
+# seconds between tries of a call a busy store refused; MLflow itself waits up to 20 s for SQLite's lock (its
+# busy_timeout) before it says so: about 84 s at most, then the tracker's one warning line
+WAITS = (0.5, 1.0, 2.0)
 # a tracking server's requests, unless the user set them: 2 retries 1 s apart, 10 s to answer (MLflow's
 # defaults: 7 retries, backoff factor 2, 120 s)
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
