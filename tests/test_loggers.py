@@ -27,7 +27,6 @@ RUN = ("device=cpu", "arch=ffnn", "data.train_limit=2000")  # 16 optimizer steps
 MISSING_LINE = "error: logger=mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]'"
 MLFLOW_BUSY_S = 20  # how long MLflow waits for a locked SQLite store before it says so (its busy_timeout)
 SERVER_START_S = 180  # a server's first start imports much of MLflow: slow on a busy 2-core machine
-pytestmark = pytest.mark.xdist_group("mlflow")  # one worker: the server boots while the store tests run
 
 
 def installed(module: str) -> bool:
@@ -85,20 +84,11 @@ class Server:
         self.process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Started with the module's first test and left to boot meanwhile; stopped at its end."""
-    if not installed("mlflow"):
-        yield None  # type: ignore[misc]
-        return
     started = Server(tmp_path_factory.mktemp("mlflow-server"))
     yield started
     started.kill()
-
-
-@pytest.fixture(autouse=True)
-def boot_server(server: Server | None) -> None:
-    """Every test here asks for the server, so that it boots while the first tests run."""
 
 
 def mlflow_runs(uri: str) -> dict[str, Any]:
