@@ -21,6 +21,8 @@ def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     runs = sorted({p.parent for p in sweep.rglob("events.out.tfevents*")})
     assert [r.name for r in runs] == ["0_ffnn_cpu_e1", "1_cnn_cpu_e1"]  # one log root, runs named by arch/device/epochs
+    # the default logger is TensorBoard alone: no MLflow store, no CSV table (logger=mlflow, logger=csv)
+    assert not list((tmp_path / "outputs").rglob("mlflow.db")) and not list(sweep.rglob("*.csv"))
     for run in runs:
         logged = scalars(run)
         assert logged.keys() >= PER_EPOCH | AT_END

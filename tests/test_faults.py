@@ -243,7 +243,7 @@ def test_a_record_that_cannot_be_written_leaves_the_last_one_and_no_temporary(sm
 def test_tensorboard_and_the_log_file_on_a_full_disk_stay_quiet_and_the_job_is_told(small_disk, capfd, monkeypatch):
     """TensorBoard's writer thread and the log file meet the full disk first: neither prints a traceback, and
     TensorBoard's error reaches the job (in the main thread) as OutputUnwritable naming the folder."""
-    from hwbench.job.tensorboard import JobLogger  # Lightning loads only here
+    from hwbench.loggers.tensorboard import JobLogger  # Lightning loads only here
 
     monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)  # Python's own, which prints; not pytest's
     quiet_tensorboard_thread()

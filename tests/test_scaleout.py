@@ -107,10 +107,14 @@ def test_devices_sweep_runs_both_jobs_and_compare_shows_the_efficiency(hwbench_c
 
 def test_a_ddp_job_leaves_the_sweep_process_as_it_found_it(hwbench_cli, tmp_path) -> None:
     # the basic launcher runs jobs in one process: the 1-device job after a DDP job must not see its ranks
-    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=1024", *TINY))
+    ok(hwbench_cli("-m", "device.devices=2,1", "epochs=1", "data.train_limit=1024", "logger=[tensorboard,csv]", *TINY))
     jobs = sorted(records(tmp_path / "outputs").items())
     assert [(r.world_size, r.strategy, r.status) for _, r in jobs] == [(2, "DDPStrategy", "ok"),
                                                                         (1, "SingleDeviceStrategy", "ok")]  # fmt: skip
+    # only global rank 0 logs: the DDP job's table has one row of the run's figures, the record's
+    (ddp,) = (tmp_path / "outputs").rglob(f"{jobs[0][0]}/csv/metrics.csv")
+    ends = [row for row in csv.DictReader(ddp.open()) if row["run/test_acc"]]
+    assert [float(row["run/test_acc"]) for row in ends] == pytest.approx([jobs[0][1].metrics.test_acc])
 
 
 def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, tmp_path) -> None:

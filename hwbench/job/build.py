@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from hwbench.data.datamodules import InMemoryDataModule
@@ -101,7 +101,7 @@ class Measurements:
         return parts
 
 
-def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, callbacks: list) -> L.Trainer:
+def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callbacks: list) -> L.Trainer:
     every = max(1, cfg.log_every_n_steps // cfg.steps_per_execution)  # in Lightning steps
     return L.Trainer(
         accelerator=accelerator,
@@ -110,7 +110,7 @@ def make_trainer(cfg: DictConfig, accelerator: str, logger: TensorBoardLogger, c
         use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
         max_epochs=cfg.epochs,
-        logger=logger,
+        logger=loggers,  # none: an empty list (None would give Lightning's own TensorBoard logger)
         callbacks=[*callbacks, StepProgressBar(refresh_rate=every)],
         log_every_n_steps=every,
         num_sanity_val_steps=0,  # a benchmark has no use for a warm-up validation pass

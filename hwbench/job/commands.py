@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 
 # the scripts hwbench names, and the module each runs where the script cannot be found
-MODULES = {"tensorboard": "tensorboard.main", "hwbench-compare": "hwbench.compare", "hwbench": "hwbench"}
+MODULES = {"tensorboard": "tensorboard.main", "hwbench-compare": "hwbench.compare", "hwbench": "hwbench",
+           "mlflow": "mlflow"}  # fmt: skip
 
 
-def shell_path(path: Path) -> str:
-    """``path`` as a user types it here: relative below the working folder, else absolute; quoted for a shell."""
+def shell_path(path: Path, prefix: str = "") -> str:
+    """``path`` as a user types it here: relative below the working folder, else absolute; after ``prefix`` (a
+    URI's scheme); quoted for a shell."""
     relative = os.path.relpath(path)
-    return shlex.quote(path.as_posix() if relative.startswith("..") else Path(relative).as_posix())
+    return shlex.quote(prefix + (path.as_posix() if relative.startswith("..") else Path(relative).as_posix()))
 
 
 def on_path(name: str, folder: Path) -> bool:

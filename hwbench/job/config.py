@@ -8,6 +8,7 @@ is checked once, in :func:`check`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class HwbenchConfig:
     one_hot_targets: bool = MISSING
 
     execution: Any = MISSING  # the execution strategy's constructor and arguments (``_target_``), per strategy
+    logger: Any = None  # each chosen logger's constructor and arguments (``_target_``), and what they share
     steps_per_execution: int = MISSING  # optimizer steps per Lightning step
     channels_last: bool = MISSING
 
@@ -136,6 +138,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("hwbench_device_name", device_name, replace=True)
     OmegaConf.register_new_resolver("hwbench_command", command, replace=True)
     OmegaConf.register_new_resolver("hwbench_repeat", repeat_suffix, replace=True)
+    # a store's path that every job of a sweep (each in its own process and folder) reads the same way
+    OmegaConf.register_new_resolver("hwbench_abspath", os.path.abspath, replace=True)
 
 
 def config_dir() -> str:

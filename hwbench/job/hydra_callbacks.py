@@ -6,6 +6,7 @@ import contextlib
 import copy
 import errno
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -17,17 +18,51 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable
+from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable, one_line
 from hwbench.job.commands import command, shell_path
 from hwbench.job.ddp import console_to_log, process_rank
 from hwbench.job.folders import plain_name
 from hwbench.job.hydra_errors import hwbench_error
 from hwbench.job.process import job_process, not_ok_in, not_ok_line
+from hwbench.loggers.store import SQLITE, mlflow_missing, prepare_store, sqlite_path, uses_mlflow
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
 PROBE_BYTES = 64 * 1024  # room for Hydra's own files (multirun.yaml, .hydra/) before it writes them
 CONFIG_COPY = ".hydra"  # Hydra's usual folder for its copy of a job's config
+
+
+class PrepareTrackers(Callback):
+    """Before any job starts, where the config logs to MLflow: MLflow is installed (else one line and exit 1); and
+    before a sweep, a new SQLite store's tables, made here once rather than by its jobs at once (mlflow #6490)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if process_rank() == 0 and job_process() is None:  # the process that started this one has checked
+            mlflow_installed_or_exit(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if mlflow_installed_or_exit(config):  # the sweep's own choice: a job whose swept logger is MLflow checks
+            new_store(str(config.logger.tracking_uri))
+
+
+def mlflow_installed_or_exit(config: DictConfig) -> bool:
+    """Whether the config logs to MLflow; where it does and MLflow is not installed, one line and exit 1."""
+    if not uses_mlflow(config.get("logger")):
+        return False
+    if missing := mlflow_missing():
+        sys.exit(f"error: {missing}")
+    return True
+
+
+def new_store(uri: str) -> None:
+    """A SQLite store's tables where it has none yet (MLflow makes a store's tables only when it is empty)."""
+    db = sqlite_path(uri)
+    if db is None or (os.path.isfile(db) and os.path.getsize(db) > 0):
+        return
+    try:
+        prepare_store(uri)
+    except Exception as err:  # each job tries it again, and says so in a line where it cannot log there
+        print(f"warning: cannot make the MLflow store {uri} ({one_line(err, 200)})", file=sys.stderr, flush=True)
 
 
 class CheckOutputFolder(Callback):
@@ -125,11 +160,11 @@ class ShowResults(Callback):
     def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
         started = process_rank() > 0 or job_process() is not None  # the process that started this one says it
         if job_return is not None and job_return.hydra_cfg is not None and not started:
-            print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir)), flush=True)
+            print(results_lines(Path(job_return.hydra_cfg.hydra.runtime.output_dir), config.get("logger")), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
-        print(results_lines(sweep), flush=True)
+        print(results_lines(sweep, config.get("logger")), flush=True)
         if OmegaConf.select(config, "hydra.launcher._target_") == BASIC_LAUNCHER:
             return
         drop_unformatted_folder(OmegaConf.select(config, "hydra.launcher.submitit_folder"))
@@ -145,7 +180,17 @@ def drop_unformatted_folder(folder: str | None) -> None:
             Path(folder).rmdir()
 
 
-def results_lines(folder: Path) -> str:
-    """The folder, and the two commands that open it as this shell runs them (hwbench/job/commands.py)."""
+def results_lines(folder: Path, logger: DictConfig | None = None) -> str:
+    """The folder, and the commands that open it as this shell runs them (hwbench/job/commands.py): TensorBoard
+    where it logged, compare, and MLflow's UI on the store (or the server) where MLflow logged."""
     where = shell_path(folder)
-    return f"results in {where}\n  {command('tensorboard')} --logdir {where}\n  {command('hwbench-compare')} {where}"
+    lines = [f"results in {where}"]
+    if logger is None or "tensorboard" in logger:
+        lines.append(f"  {command('tensorboard')} --logdir {where}")
+    lines.append(f"  {command('hwbench-compare')} {where}")
+    if uses_mlflow(logger):
+        uri = str(logger.tracking_uri)  # type: ignore[union-attr]
+        db = sqlite_path(uri)
+        lines.append(f"  {command('mlflow')} ui --backend-store-uri {shell_path(Path(db), prefix=SQLITE)}" if db
+                     else f"  MLflow: {shlex.quote(uri)}")  # fmt: skip
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -56,7 +57,8 @@ def command_line_error(err: Exception) -> str:
         group, option = err.missing_cfg_file.rsplit("/", 1)  # type: ignore[union-attr]
         if group == "hydra/launcher" and option.startswith("submitit"):
             return f"the launchers slurm, local and submitit_local need the cluster extra: {CLUSTER_EXTRA}"
-        return f"{group}={option}: no such option; {group} is one of {', '.join(err.options or [])}"
+        options = err.options or group_options(group)  # Hydra names none for an option of a list (logger=[a,b])
+        return f"{group}={option}: no such option; {group} is one of {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         return unparsed_line(err.override, one_line(err.message, first_only=True))
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):  # a key the config does not have
@@ -67,6 +69,13 @@ def command_line_error(err: Exception) -> str:
     if merging and isinstance(cause, OmegaConfBaseException):  # a value of the wrong type
         return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({SHOW_CONFIG})"
     return one_line(err, limit=1000)
+
+
+def group_options(group: str) -> list[str]:
+    """A config group's options, from its folder (hwbench's own groups: conf/<group>/*.yaml)."""
+    from hwbench.job.config import config_dir
+
+    return sorted(path.stem for path in (Path(config_dir()) / group).glob("*.yaml"))
 
 
 def unparsed_line(override: str, reason: str) -> str:

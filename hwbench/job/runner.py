@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_threads, resolve_accelerator
@@ -20,7 +21,8 @@ from hwbench.job.config import check, check_precision
 from hwbench.job.ddp import RankWatch, job_scope, process_rank
 from hwbench.job.process import process_part
 from hwbench.job.signals import StopSignals, signals_raise_interrupted
-from hwbench.job.tensorboard import JobLogger, log_run
+from hwbench.loggers.chosen import job_loggers, tensorboard_of, trackers_of
+from hwbench.loggers.tensorboard import log_run
 from hwbench.measure.stability import group_plan
 from hwbench.record.fingerprint import as_markdown, fingerprint
 from hwbench.record.machine import Fingerprint
@@ -50,7 +52,7 @@ class Job:
     ) -> None:
         self.cfg, self.out_dir, self.writes, self.ranks, self.shared = cfg, out_dir, writes, ranks, shared
         self.measuring: Measurements | None = None
-        self.logger: JobLogger | None = None
+        self.loggers: list[Logger] = []  # the config's choice (the logger group): TensorBoard first
         self.trainer: L.Trainer | None = None
         self.stop: StopSignals | None = None  # the job's own, while it runs
 
@@ -126,7 +128,7 @@ class Job:
             if self.writes:
                 write_record(self.out_dir, record)  # on failure the last record written stays
         finally:
-            self.close_logger(record)
+            self.close_loggers(record)
 
     def assemble(self, record: ResultsRecord) -> None:
         """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
@@ -160,10 +162,13 @@ class Job:
         data.plan_groups(*group_plan(cfg.epochs, cfg.warmup_steps))  # the clock's steady sub-windows
         self.measuring = measuring = Measurements.of(cfg, net, data, execution, self.stop,
                                                       epoch_closed=lambda: self.save_progress(record))  # fmt: skip
-        self.logger = JobLogger(save_dir=self.out_dir, name="", version="", default_hp_metric=False)
-        with writing(self.out_dir):
-            self.logger.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
-        self.trainer = trainer = make_trainer(cfg, accelerator, self.logger, measuring.callbacks(self.stop))
+        self.loggers = job_loggers(cfg, self.out_dir, trackers=self.writes)
+        if (board := tensorboard_of(self.loggers)) is not None:
+            with writing(self.out_dir):
+                board.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
+        for tracker in trackers_of(self.loggers):
+            tracker.log_start(cfg, record)
+        self.trainer = trainer = make_trainer(cfg, accelerator, self.loggers, measuring.callbacks(self.stop))
         trainer.fit(model, datamodule=data)
         record.strategy = type(trainer.strategy).__name__
         record.backend = getattr(trainer.strategy, "process_group_backend", None)
@@ -178,15 +183,18 @@ class Job:
         self.assemble(record)  # the test's figures and the inference timing
         record.status = "ok"
 
-    def close_logger(self, record: ResultsRecord) -> None:
-        """The run's own figures in TensorBoard (hwbench/job/tensorboard.py), then flush the event file."""
-        if self.logger is None:
+    def close_loggers(self, record: ResultsRecord) -> None:
+        """The run's own figures in each logger, then its end: the trackers first (they never raise), then
+        TensorBoard (hwbench/loggers/tensorboard.py), whose event file is flushed."""
+        step = self.measuring.clock.steps if self.measuring else 0
+        for tracker in trackers_of(self.loggers):
+            tracker.log_end(record, step)
+        if (board := tensorboard_of(self.loggers)) is None:
             return
         if record.status == "ok" and self.writes:
-            step = self.measuring.clock.steps if self.measuring else 0
             with writing(self.out_dir):
-                log_run(self.logger, self.cfg, record, step)
-        self.logger.finalize("success" if record.status == "ok" else "failed")
+                log_run(board, self.cfg, record, step)
+        board.finalize("success" if record.status == "ok" else "failed")
 
 
 def need_gpus(accelerator: str, devices: int) -> None:

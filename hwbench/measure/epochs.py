@@ -38,9 +38,9 @@ class EpochTable(Callback):
         assert end is not None
         rates = self.meter.rates(start, end)
         seconds = end.seconds - start.seconds
-        if trainer.logger is not None:  # rank 0's clock: straight to its logger (no cross-rank reduction)
-            perf = {"perf/epoch_seconds": seconds, **scalars("perf/train", rates)}
-            trainer.logger.log_metrics(perf, step=end.steps)  # x-axis: optimizer steps
+        perf = {"perf/epoch_seconds": seconds, **scalars("perf/train", rates)}
+        for logger in trainer.loggers:  # rank 0's clock: straight to its loggers (no cross-rank reduction)
+            logger.log_metrics(perf, step=end.steps)  # x-axis: optimizer steps
         self.open = Epoch(epoch=trainer.current_epoch + 1, seconds=seconds, train_seconds=end.seconds,
                           samples_per_sec=rates.samples_per_sec,
                           samples=(end.samples - start.samples) * self.clock.world_size)  # fmt: skip

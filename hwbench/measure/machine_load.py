@@ -19,6 +19,7 @@ from typing import NamedTuple
 import psutil
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from hwbench.errors import MachineBusy
 from hwbench.measure.canary import canary_gflops
@@ -222,8 +223,9 @@ class MachineLoadCheck(Callback):
         part = self.part()
         if part is not None and part.noise:
             log.warning(f"the machine was busy while the training was timed: {'; '.join(part.noise)}")
-        if part is not None and trainer.logger is not None:
-            trainer.logger.experiment.add_text("machine_load", as_markdown(part), global_step=trainer.global_step)
+        board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)  # its Text tab
+        if part is not None and board is not None:
+            board.experiment.add_text("machine_load", as_markdown(part), global_step=trainer.global_step)
         if self.require_quiet and (noise := trainer.strategy.broadcast(part.noise if part else [])):
             raise MachineBusy(f"the machine got busy while the training was timed ({'; '.join(noise)}): {REFUSAL_FIX}")
 

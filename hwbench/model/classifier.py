@@ -94,7 +94,7 @@ class Classifier(L.LightningModule):
         # "step" sets the x-axis of this epoch's points: optimizer steps, whatever steps_per_execution is
         # torchmetrics' compute sums the ranks' states: whole-split figures, the same on every rank (sync_dist
         # only says so to Lightning; one tiny all-reduce an epoch)
-        # the test's figures are the run's own: TensorBoard draws them with the others (hwbench/job/tensorboard.py)
+        # the test's figures are the run's own: TensorBoard draws them with the others (hwbench/loggers/tensorboard.py)
         sync, curve = self.trainer.world_size > 1, split != "test"
         self.log_dict({f"{split}/loss": mean_loss, f"{split}/acc": accuracy}, sync_dist=sync, logger=curve)
         self.log("step", float(self.optimizer_steps), sync_dist=sync, logger=curve)

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from hwbench.data.datamodules import InMemoryDataModule
@@ -220,5 +221,6 @@ class CpuKernelChoice(Callback):
                 apply_choice(pl_module, self.part)
         if self.part is not None:
             log.info(f"cpu kernels: {describe(self.part)}")
-            if trainer.logger is not None and trainer.is_global_zero:
-                trainer.logger.experiment.add_text("cpu_kernels", describe(self.part))
+            board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)  # its Text tab
+            if board is not None and trainer.is_global_zero:
+                board.experiment.add_text("cpu_kernels", describe(self.part))

@@ -10,7 +10,6 @@ chart there) and the Text tab (``summary``: a table of them all).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -18,28 +17,15 @@ from omegaconf import DictConfig
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-from hwbench.measure.training_summary import ACCURACY_TARGETS
-from hwbench.record.parts import Inference, Metrics, Part, Rates, Resources
+from hwbench.loggers.figures import RUN, figure_readers, hparam_values, is_number, run_figures
 from hwbench.record.results import ResultsRecord
 from hwbench.record.writing import writing
 
-RUN = "run/"  # the Scalars tab's section of the run's figures, and the HParams metrics' tags
-# the HParams table shows the first five columns of each kind at first (the rest are a tick away): the
-# metrics' first five are these; its hparams, those marked as differing (the only say a writer has)
-SHOWN_METRICS = ("train_samples_per_sec", "test_acc", "seconds_to_val_acc_0.97", "inference_samples_per_sec",
-                 "inference_latency_ms_p50")  # fmt: skip
+# the HParams table shows the first five columns of each kind at first (the rest are a tick away): the metrics'
+# first five are figures.SHOWN_METRICS; its hparams, those marked as differing (the only say a writer has)
 SHOWN_HPARAMS = ("arch", "hardware", "host", "precision", "threads")
-Reader = Callable[[ResultsRecord], Any]
 DATA_TYPES = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64, str: api_pb2.DATA_TYPE_STRING}
 BASIS = {"steady": "the steady state (warm-up excluded)", "overall": "all steps (the run had no steady-state window)"}
-# record parts whose every number is a run's figure, under a prefix (the inference's batch size is a setting)
-PARTS: tuple[tuple[str, Reader, type[Part], tuple[str, ...]], ...] = (
-    ("", lambda r: r.metrics, Metrics, ()),
-    ("steady_", lambda r: r.training and r.training.steady, Rates, ()),
-    ("overall_", lambda r: r.training and r.training.overall, Rates, ()),
-    ("inference_", lambda r: r.inference, Inference, ("batch_size",)),
-    ("", lambda r: r.resources, Resources, ()),
-)
 
 
 class JobLogger(TensorBoardLogger):
@@ -66,59 +52,6 @@ class JobLogger(TensorBoardLogger):
     def finalize(self, status: str) -> None:
         with writing(self.log_dir):
             super().finalize(status)
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def numeric_fields(model: type[Part], exclude: tuple[str, ...] = ()) -> list[str]:
-    """The part's number fields, from its JSON schema (``Rate | None`` and the like)."""
-    properties = model.model_json_schema()["properties"]
-    return [name for name, p in properties.items() if name not in exclude
-            and any(t.get("type") in ("number", "integer") for t in p.get("anyOf", [p]))]  # fmt: skip
-
-
-def figure_readers() -> dict[str, Reader]:
-    """Every figure a run can have, by name, and where the record holds it; the HParams tab's metrics, in order
-    (the same for every run: runs from other machines and versions fill the same columns)."""
-    readers: dict[str, Reader] = {
-        "train_samples_per_sec": lambda r: r.train_speed.samples_per_sec if r.train_speed else None,  # the headline
-        "train_seconds": lambda r: r.training.seconds if r.training else None,
-        "wall_seconds": lambda r: r.wall_seconds,
-    }
-    for target in (f"{t:.2f}" for t in ACCURACY_TARGETS):
-        readers[f"seconds_to_val_acc_{target}"] = lambda r, t=target: r.training and r.training.time_to_val_acc.get(t)
-    for prefix, part_of, model, exclude in PARTS:
-        for name in numeric_fields(model, exclude):
-            readers[f"{prefix}{name}"] = lambda r, part_of=part_of, name=name: getattr(part_of(r), name, None)
-    return {name: readers[name] for name in dict.fromkeys((*SHOWN_METRICS, *readers))}
-
-
-def run_figures(record: ResultsRecord) -> dict[str, float]:
-    """The figures this run has, by name (a CPU run has no GPU memory; a 1-epoch run no steady state)."""
-    values = {name: read(record) for name, read in figure_readers().items()}
-    return {name: float(v) for name, v in values.items() if is_number(v)}
-
-
-def hparam_values(cfg: DictConfig, record: ResultsRecord) -> dict[str, str | float | bool]:
-    """The HParams row's knobs and hardware, typed as the dashboard shows them: booleans as booleans; integers
-    as their digits (it prints every number to five digits: 128 would read 128.00); the learning rate a number."""
-    fp = record.fingerprint
-    params = {
-        "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
-        "device": cfg.device.name, "accelerator": fp.accelerator, "hardware": record.device_name,
-        "host": fp.host, "cpu": fp.cpu, "gpu": fp.gpus[0].name if fp.gpus else "none",
-        "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
-        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": float(cfg.lr), "seed": cfg.seed,
-        "repeat": cfg.repeat,
-        "optimizer": cfg.optim.optimizer._target_.rsplit(".", 1)[-1], "init": cfg.init,
-        "execution": record.execution.kind if record.execution else "eager",
-        "execution_mode": str(record.execution.mode if record.execution else None),
-        "channels_last": bool(cfg.channels_last), "steps_per_execution": cfg.steps_per_execution,
-        "inference_batch_size": cfg.inference_batch_size,
-    }  # fmt: skip
-    return {k: v if isinstance(v, (bool, float)) else str(v) for k, v in params.items()}
 
 
 def hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> summary_pb2.Summary:
