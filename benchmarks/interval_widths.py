@@ -6,7 +6,7 @@ Runs ``python -m hwbench -m arch=ffnn device.threads=1,2 repeats=10 ...`` (or re
 the median, its interval's width as a share of the median, and the speed-up of 2 threads over 1 with its interval
 and verdict; the CPU is named. As one line of JSON too.
 
-    python benchmarks/interval_widths.py                     # about 4 minutes on 2 cores
+    python benchmarks/interval_widths.py                     # about 6 minutes on 2 cores
     python benchmarks/interval_widths.py --sweep outputs/multiruns/<stamp> --counts 3 5 10
 """
 
@@ -24,14 +24,14 @@ from hwbench.compare.setups import group_setups
 from hwbench.compare.verdicts import add_verdicts
 from hwbench.record.fingerprint import cpu_description
 
-SWEEP = ["arch=ffnn", "device=cpu", "device.threads=1,2", "epochs=3", "data.train_limit=10000"]
+SWEEP = ["arch=ffnn", "device=cpu", "device.threads=1,2", "epochs=4", "data.train_limit=30000"]
 
 
-def run_sweep(repeats: int, root: Path) -> Path:
-    cmd = [sys.executable, "-m", "hwbench", "-m", *SWEEP, f"repeats={repeats}", f"output_root={root}"]
+def run_sweep(repeats: int, root: Path, keep: Path | None) -> Path:
+    out = keep or root
+    cmd = [sys.executable, "-m", "hwbench", "-m", *SWEEP, f"repeats={repeats}", f"output_root={out}"]
     subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL)
-    (sweep,) = (root / "multiruns").iterdir()
-    return sweep
+    return max((out / "multiruns").iterdir())  # the newest sweep
 
 
 def widths(sweep: Path, counts: list[int]) -> list[dict]:
@@ -54,9 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, help="a sweep folder to read instead of running one")
     parser.add_argument("--counts", type=int, nargs="+", default=[3, 5, 10])
+    parser.add_argument("--keep", type=Path, help="run the sweep under this output_root and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        sweep = args.sweep or run_sweep(max(args.counts), Path(tmp))
+        sweep = args.sweep or run_sweep(max(args.counts), Path(tmp), args.keep)
         table = widths(sweep, args.counts)
     print(f"CPU: {cpu_description()}")
     print("| repeats | setup | runs (left out) | median samples/s | 95% CI width | speed-up (95% CI) | verdict |")

@@ -127,9 +127,10 @@ class InMemoryDataModule(L.LightningDataModule):
     @property
     def train_group(self) -> int:
         """Optimizer steps per Lightning step: ``steps_per_execution``, or fewer where ``plan_groups`` asks."""
-        steps = TensorBatches(*self.splits["train"], self.batch_size, **self.shard).steps
-        parts = self.min_groups + (1 if self.skip_steps else 0)  # the warm-up's own group, then the windows
-        return max(1, min(self.steps_per_execution, (steps - self.skip_steps) // parts))
+        steps = TensorBatches(*self.splits["train"], self.batch_size, **self.shard).steps - self.skip_steps
+        if steps <= 0 or math.ceil(steps / self.steps_per_execution) >= self.min_groups:
+            return self.steps_per_execution
+        return math.ceil(steps / self.min_groups)  # equal groups, but for the last: no group of a step or two
 
     def load(self, device: torch.device) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """The full training and test sets: float images in [0, 1] of shape (N, 1, 28, 28), int64 labels."""

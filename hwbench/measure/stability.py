@@ -34,9 +34,12 @@ def group_plan(epochs: int, warmup_steps: int) -> tuple[int, int]:
     return windows_per_epoch(epochs), warmup_steps if epochs == 1 else 0
 
 
-def edges(start: int, end: int, windows: int) -> list[int]:
-    """The optimizer steps where each window but the last ends: ``windows`` equal shares of ``start..end``."""
-    return [start + round((end - start) * i / windows) for i in range(1, windows)]
+def edges(start: int, end: int, windows: int, group: int) -> list[int]:
+    """The optimizer steps where each window but the last ends: the ends of Lightning steps (groups of ``group``
+    optimizer steps from ``start``) nearest to ``windows`` equal shares of ``start..end``, each once."""
+    ends = list(range(start + group, end, group))  # where a Lightning step ends inside the span
+    picked = {min(ends, key=lambda e: abs(e - (start + (end - start) * i / windows))) for i in range(1, windows)}
+    return sorted(picked) if ends else []
 
 
 def stability(marks: Sequence[Mark], world_size: int) -> Stability | str:

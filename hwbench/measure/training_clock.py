@@ -70,7 +70,7 @@ class TrainingClock(Callback):
         self.edges = []
         if trainer.current_epoch >= 1:  # a steady epoch: it starts where the last window ended
             self.window_marks = self.window_marks or [self.epoch_start]
-            self.edges = edges(0, epoch_steps(trainer), self.windows)
+            self.edges = edges(0, epoch_steps(trainer), self.windows, group_steps(trainer))
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -82,7 +82,7 @@ class TrainingClock(Callback):
         if self.max_epochs == 1 and self.warmup_end is None and self.steps >= self.warmup_steps:
             self.warmup_end = self.mark()
             self.window_marks = [self.warmup_end]  # the only epoch's windows share what follows warm-up
-            self.edges = edges(self.steps, epoch_steps(trainer), self.windows) if not last else []
+            self.edges = edges(self.steps, epoch_steps(trainer), self.windows, group_steps(trainer)) if not last else []
         elif self.edges and self.steps - self.epoch_start.steps >= self.edges[0] and not last:
             while self.edges and self.steps - self.epoch_start.steps >= self.edges[0]:
                 self.edges.pop(0)
@@ -126,3 +126,8 @@ def epoch_steps(trainer: Trainer) -> int:
     """Optimizer steps in an epoch (this rank's): the training batches' count, whatever their grouping."""
     batches = trainer.train_dataloader
     return int(getattr(batches, "steps", trainer.num_training_batches))
+
+
+def group_steps(trainer: Trainer) -> int:
+    """Optimizer steps per Lightning step (the last of an epoch may take fewer)."""
+    return int(getattr(trainer.train_dataloader, "group", None) or 1)
