@@ -19,6 +19,7 @@ from types import ModuleType
 
 import matplotlib.image
 import pytest
+from filelock import FileLock
 
 from conftest import REPO, next_steps
 from hwbench.compare.cli import main as compare
@@ -38,15 +39,23 @@ JOBS = tuple(f"{k}_ffnn_cpu_e2_r{k // 2 + 1}" for k in range(2 * REPEATS))
 
 @pytest.fixture(scope="module")
 def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
-    """One real sweep for the whole module (as conftest's hwbench_cli runs it): six short jobs."""
-    root = tmp_path_factory.mktemp("bench")
-    args = ["-m", "arch=ffnn", "device.threads=1,2", f"repeats={REPEATS}", "epochs=2", "data.train_limit=3000",
-            "device=cpu"]  # fmt: skip
-    env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
-    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
+    """One real sweep (as conftest's hwbench_cli runs it): six short jobs, made once a session and shared by
+    pytest-xdist's workers (their basetemps share a parent), its records then made quiet (``as_if_quiet``)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "compare-sweep"
+    with FileLock(f"{root}.lock"):
+        if not (root / "sweep.json").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            args = ["-m", "arch=ffnn", "device.threads=1,2", f"repeats={REPEATS}", "epochs=2", "data.train_limit=3000",
+                    "device=cpu"]  # fmt: skip
+            env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
+            cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
+            result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr[-2000:]
+            as_if_quiet(root / "outputs")
+            (root / "sweep.json").write_text(json.dumps({"args": cmd, "stdout": result.stdout}))
+    saved = json.loads((root / "sweep.json").read_text())
+    return subprocess.CompletedProcess(saved["args"], 0, saved["stdout"], "")
 
 
 def as_if_quiet(folder: Path) -> None:
@@ -68,9 +77,7 @@ def as_if_quiet(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def outputs(sweep: subprocess.CompletedProcess) -> Path:
-    folder = Path(sweep.args[-1].removeprefix("output_root="))
-    as_if_quiet(folder)
-    return folder
+    return Path(sweep.args[-1].removeprefix("output_root="))
 
 
 def synthetic() -> ModuleType:

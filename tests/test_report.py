@@ -144,7 +144,7 @@ def test_report_html_opens_from_a_file_alone_and_shows_the_setups(two_machines: 
         assert f", {threads} thr" in text
     medians = [float(r["train_samples_per_sec"]) for r in read_csv(report / "compare.csv")]
     assert all(f"{m:,.0f}" in text for m in medians), rows
-    assert "the baseline" in text and ("x the baseline: faster" in text or "x the baseline: slower" in text)
+    assert "baseline" in text and "too few runs: " in text and "x the baseline" in text  # one run a setup
     assert "vm-a" in text and "box" in text  # the machines, by host
     assert "hwbench-compare " in text and "--price vm=0.36" in text  # how it was made
 
