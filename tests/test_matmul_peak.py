@@ -195,7 +195,8 @@ def test_a_sweep_pays_for_the_probe_once_and_every_cpu_record_has_mfu_against_it
            "--columns", "arch,job,mfu,mfu_of_measured_peak"]  # fmt: skip
     shown = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
-    lines = [line for line in shown.stdout.splitlines() if "ffnn" in line and "%" in line]
+    runs = shown.stdout.split("hwbench runs")[1]  # the setups' table first, then each run
+    lines = [line for line in runs.splitlines() if "ffnn" in line and "%" in line]
     assert len(lines) == 2 and all("%\u2020" in line for line in lines)  # compare shows the measured MFU, marked
     assert "\u2020 MFU against the device's measured peak" in " ".join(shown.stdout.split())
     for row in csv.DictReader((tmp_path / "report" / "compare.csv").open()):
