@@ -85,14 +85,9 @@ def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties sharing their mean rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    """Ranks from 1, ties sharing their mean rank: a block of c equal values from sorted place f has f + (c + 1) / 2."""
+    distinct, first, counts = np.unique(np.sort(values), return_index=True, return_counts=True)
+    return (first + (counts + 1) / 2)[np.searchsorted(distinct, values)]
 
 
 def u_counts(n1: int, n2: int) -> np.ndarray:
