@@ -13,12 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hwbench.errors import ConfigError, HwbenchError, Interrupted, OutputUnwritable, one_line
+from hwbench.hydra_adapters.hydra_errors import errors_as_one_line
+from hwbench.hydra_adapters.repeats import interleaved
 from hwbench.job.config import config_dir, register
-from hwbench.job.ddp import process_rank
-from hwbench.job.hydra_errors import errors_as_one_line
-from hwbench.job.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
-from hwbench.job.repeats import interleaved
-from hwbench.job.signals import signals_raise_interrupted
+from hwbench.launch.ddp import process_rank
+from hwbench.launch.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
+from hwbench.launch.signals import signals_raise_interrupted
 from hwbench.record.writing import exit_unwritable
 
 UNWRITABLE = "unwritable"  # an outcome's status where the job could not write its outputs (a full disk)

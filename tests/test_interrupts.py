@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 
 from hwbench.errors import Interrupted
 from hwbench.job.console.quiet import quiet_lightning
-from hwbench.job.signals import STOP_SIGNALS, signals_raise_interrupted
+from hwbench.launch.signals import STOP_SIGNALS, signals_raise_interrupted
 
 
 @pytest.fixture(autouse=True)

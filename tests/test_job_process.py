@@ -21,8 +21,8 @@ from test_scaleout import installed
 
 from conftest import cuda
 from hwbench.compare import main as compare
-from hwbench.job.process import CALLER_PROCESS
 from hwbench.job.runner import run
+from hwbench.launch.process import CALLER_PROCESS
 from hwbench.measure.gpu_load import GpuLoad
 from hwbench.measure.machine_load import LoadWindows
 from hwbench.record.results import ResultsRecord

@@ -40,7 +40,7 @@ from hwbench.compare.tables import (
 from hwbench.compare.verdicts import add_verdicts
 from hwbench.compare.workers import workers
 from hwbench.errors import Interrupted
-from hwbench.job.signals import signals_raise_interrupted
+from hwbench.launch.signals import signals_raise_interrupted
 
 # in a report folder while compare writes it: what is left there when compare is stopped says so in one line
 PARTIAL = "PARTIAL.txt"

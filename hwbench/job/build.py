@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.execution import Execution, PrepareExecution
 from hwbench.job.console.progress import StepProgressBar
-from hwbench.job.safe_points import SafePoints
-from hwbench.job.signals import StopSignals
+from hwbench.launch.safe_points import SafePoints
+from hwbench.launch.signals import StopSignals
 from hwbench.measure.energy import Energy
 from hwbench.measure.epochs import EpochTable
 from hwbench.measure.gpu_busy import GpuBusy
@@ -106,7 +106,7 @@ def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callb
     return L.Trainer(
         accelerator=accelerator,
         devices=cfg.device.devices,
-        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.job.ddp
+        strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.launch.ddp
         use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
         max_epochs=cfg.epochs,

@@ -87,7 +87,7 @@ class HwbenchConfig:
     batch_size: int = MISSING  # per device
     lr: float = MISSING
     seed: int = MISSING
-    repeats: int = 1  # runs of each sweep point (hwbench/job/repeats.py)
+    repeats: int = 1  # runs of each sweep point (hwbench/hydra_adapters/repeats.py)
     repeat: int = 1  # which of them this job is
     init: str = MISSING  # keras | torch
     one_hot_targets: bool = MISSING

@@ -18,9 +18,9 @@ from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputU
 from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
 from hwbench.job.config import check, check_precision
-from hwbench.job.ddp import RankWatch, job_scope, process_rank
-from hwbench.job.process import process_part
-from hwbench.job.signals import StopSignals, signals_raise_interrupted
+from hwbench.launch.ddp import RankWatch, job_scope, process_rank
+from hwbench.launch.process import process_part
+from hwbench.launch.signals import StopSignals, signals_raise_interrupted
 from hwbench.loggers.chosen import job_loggers, tensorboard_of, trackers_of
 from hwbench.loggers.tensorboard import log_run
 from hwbench.measure.stability import group_plan
@@ -113,7 +113,7 @@ class Job:
 
     def save_progress(self, record: ResultsRecord) -> None:
         """After each epoch, off the clock: the record so far, so that a job whose process dies keeps its finished
-        epochs (hwbench.job.process marks it failed)."""
+        epochs (hwbench.launch.process marks it failed)."""
         if self.writes and (m := self.measuring) is not None:
             seconds = m.clock.finished.seconds if m.clock.finished else None
             record.training = Training(seconds=seconds, epochs=list(m.epochs.epochs), partial=True)

@@ -46,7 +46,7 @@ class Fingerprint(Part):
 
 
 class JobProcess(Part):
-    """The process the job ran in (hwbench/job/process.py): a fresh interpreter of its own, started off every clock."""
+    """The process the job ran in (launch/process.py): a fresh interpreter of its own, started off every clock."""
 
     pid: int
     start_seconds: Seconds | None = None  # from starting the interpreter to the job's start (imports, config)

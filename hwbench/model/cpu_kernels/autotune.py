@@ -61,7 +61,7 @@ def time_candidates(
 
 class ChoiceCache:
     """Choices kept by a caller that times several nets in one process, by the net's kernel layers, input shape,
-    threads, precision and settings. A job keeps none: it runs in a fresh process (hwbench.job.process) and
+    threads, precision and settings. A job keeps none: it runs in a fresh process (hwbench.launch.process) and
     measures its own choice, in that process's own state (a heap layout can change which kernel is faster)."""
 
     def __init__(self) -> None:

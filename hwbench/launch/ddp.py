@@ -40,7 +40,7 @@ def process_rank() -> int:
 def hwbench_command(*pins: str) -> tuple[list[str], str]:
     """``python -m hwbench`` as this Hydra job: its config and its own overrides (a sweep's value already picked),
     its logging's Hydra overrides, then ``pins``; and the folder the run was started in. How ranks >= 1 and the
-    job process (hwbench.job.process) are started."""
+    job process (hwbench.launch.process) are started."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
@@ -78,7 +78,7 @@ def install_rank_watch() -> RankWatch:
     import lightning.pytorch.strategies.launchers.subprocess_script as launcher
 
     if not hasattr(launcher, "_launch_process_observer"):
-        raise RuntimeError("Lightning no longer has _launch_process_observer: re-check hwbench/job/ddp.py against it")
+        raise RuntimeError("Lightning no longer has _launch_process_observer: re-check launch/ddp.py against it")
     watch = RankWatch()
     launcher._launch_process_observer = watch.start
     return watch
@@ -89,7 +89,7 @@ def install_hydra_job_command() -> None:
     import lightning.pytorch.strategies.launchers.subprocess_script as launcher
 
     if not hasattr(launcher, "_hydra_subprocess_cmd"):
-        raise RuntimeError("Lightning no longer has _hydra_subprocess_cmd: re-check hwbench/job/ddp.py against it")
+        raise RuntimeError("Lightning no longer has _hydra_subprocess_cmd: re-check hwbench/launch/ddp.py against it")
     launcher._hydra_subprocess_cmd = hydra_job_command
 
 

@@ -19,11 +19,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable, one_line
+from hwbench.hydra_adapters.hydra_errors import hwbench_error
 from hwbench.job.commands import command, shell_path
-from hwbench.job.ddp import console_to_log, process_rank
 from hwbench.job.folders import plain_name
-from hwbench.job.hydra_errors import hwbench_error
-from hwbench.job.process import job_process, not_ok_in, not_ok_line
+from hwbench.launch.ddp import console_to_log, process_rank
+from hwbench.launch.process import job_process, not_ok_in, not_ok_line
 from hwbench.loggers.store import SQLITE, mlflow_missing, prepare_store, sqlite_path, uses_mlflow
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing

@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning import Callback
 
-from hwbench.job.signals import StopSignals
+from hwbench.launch.signals import StopSignals
 
 
 class SafePoints(Callback):

@@ -5,7 +5,7 @@ one's heap layout, CUDA context, caching allocator and compiler caches, and a jo
 No launcher runs jobs one at a time each in a new process (submitit_local starts them all at once; joblib reuses
 its workers), so the job function starts each job in a new interpreter (``python -m hwbench`` in RUN mode pinned
 to the job's folder: exec'd, so nothing of this process's memory), waits for it and takes its outcome from a
-pipe. Under submitit and SLURM it holds all the same. DDP's ranks >= 1 (hwbench.job.ddp) and the job process run
+pipe. Under submitit and SLURM it holds all the same. DDP's ranks >= 1 (hwbench.launch.ddp) and the job process run
 their job where they are.
 """
 
@@ -24,8 +24,8 @@ from typing import NamedTuple
 from omegaconf import DictConfig
 
 from hwbench.errors import Interrupted
-from hwbench.job.ddp import hwbench_command, process_rank, run_dir_pin
-from hwbench.job.signals import stop_signals_blocked
+from hwbench.launch.ddp import hwbench_command, process_rank, run_dir_pin
+from hwbench.launch.signals import stop_signals_blocked
 from hwbench.record.machine import JobProcess
 from hwbench.record.results import RECORD_NAME, ResultsRecord, Status, now, read_record, write_record
 
