@@ -15,7 +15,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.throughput import Throughput, measure_flops
 from torch import nn
 
-from hwbench.measure.matmul_peak import forget, matmul_peak
+from hwbench.measure.matmul_peak import forget_peak, matmul_peak
 from hwbench.measure.peaks import device_peak, precision_class
 from hwbench.measure.training_clock import Mark
 from hwbench.record.parts import Flops, MeasuredPeak, Peak, Rates
@@ -36,8 +36,8 @@ def flops_per_sample(net: nn.Module) -> Flops:
 class FlopsAndPeak(Callback):
     """The net's FLOPs per image and the device's peak: what turns two marks of the clock into rates and MFU."""
 
-    def __init__(self, flops: Flops, precision: str) -> None:
-        self.flops, self.precision = flops, precision
+    def __init__(self, flops: Flops, precision: str, probe: bool = True) -> None:
+        self.flops, self.precision, self.probe = flops, precision, probe
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
         self.measured: MeasuredPeak | str | None = None  # or why there is none
@@ -47,6 +47,8 @@ class FlopsAndPeak(Callback):
         self.world_size, self.device = trainer.world_size, trainer.strategy.root_device
         peak = device_peak(self.device, self.precision)
         self.peak, self.mfu_unavailable = (None, peak) if isinstance(peak, str) else (peak, None)
+        if self.measured is None and not self.probe:
+            self.measured = "not measured (~measure.peak)"
         if self.measured is None:  # once per job (setup runs again for the test); rank 0 probes, the others wait
             self.kind = precision_class(self.precision, torch.get_float32_matmul_precision())
             self.keeper = trainer.is_global_zero  # the rank that probed, and deletes a wrong kept peak
@@ -70,7 +72,7 @@ class FlopsAndPeak(Callback):
             f"({peak.flops_per_sec / 1e9:,.1f} GFLOP/s, probed {peak.measured_at}): that peak is wrong"
         )
         if self.keeper:  # read from the cache, or kept there by this job's probe
-            forget(self.device, self.kind, self.measured)
+            forget_peak(self.device, self.kind, self.measured)
 
     def rates(self, start: Mark, end: Mark) -> Rates:
         """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known, against all the devices)."""
