@@ -1,0 +1,106 @@
+"""execution=fused on a CPU: the same SGD steps as eager (weights held to eager's after many steps, dropout off and on
+with the same masks), a real job that records it, and a run it does not cover that runs eager and says so."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from hwbench.execution import Eager, Execution, Fused, Stepping
+from hwbench.model.cpu_kernels.autotune import kernel_layers, use
+from hwbench.model.paper import CNN, FFNN, init_weights
+from hwbench.record.results import read_record
+
+# float32 GEMMs summed in another order (addmm_ updates, no gradient tensor): after the steps no weight of either net
+# is further than this from eager's (measured: 5e-7 for the FFNN, 3e-6 for the CNN), while the steps move every
+# layer's weights by more than 10x this
+TOLERANCE = 1e-5
+
+
+class Trainee(nn.Module):
+    """What a strategy sees of hwbench's LightningModule (execution/strategy.py's Trainee): the net, plain SGD,
+    cross-entropy, and every step's loss kept."""
+
+    def __init__(self, net: nn.Module, lr: float = 0.01) -> None:  # hwbench's (and the paper's) rate
+        super().__init__()
+        self.net, self.channels_last = net, False
+        self.stepping = Stepping(optimizer=torch.optim.SGD(net.parameters(), lr=lr), total_steps=100)
+        self.losses: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y)
+
+    def keep(self, split: str, loss: Tensor, logits: Tensor, targets: Sequence[Tensor], copy: bool = False) -> None:
+        self.losses.append(loss.detach().clone())
+
+
+def mnist(make_cfg: Callable[..., DictConfig]) -> tuple[Tensor, Tensor]:
+    """MNIST's training images and labels, as a job's data module splits them."""
+    data = instantiate(make_cfg().data)
+    data.setup()
+    return data.splits["train"]
+
+
+def train(execution: Execution, trainee: Trainee, batches: list[tuple[Tensor, Tensor]]) -> Trainee:
+    execution.refuse(None, "cpu")  # type: ignore[arg-type]  # no config is read on a CPU
+    execution.prepare(trainee, None)  # type: ignore[arg-type]  # nor the data
+    torch.manual_seed(1)  # the same dropout masks, drawn in the same order
+    execution.train(trainee, batches)
+    return trainee
+
+
+@pytest.mark.parametrize(
+    ("arch", "dropout", "dropout_kernel", "steps", "batch"),
+    [
+        ("ffnn", 0.0, "torch", 40, 128),
+        ("ffnn", 0.2, "torch", 40, 128),  # torch's masks (0.2 is no multiple of 1/256)
+        ("cnn", 0.0, "torch", 8, 32),
+        ("cnn", (0.25, 0.5), "bytes", 8, 32),  # the masks of hwbench's byte kernel
+    ],
+)
+def test_fused_takes_the_steps_eager_takes(make_cfg, arch: str, dropout: object, dropout_kernel: str, steps: int,
+                                           batch: int) -> None:  # fmt: skip
+    torch.manual_seed(0)
+    net = init_weights(FFNN(dropout=dropout) if arch == "ffnn" else CNN(dropout=dropout), "keras")  # type: ignore[arg-type]
+    for layers in kernel_layers(net).values():
+        use(layers, dropout_kernel)  # the other kinds' layers keep torch's (the kernel applies to dropout only)
+    start = copy.deepcopy(net)
+    x, y = (t[: steps * batch] for t in mnist(make_cfg))
+    batches = list(zip(x.split(batch), y.split(batch), strict=True))
+    eager = train(Eager(), Trainee(copy.deepcopy(net)), batches)
+    fused_strategy = Fused()
+    fused = train(fused_strategy, Trainee(net), batches)
+    assert fused_strategy.part().kind == "fused" and fused_strategy.cpu_step is not None
+    for (name, ours), theirs, before in zip(fused.net.named_parameters(), eager.net.parameters(), start.parameters(),
+                                            strict=True):  # fmt: skip
+        assert (ours - theirs).abs().max() <= TOLERANCE, name
+        assert (theirs - before).abs().max() > 10 * TOLERANCE, name  # every layer learned: the check can fail
+    torch.testing.assert_close(torch.stack(fused.losses), torch.stack(eager.losses), rtol=0, atol=TOLERANCE)
+
+
+def test_a_fused_cpu_job_records_it_and_an_uncovered_one_runs_eager_in_one_line(hwbench_cli, tmp_path) -> None:
+    tiny = ("device=cpu", "epochs=1", "data.train_limit=2000", "device.threads=1", "lr=0.1")
+    fused = hwbench_cli("execution=fused", *tiny, "output_root=fused")
+    assert fused.returncode == 0, fused.stderr[-2000:]
+    (record,) = [read_record(p) for p in (tmp_path / "fused").rglob("results.json")]
+    assert record.status == "ok" and record.execution is not None
+    assert (record.execution.kind, record.execution.mode) == ("fused", "cpu")
+    assert record.metrics is not None and record.metrics.test_acc > 0.5  # it learned: chance is 0.1
+    assert "does not cover" not in fused.stderr + fused.stdout
+
+    other = hwbench_cli("execution=fused", "optim=rmsprop", *tiny, "output_root=rmsprop")
+    assert other.returncode == 0, other.stderr[-2000:]
+    (record,) = [read_record(p) for p in (tmp_path / "rmsprop").rglob("results.json")]
+    assert record.status == "ok" and record.execution is not None and record.execution.kind == "eager"
+    lines = [line for line in (other.stderr + other.stdout).splitlines() if "does not cover" in line]
+    assert len(lines) == 1 and "RMSprop" in lines[0] and "run eager" in lines[0]
