@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from hwbench.execution.strategy import Stepping
-from hwbench.model.cpu_kernels import Dropout
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Dense:
 
     linear: nn.Linear
     relu: bool = False
-    dropout: Dropout | None = None
+    dropout: nn.Dropout | None = None
 
 
 @dataclass
@@ -39,12 +38,12 @@ class Plan:
 
 def plan(net: nn.Module) -> Plan | str:
     """The net's plan, or why it has none: an ``nn.Sequential`` ending in a dense tail (Flatten, then Linear,
-    ReLU and Dropout, the last a Linear), whose Dropout is hwbench's CPU layer, not in place."""
+    ReLU and Dropout, the last a Linear), no Dropout in place."""
     if not isinstance(net, nn.Sequential):
         return f"a {type(net).__name__} net (it takes an nn.Sequential)"
     layers = list(net)
     start = len(layers)
-    while start > 0 and isinstance(layers[start - 1], (nn.Linear, nn.ReLU, Dropout)):
+    while start > 0 and isinstance(layers[start - 1], (nn.Linear, nn.ReLU, nn.Dropout)):
         start -= 1
     if start > 0 and isinstance(layers[start - 1], nn.Flatten):
         start -= 1
@@ -54,7 +53,7 @@ def plan(net: nn.Module) -> Plan | str:
             dense.append(Dense(layer))
         elif isinstance(layer, nn.ReLU) and dense and not dense[-1].relu and dense[-1].dropout is None:
             dense[-1].relu = True
-        elif isinstance(layer, Dropout) and dense and dense[-1].dropout is None and not layer.inplace:
+        elif isinstance(layer, nn.Dropout) and dense and dense[-1].dropout is None and not layer.inplace:
             dense[-1].dropout = layer
         elif not isinstance(layer, nn.Flatten):
             return f"a {type(layer).__name__} in the net's dense layers"
@@ -114,7 +113,7 @@ class FusedSgdStep:
                 torch.addmm(layer.linear.bias, h, layer.linear.weight.t(), out=out)
                 if layer.relu:
                     out.relu_()
-                noise = layer.dropout.noise(out) if layer.dropout is not None and layer.dropout.training else None
+                noise = dropout_noise(layer.dropout, out) if layer.dropout is not None else None
                 if noise is not None:
                     out.mul_(noise)
                 noises.append(noise)
@@ -165,3 +164,15 @@ def softmax_cross_entropy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     grad.scatter_add_(1, y.view(-1, 1), torch.full_like(picked, -1.0))
     grad.div_(len(y))
     return grad, picked.mean().neg()
+
+
+def dropout_noise(layer: nn.Dropout, x: Tensor) -> Tensor | None:
+    """The mask / (1 - p) the layer's training forward multiplies ``x`` by, from the same random stream: the layer's
+    own ``noise`` (hwbench's CPU layers, whose kernel draws it) or aten's CPU dropout's; None where it multiplies
+    by nothing (p = 0, or not training)."""
+    if not layer.training or layer.p == 0:
+        return None
+    noise = getattr(layer, "noise", None)
+    if noise is not None:
+        return noise(x)
+    return torch.empty_like(x).bernoulli_(1 - layer.p).div_(1 - layer.p) if layer.p < 1 else torch.zeros_like(x)
