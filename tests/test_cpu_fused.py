@@ -4,7 +4,9 @@ with the same masks), a real job that records it, and a run it does not cover th
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from hwbench.execution import Eager, Execution, Fused, Stepping
+from hwbench.execution import Auto, Eager, Execution, Fused, Stepping
 from hwbench.model.cpu_kernels.autotune import kernel_layers, use
 from hwbench.model.paper import CNN, FFNN, init_weights
 from hwbench.record.results import read_record
@@ -28,10 +30,11 @@ class Trainee(nn.Module):
     """What a strategy sees of hwbench's LightningModule (execution/strategy.py's Trainee): the net, plain SGD,
     cross-entropy, and every step's loss kept."""
 
-    def __init__(self, net: nn.Module, lr: float = 0.01) -> None:  # hwbench's (and the paper's) rate
+    def __init__(self, net: nn.Module, lr: float = 0.01, momentum: float = 0.0) -> None:  # the paper's rate
         super().__init__()
         self.net, self.channels_last = net, False
-        self.stepping = Stepping(optimizer=torch.optim.SGD(net.parameters(), lr=lr), total_steps=100)
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+        self.stepping = Stepping(optimizer=optimizer, total_steps=100)
         self.losses: list[Tensor] = []
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,3 +107,41 @@ def test_a_fused_cpu_job_records_it_and_an_uncovered_one_runs_eager_in_one_line(
     assert record.status == "ok" and record.execution is not None and record.execution.kind == "eager"
     lines = [line for line in (other.stderr + other.stdout).splitlines() if "does not cover" in line]
     assert len(lines) == 1 and "RMSprop" in lines[0] and "run eager" in lines[0]
+
+
+def test_auto_times_both_steps_trains_the_faster_and_leaves_no_trace(make_cfg, caplog) -> None:
+    torch.manual_seed(0)
+    x, y = (t[:512] for t in mnist(make_cfg))
+    batches = list(zip(x.split(128), y.split(128), strict=True))
+    net = init_weights(FFNN(dropout=0.2), "keras")
+    trainee, before, rng = Trainee(copy.deepcopy(net)), copy.deepcopy(net.state_dict()), torch.get_rng_state()
+    auto = Auto(rounds=3)
+    auto.refuse(None, "cpu")  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="hwbench.execution.auto"):
+        auto.prepare(trainee, SimpleNamespace(batch_size=128, splits={"train": (x, y)}))  # type: ignore[arg-type]
+    timings = auto.ms_per_step
+    assert set(timings) == {"eager", "fused"} and min(timings.values()) > 0
+    chosen = min(timings, key=timings.__getitem__)
+    assert (auto.part().kind, auto.part().mode) == (chosen, "auto")
+    assert next(r.getMessage() for r in caplog.records if "execution=auto" in r.getMessage()).startswith(
+        f"execution=auto: {chosen} (eager "
+    )
+    # the timed steps left nothing behind: weights, the random stream, the metrics' outputs, the gradients
+    for name, tensor in trainee.net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert torch.equal(torch.get_rng_state(), rng) and not trainee.losses
+    assert all(p.grad is None for p in trainee.net.parameters())
+    torch.manual_seed(1)
+    auto.train(trainee, batches)
+    eager = train(Eager(), Trainee(copy.deepcopy(net)), batches)
+    for ours, theirs in zip(trainee.net.parameters(), eager.net.parameters(), strict=True):
+        assert (ours - theirs).abs().max() <= TOLERANCE
+
+
+def test_auto_runs_eager_where_the_fused_step_does_not_apply(caplog) -> None:
+    auto = Auto(rounds=1)
+    auto.refuse(None, "cpu")  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        auto.prepare(Trainee(FFNN(), momentum=0.9), SimpleNamespace(batch_size=4, splits={}))  # type: ignore[arg-type]
+    assert auto.part().kind == "eager" and not auto.ms_per_step
+    assert any("does not cover SGD with momentum" in r.getMessage() for r in caplog.records)
