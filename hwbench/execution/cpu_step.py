@@ -63,8 +63,8 @@ def plan(net: nn.Module) -> Plan | str:
 
 
 def uncovered(stepping: Stepping) -> str | None:
-    """What of the run's stepping the hand-written step does not do, or None: plain SGD at a fixed rate, float32,
-    one process."""
+    """What of the run's stepping the hand-written step does not do, or None: plain SGD at a fixed rate, float32 or
+    bf16-mixed, one process."""
     optimizer = stepping.optimizer
     if type(optimizer) is not torch.optim.SGD:
         return f"{type(optimizer).__name__} (it steps plain SGD)"
@@ -75,29 +75,43 @@ def uncovered(stepping: Stepping) -> str | None:
         return "several parameter groups"
     if stepping.scheduler is not None:
         return "an LR scheduler"
-    if stepping.bf16 or stepping.scaler is not None:
-        return "mixed precision (it steps in float32)"
+    if stepping.scaler is not None:
+        return "16-mixed (its GradScaler)"
     if stepping.synced_backward is not None:
         return "DDP (its gradients are all-reduced through autograd)"
     return None
 
 
 class FusedSgdStep:
-    """One SGD step at a time on batches of any size up to the first one's: activations and gradients in
-    buffers allocated once per batch size, so a step allocates only its logits and loss (kept for the metrics)."""
+    """One SGD step at a time: activations and gradients in buffers allocated once per batch size, so a step
+    allocates only its logits and loss (kept for the metrics).
+
+    Under bf16-mixed it does what autocast does in eager: the dense layers' GEMMs, ReLUs and masks in bfloat16 on
+    bfloat16 copies of the weights (refreshed each step into buffers), the loss in float32, each weight's gradient a
+    bfloat16 GEMM (into a buffer: an ``addmm_`` cannot mix the dtypes) added to the float32 weight; the head runs
+    under the run's autocast."""
 
     def __init__(self, plan: Plan, stepping: Stepping, channels_last: bool) -> None:
         self.head = nn.Sequential(*plan.head)
         self.dense = plan.dense
-        self.optimizer = stepping.optimizer
+        self.optimizer, self.forward_context = stepping.optimizer, stepping.forward_context
         self.channels_last = channels_last
         self.head_params = [p for p in self.head.parameters() if p.requires_grad]
         self.buffers: dict[int, list[tuple[Tensor, Tensor]]] = {}  # batch size -> per hidden layer (out, grad)
+        self.dtype = torch.bfloat16 if stepping.bf16 else torch.float32
+        linears = [d.linear for d in self.dense]
+        if self.dtype == torch.float32:  # the GEMMs read the weights themselves
+            self.weights = [(lin.weight, lin.bias) for lin in linears]
+            self.grads: list[Tensor] = []
+        else:
+            self.weights = [(lin.weight.detach().to(self.dtype), lin.bias.detach().to(self.dtype)) for lin in linears]
+            self.grads = [torch.empty_like(lin.weight, dtype=self.dtype) for lin in linears]
 
     def _buffers(self, batch: int) -> list[tuple[Tensor, Tensor]]:
         if batch not in self.buffers:
             widths = [d.linear.out_features for d in self.dense[:-1]]
-            self.buffers[batch] = [(torch.empty(batch, w), torch.empty(batch, w)) for w in widths]
+            self.buffers[batch] = [(torch.empty(batch, w, dtype=self.dtype), torch.empty(batch, w, dtype=self.dtype))
+                                   for w in widths]  # fmt: skip
         return self.buffers[batch]
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -105,12 +119,18 @@ class FusedSgdStep:
         lr = self.optimizer.param_groups[0]["lr"]
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        features = self.head(x) if self.head_params else None
+        if self.grads:  # bf16-mixed: this step's bfloat16 weights, as autocast casts them
+            with torch.no_grad():
+                for (weight, bias), layer in zip(self.weights, self.dense, strict=True):
+                    weight.copy_(layer.linear.weight)
+                    bias.copy_(layer.linear.bias)
+        with self.forward_context():
+            features = self.head(x) if self.head_params else None
         with torch.no_grad():
-            h = (self.head(x) if features is None else features.detach()).flatten(1)
+            h = (self.head(x) if features is None else features.detach()).flatten(1).to(self.dtype)
             inputs, noises = [h], []
-            for layer, (out, _) in zip(self.dense, self._buffers(len(x)), strict=False):
-                torch.addmm(layer.linear.bias, h, layer.linear.weight.t(), out=out)
+            for (weight, bias), layer, (out, _) in zip(self.weights, self.dense, self._buffers(len(x)), strict=False):
+                torch.addmm(bias, h, weight.t(), out=out)
                 if layer.relu:
                     out.relu_()
                 noise = dropout_noise(layer.dropout, out) if layer.dropout is not None else None
@@ -119,10 +139,10 @@ class FusedSgdStep:
                 noises.append(noise)
                 h = out
                 inputs.append(h)
-            last = self.dense[-1].linear
-            logits = torch.addmm(last.bias, h, last.weight.t())
-            grad, loss = softmax_cross_entropy(logits, y)
-            grad_in = self._backward(grad, inputs, noises, lr)
+            weight, bias = self.weights[-1]
+            logits = torch.addmm(bias, h, weight.t())
+            grad, loss = softmax_cross_entropy(logits.float(), y)  # autocast's cross-entropy: in float32
+            grad_in = self._backward(grad.to(self.dtype), inputs, noises, lr)
         if features is not None:
             features.backward(grad_in.view_as(features))
             with torch.no_grad():
@@ -136,13 +156,16 @@ class FusedSgdStep:
         reads them) is taken; the gradient at the tail's input where a head needs it, else None."""
         buffers = self._buffers(len(grad))
         for i in range(len(self.dense) - 1, -1, -1):
-            linear = self.dense[i].linear
+            linear, weight = self.dense[i].linear, self.weights[i][0]
             below = buffers[i - 1][1] if i > 0 else None
             if i > 0:
-                torch.mm(grad, linear.weight, out=below)
+                torch.mm(grad, weight, out=below)
             elif self.head_params:
-                below = grad @ linear.weight
-            linear.weight.addmm_(grad.t(), inputs[i], alpha=-lr)
+                below = grad @ weight
+            if self.grads:  # bf16: the GEMM in bfloat16, added to the float32 weight
+                linear.weight.add_(torch.mm(grad.t(), inputs[i], out=self.grads[i]), alpha=-lr)
+            else:
+                linear.weight.addmm_(grad.t(), inputs[i], alpha=-lr)
             linear.bias.add_(grad.sum(0), alpha=-lr)
             if i > 0:
                 assert below is not None
