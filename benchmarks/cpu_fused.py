@@ -35,6 +35,7 @@ from rich.table import Table
 from hwbench.record.fingerprint import cpu_description
 
 FUSED = "hwbench fused"
+PEERS = {"torch": ("torch",), "jax": ("jax",), "keras": ("tensorflow", "keras")}  # each anchor and what it needs
 
 
 def installed(*modules: str) -> bool:
@@ -65,8 +66,11 @@ def measure(arch: str, args: argparse.Namespace, skip: set[str]) -> dict[str, An
         paths: dict[str, Callable[[], float]] = {
             "hwbench eager": hwbench_path(overrides, "eager", kernels),
             FUSED: hwbench_path(overrides, "fused", kernels),
-            "torch script": lambda: anchors.peer("torch_loop.py", anchors.loop_args(cfg, arrays))["samples_per_sec"],
         }
+        if "torch" not in skip:
+            paths["torch script"] = lambda: anchors.peer("torch_loop.py", anchors.loop_args(cfg, arrays))[
+                "samples_per_sec"
+            ]
         if "jax" not in skip and (arch == "ffnn" or args.jax_cnn):
             paths["jax"] = lambda: anchors.peer("jax_loop.py", anchors.jax_args(cfg, arrays))["samples_per_sec"]
         if "keras" not in skip:
@@ -112,15 +116,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jax-cnn", action="store_true", help="JAX's CNN too (XLA's CPU convolutions are slow)")
+    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS), help="which anchors run")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both hwbench jobs, e.g. device.threads=2")
     args = parser.parse_args()
-    skip = set()
-    if not installed("jax"):
-        skip.add("jax")
-        print("cpu_fused: skipping the JAX column: JAX not installed (pip install -e '.[peers]')")
-    if not installed("tensorflow", "keras"):
-        skip.add("keras")
-        print("cpu_fused: skipping the Keras column: TensorFlow or Keras not installed (pip install -e '.[peers]')")
+    skip = set(PEERS) - set(args.peers)
+    for peer, modules in PEERS.items():
+        if peer not in skip and not installed(*modules):
+            skip.add(peer)
+            print(f"cpu_fused: skipping the {peer} column: {' or '.join(modules)} not installed (pip install -e "
+                  "'.[peers]')")  # fmt: skip
     rows = [measure(arch, args, skip) for arch in args.arch]
     Console(width=200).print(table(rows))
     print(json.dumps({"cpu_fused": rows}))
