@@ -19,8 +19,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from hwbench.execution.eager import Eager
 from hwbench.execution.fused import Fused
-from hwbench.execution.strategy import Batch, Trainee
+from hwbench.execution.strategy import Batch, Execution, Trainee
 from hwbench.execution.undo import undone
 from hwbench.record.parts import ExecutionPart
 
@@ -32,50 +33,47 @@ ROUNDS = 7
 BLOCK_SECONDS = 0.02  # each timed block: at least this long, at least one step
 
 
-class Auto(Fused):
+class Auto(Execution):
     """``fused``'s CPU step where it is faster than eager's on this machine, else eager; eager off a CPU."""
 
     kind = "auto"
+    prepares = True
 
     def __init__(self, rounds: int = ROUNDS) -> None:
-        super().__init__()
         self.rounds = rounds
+        self.fused, self.eager = Fused(), Eager()
+        self.on_cpu = self.use_fused = False
         self.ms_per_step: dict[str, float] = {}
 
     def refuse(self, cfg: DictConfig, accelerator: str) -> None:
         self.on_cpu = accelerator == "cpu"
-        if not self.on_cpu:
-            self.fell_back = True
+        if self.on_cpu:
+            self.fused.refuse(cfg, accelerator)
+        else:
             log.warning(f"execution=auto measures on a CPU; on {accelerator} it runs eager (compare the executions "
                         "with python -m hwbench -m execution=eager,graph,fused repeats=3)")  # fmt: skip
 
-    def optimizer_options(self, optimizer: type) -> dict[str, object]:
-        return {}
-
     def part(self, prepare_seconds: float | None = None) -> ExecutionPart:
         """The execution that ran (``eager`` or ``fused``), mode ``auto``: chosen here, not by the user."""
-        kind = "eager" if self.fell_back or not self.on_cpu else "fused"
-        return ExecutionPart(kind=kind, mode="auto", prepare_seconds=prepare_seconds)
+        return ExecutionPart(kind="fused" if self.use_fused else "eager", mode="auto", prepare_seconds=prepare_seconds)
 
     def prepare(self, module: Trainee, data: InMemoryDataModule) -> None:
         if not self.on_cpu:
             return
-        super().prepare(module, data)  # the fused step, or why it does not apply (then eager, said in one line)
-        if self.cpu_step is None:
+        self.fused.prepare(module, data)  # the fused step, or why it does not apply (then eager, said in one line)
+        step = self.fused.cpu_step
+        if step is None:
             return
         x, y = (t[: data.batch_size] for t in data.splits["train"])
-        step, unkept = self.cpu_step, Unkept(module)
+        unkept = Unkept(module)
         steps = {"eager": lambda: self.eager.train(unkept, [(x, y)]), "fused": lambda: step(x, y)}  # type: ignore[arg-type]
         self.ms_per_step = time_steps(module, steps, self.rounds)
-        self.fell_back = self.ms_per_step["eager"] < self.ms_per_step["fused"]
+        self.use_fused = self.ms_per_step["fused"] <= self.ms_per_step["eager"]
         timings = ", ".join(f"{name} {ms:.2f}" for name, ms in self.ms_per_step.items())
-        log.info(f"execution=auto: {'eager' if self.fell_back else 'fused'} ({timings} ms/step on this CPU)")
+        log.info(f"execution=auto: {'fused' if self.use_fused else 'eager'} ({timings} ms/step on this CPU)")
 
     def train(self, module: Trainee, batches: list[Batch]) -> None:
-        if self.fell_back:
-            self.eager.train(module, batches)
-        else:
-            super().train(module, batches)
+        (self.fused if self.use_fused else self.eager).train(module, batches)
 
 
 class Unkept:
