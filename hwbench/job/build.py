@@ -96,7 +96,7 @@ class Measurements:
             if on["inference"] else None,
             memory=PeakMemory() if on["memory"] else None,
             energy=Energy(clock) if on["energy"] else None,
-            busy=GpuBusy(execution) if on["gpu_busy"] else None,
+            busy=GpuBusy(execution, clock) if on["gpu_busy"] else None,
             not_measured=[name for name in MEASUREMENTS if not on[name]],
         )  # fmt: skip
 
