@@ -9,6 +9,7 @@ report every pair's ratio, their median and their spread (the slowest and fastes
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -129,6 +130,18 @@ def jax_args(cfg: DictConfig, arrays: Path) -> list[str]:
     device = "gpu" if resolve_accelerator(cfg.device.accelerator) == "cuda" else "cpu"
     return [str(arrays), "--arch", cfg.arch.name, "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
             "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--device", device]  # fmt: skip
+
+
+def peer_parser(doc: str | None, overrides_help: str) -> argparse.ArgumentParser:
+    """The arguments every hwbench-against-its-anchors script takes: nets, batch, epochs, repeats, seed, overrides."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"], choices=["ffnn", "cnn"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=5, help="the first is warm-up; the rest are timed")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help=overrides_help)
+    return parser
 
 
 def alternate(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:

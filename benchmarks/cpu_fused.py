@@ -109,15 +109,9 @@ def table(rows: list[dict[str, Any]]) -> Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"], choices=["ffnn", "cnn"])
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=5, help="the first is warm-up; the rest are timed")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = anchors.peer_parser(__doc__, "Hydra overrides for both hwbench jobs, e.g. device.threads=2")
     parser.add_argument("--jax-cnn", action="store_true", help="JAX's CNN too (XLA's CPU convolutions are slow)")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS), help="which anchors run")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both hwbench jobs, e.g. device.threads=2")
     args = parser.parse_args()
     skip = set(PEERS) - set(args.peers)
     for peer, modules in PEERS.items():

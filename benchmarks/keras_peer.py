@@ -99,14 +99,8 @@ def show(rows: list[dict[str, Any]], cpu: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", nargs="+", default=["ffnn", "cnn"], choices=["ffnn", "cnn"])
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=5, help="the first is warm-up; the rest are timed")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = anchors.peer_parser(__doc__, "Hydra overrides for hwbench, e.g. data.train_limit=2000")
     parser.add_argument("--no-keras", action="store_true", help="leave the Keras column out")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for hwbench, e.g. data.train_limit=2000")
     args = parser.parse_args()
     use_keras = not args.no_keras and keras_available()
     if not args.no_keras and not use_keras:
