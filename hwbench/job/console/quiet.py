@@ -22,7 +22,10 @@ def quiet_lightning() -> None:
     """``import lightning`` gives its logger a console handler of its own; Hydra's handlers on the root logger
     already print and file every line, so with it each Lightning line would print twice. Call it again after
     importing Lightning where that comes late (the CLI parses its arguments first). Idempotent."""
-    logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # imported before the root had handlers
+        own = logging.getLogger(name)  # (the job template's): Lightning gave them one and stopped propagation
+        own.handlers.clear()
+        own.propagate = True
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_noise)
     # Lightning logs from inside its SIGTERM handler: a signal that lands while a line is being written makes that
     # a reentrant write to the same file, and a traceback on the screen. hwbench names the signal itself.
