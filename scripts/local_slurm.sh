@@ -63,10 +63,15 @@ MpiDefault=none
 # seconds between scancel's or the time limit's SIGTERM and SIGKILL: room to write the record
 KillWait=30
 MinJobAge=600
+# n1 and n2 are names SLURM alone knows (no DNS has them): each task is told where rank 0 listens, 127.0.0.1
+TaskProlog=$DIR/etc/task_prolog.sh
 NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 1)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
 NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
+  printf '#!/bin/sh\n# a task prolog: lines "export NAME=VALUE" land in each task'"'"'s environment\necho export MASTER_ADDR=127.0.0.1\n' \
+    >"$DIR/etc/task_prolog.sh"
+  chmod +x "$DIR/etc/task_prolog.sh"
   # sacct's stand-in: without accounting sacct answers nothing, and submitit could not tell a cancelled job from a
   # running one; this answers its question (JobID,State,NodeList) from scontrol
   cat >"$DIR/bin/sacct" <<'EOF'
@@ -122,11 +127,12 @@ up() {
 }
 
 down() {
-  local pidfile
+  local pidfile pid
   for pidfile in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid" "$DIR/run/munged.pid"; do
     if started "$pidfile"; then
-      kill "$(cat "$pidfile")"
-      for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+      pid=$(cat "$pidfile")
+      kill "$pid"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$pidfile"
   done

@@ -14,7 +14,9 @@ from omegaconf import DictConfig
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.execution import Execution, PrepareExecution
+from hwbench.job.config import world_size
 from hwbench.job.console.progress import StepProgressBar
+from hwbench.launch import slurm
 from hwbench.launch.safe_points import SafePoints
 from hwbench.launch.signals import StopSignals
 from hwbench.measure.energy import Energy
@@ -106,6 +108,7 @@ def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callb
     return L.Trainer(
         accelerator=accelerator,
         devices=cfg.device.devices,
+        num_nodes=cfg.device.nodes,  # ranks on the other nodes: started by SLURM or torchrun (hwbench/launch/)
         strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.launch.ddp
         use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
@@ -117,8 +120,9 @@ def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callb
         enable_checkpointing=False,
         enable_model_summary=False,
         benchmark=cfg.device.cudnn_benchmark,
+        plugins=slurm.environment(),  # under srun; torchrun's is Lightning's own pick
     )
 
 
 def distributed(cfg: DictConfig) -> bool:
-    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
+    return world_size(cfg) > 1 or cfg.device.strategy == "ddp"

@@ -17,7 +17,8 @@ from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputUnwritable, one_line
 from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
-from hwbench.job.config import check, check_precision
+from hwbench.job.config import check, check_precision, world_size
+from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import RankWatch, job_scope, process_rank
 from hwbench.launch.process import process_part
 from hwbench.launch.signals import StopSignals, signals_raise_interrupted
@@ -147,6 +148,8 @@ class Job:
         check_precision(cfg, accelerator)
         execution.refuse(cfg, accelerator)
         need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
+        for launcher in (slurm, torchrun):  # the ranks SLURM or torchrun started, against the config's
+            launcher.refuse_mismatch(cfg, world_size(cfg))
         threads = configure_torch(cfg.device)
         quiet_blas_threads()
         keep_freed_host_memory()

@@ -32,6 +32,9 @@ def impossible(record: ResultsRecord) -> str | None:
     """Why ``record`` claims what no machine does (its first such figure, in one line); None where it does not."""
     if not 1 <= record.world_size <= MAX_DEVICES:
         return f"world_size: {record.world_size} devices is not a number of devices a job runs on"
+    if record.world_size != record.nodes * record.devices_per_node:
+        return (f"world_size: {record.world_size} is not nodes x devices_per_node ({record.nodes} x "
+                f"{record.devices_per_node})")  # fmt: skip
     return next(claims(record), None)
 
 
