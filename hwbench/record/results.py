@@ -65,8 +65,8 @@ class ResultsRecord(Part):
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
     # scale-out; samples/s are global, all ranks together: world_size = nodes x devices_per_node
     world_size: int = 1
-    nodes: int = 1
-    devices_per_node: int = 1
+    nodes: int = 1  # machines (device.nodes)
+    devices_per_node: int | None = None  # device.devices; None in older records (one node: world_size)
     strategy: Name | None = None  # Lightning's strategy class, e.g. DDPStrategy
     backend: Name | None = None  # the process group's: nccl, gloo; None on one device
     per_device_batch_size: int | None = None
@@ -149,7 +149,7 @@ class ResultsRecord(Part):
     def ranks(self) -> str:
         """' x2' on one machine's 2 devices, ' 2 nodes x1' across machines, '' on one device."""
         if self.nodes > 1:
-            return f" {self.nodes} nodes x{self.devices_per_node}"
+            return f" {self.nodes} nodes x{self.devices_per_node or self.world_size // self.nodes}"
         return f" x{self.world_size}" if self.world_size > 1 else ""
 
     def summary(self) -> str:
@@ -266,7 +266,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
     if version in (3, 4, 5):  # versions 4, 5 and 6 only added parts
-        return one_node(data)
+        return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
     if any(key in data for key in V2_TRAINING):
@@ -280,10 +280,4 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
         upgraded["execution"] = {"kind": "compiled", "mode": mode, "prepare_seconds": data.get("compile_seconds")}
     elif cfg:
         upgraded["execution"] = {"kind": "eager"}
-    return one_node(upgraded)
-
-
-def one_node(data: dict[str, Any]) -> dict[str, Any]:
-    """Before version 6 every job ran on one node: its devices per node are its world size."""
-    world = data.get("world_size")
-    return data | {"devices_per_node": world} if isinstance(world, int) and not isinstance(world, bool) else data
+    return upgraded
