@@ -18,7 +18,15 @@ from hwbench.hydra_adapters.hydra_errors import errors_as_one_line
 from hwbench.hydra_adapters.repeats import interleaved
 from hwbench.job.config import config_dir, register
 from hwbench.launch.ddp import process_rank
-from hwbench.launch.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
+from hwbench.launch.process import (
+    Outcome,
+    job_process,
+    not_ok_in,
+    not_ok_line,
+    report,
+    run_in_job_process,
+    shared_reason,
+)
 from hwbench.launch.signals import signals_raise_interrupted
 from hwbench.launch.slurm import under_submitit, warning_to_the_job
 from hwbench.record.writing import exit_unwritable
@@ -90,6 +98,14 @@ def run_here(cfg: DictConfig, folder: Path, shared: str | None = None) -> Outcom
     return Outcome(record.summary(), record.status)
 
 
+def sweep_not_ok() -> list[str]:
+    """The jobs of the sweep this process ran that did not end ok, from their records (none where it is unknown)."""
+    try:
+        return not_ok_in(Path(HydraConfig.get().sweep.dir))
+    except (ValueError, OSError):  # no Hydra config set, or no sweep folder
+        return []
+
+
 def main() -> None:
     from hwbench.job.console.quiet import extras
 
@@ -115,7 +131,10 @@ def main() -> None:
         if not type(err).__module__.startswith("submitit."):
             raise
         # submitit's own process for a job died (killed, out of memory) before the job reported: the launcher raises
-        sys.exit(f"error: a job's submitit process died before the job reported ({one_line(err, first_only=True)}): "
-                 f"its log is in the sweep folder's .submitit/; the other jobs' records are in theirs")  # fmt: skip
+        died = f"a job's submitit process died before the job reported ({one_line(err, first_only=True)})"
+        if not_ok := sweep_not_ok():  # SLURM killed a job (scancel, a time limit) before its task returned
+            sys.exit(f"{not_ok_line(not_ok)}; {died}")
+        sys.exit(f"error: {died}: its log is in the sweep folder's .submitit/; the other jobs' records are in "
+                 f"theirs")  # fmt: skip
     if outcomes.not_ok:  # the jobs ran under this process (the basic launcher; others: hydra_callbacks.ShowResults)
         sys.exit(not_ok_line(outcomes.not_ok))

@@ -67,7 +67,8 @@ MinJobAge=600
 TaskProlog=$DIR/etc/task_prolog.sh
 NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 1)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
 NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=local Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+# FORCE: jobs share the CPUs (a sweep's points run at once on a laptop's few cores, as they would on many nodes)
+PartitionName=local Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
   printf '#!/bin/sh\n# a task prolog: lines "export NAME=VALUE" land in each task'"'"'s environment\necho export MASTER_ADDR=127.0.0.1\n' \
     >"$DIR/etc/task_prolog.sh"

@@ -104,6 +104,8 @@ class Job:
     def keep_finished_epochs(self) -> None:
         """Training was cut short: its figures over the epochs that finished, marked partial."""
         m = self.measuring
+        if m is not None:  # no rank waits for the others now: a stopped or dead rank never comes (DDP deadlocks)
+            m.clock.barrier = None
         if m is not None and m.summary.training is None and self.trainer is not None:
             m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
 
