@@ -158,7 +158,8 @@ def test_fewer_slurm_tasks_than_ranks_is_refused_in_one_line(cluster, data_root,
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     reason = ("SLURM gave this job 1 task(s) on 1 node(s) but device.nodes=2 x device.devices=1 trains on 2 rank(s): "
               "submit it with --nodes=2 --ntasks-per-node=1")  # fmt: skip
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: ffnn cpu 2 nodes x1 epochs=1: failed: {reason}")
+    lines = result.stderr.strip().splitlines()  # the last: srun's "srun: error: n1: task 0: Exited with exit code 1"
+    assert lines[-2].startswith(f"error: ffnn cpu 2 nodes x1 epochs=1: failed: {reason}")
     ((_, record),) = records(tmp_path / "outputs").items()
     assert record.status == "failed" and record.reason.startswith(reason)
 

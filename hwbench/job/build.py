@@ -17,6 +17,7 @@ from hwbench.execution import Execution, PrepareExecution
 from hwbench.job.config import world_size
 from hwbench.job.console.progress import StepProgressBar
 from hwbench.launch import slurm
+from hwbench.launch.external_ranks import StopWithoutBroadcast
 from hwbench.launch.safe_points import SafePoints
 from hwbench.launch.signals import StopSignals
 from hwbench.measure.energy import Energy
@@ -93,7 +94,8 @@ class Measurements:
         """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
         next epoch's clock starts; a held signal raised before a step is counted."""
         return [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
-                self.summary, self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
+                self.summary, self.test, self.inference, self.memory, self.energy, self.busy,
+                StopWithoutBroadcast(stop)]  # fmt: skip
 
     def record_parts(self) -> dict[str, Part]:
         parts: dict[str, Part] = {}
