@@ -209,3 +209,13 @@ def test_two_torchrun_nodes_train_one_job_written_once(data_root, tmp_path) -> N
     assert "GLOBAL_RANK: 1" not in (folder / "hwbench.log").read_text()
     assert SRUN_HINT not in out0 + err0 + out1 + err1
     assert json.loads((folder / "results.json").read_text())["config"]["device"]["nodes"] == 2
+
+
+def test_nodes_with_nothing_to_start_their_ranks_is_refused_in_one_line(hwbench_cli, tmp_path) -> None:
+    """Before, Lightning waited forever for the other node's rank."""
+    result = hwbench_cli("device.nodes=2", "epochs=1", *SHORT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: ffnn cpu 2 nodes x1 epochs=1: failed: device.nodes=2 needs its ranks on the other nodes started for "
+        "it: by SLURM (-m hydra/launcher=slurm) or by torchrun on each node (docs/cluster.md)"
+    )

@@ -20,6 +20,7 @@ from hwbench.job.build import Measurements, build_model, build_net, distributed,
 from hwbench.job.config import check, check_precision, world_size
 from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import RankWatch, job_scope, process_rank
+from hwbench.launch.external_ranks import refuse_lone_node
 from hwbench.launch.process import process_part
 from hwbench.launch.signals import StopSignals, signals_raise_interrupted
 from hwbench.loggers.chosen import job_loggers, tensorboard_of, trackers_of
@@ -150,6 +151,7 @@ class Job:
         check_precision(cfg, accelerator)
         execution.refuse(cfg, accelerator)
         need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
+        refuse_lone_node(cfg)
         for launcher in (slurm, torchrun):  # the ranks SLURM or torchrun started, against the config's
             launcher.refuse_mismatch(cfg, world_size(cfg))
         threads = configure_torch(cfg.device)

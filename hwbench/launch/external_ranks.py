@@ -10,11 +10,13 @@ signal on to them: kept.)
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
 from lightning import Callback
 
+from hwbench.errors import ConfigError
 from hwbench.launch import slurm, torchrun
 from hwbench.launch.signals import StopSignals
 
@@ -28,3 +30,10 @@ class StopWithoutBroadcast(Callback):
             return
         if torchrun.started_here() or slurm.under_slurm():
             signal.signal(signal.SIGTERM, self.stop.handle)
+
+
+def refuse_lone_node(cfg: Any) -> None:
+    """device.nodes > 1 where nothing starts the other nodes' ranks: Lightning would wait for them forever."""
+    if cfg.device.nodes > 1 and not (slurm.under_slurm() or torchrun.started_here() or "NODE_RANK" in os.environ):
+        raise ConfigError(f"device.nodes={cfg.device.nodes} needs its ranks on the other nodes started for it: by "
+                          f"SLURM (-m hydra/launcher=slurm) or by torchrun on each node (docs/cluster.md)")  # fmt: skip
