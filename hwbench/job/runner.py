@@ -82,6 +82,9 @@ class Job:
                 self.record_interruption(record, err)
                 raise
             except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
+                if (stopped := self.stopped_with_peers()) is not None:
+                    self.record_interruption(record, stopped)
+                    raise stopped from err
                 self.keep_finished_epochs()
                 record.status, record.reason = "failed", self.rank_death() or f"{type(err).__name__}: {one_line(err)}"
                 record.traceback = traceback.format_exc()
@@ -110,6 +113,24 @@ class Job:
             m.clock.barrier = None
         if m is not None and m.summary.training is None and self.trainer is not None:
             m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
+
+    def stopped_with_peers(self, wait: float = 2.0) -> Interrupted | None:
+        """The stop signal a DDP job's failure came with: SLURM and torchrun signal every rank, and one that stops
+        first closes its connections under the others (gloo's "Connection closed by peer"), often before this
+        rank's own signal is handled. Waited for ``wait`` seconds, held (recorded here, not raised mid-wait)."""
+        stop = self.stop
+        if stop is None or not distributed(self.cfg):
+            return None
+        stop.holding, deadline = True, time.monotonic() + wait
+        try:
+            while stop.first is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.holding = False
+        if stop.first is None:
+            return None
+        stop.pending = False
+        return Interrupted(stop.first)
 
     def rank_death(self) -> str | None:
         """'rank 1 was killed by SIGKILL after 1 epoch(s) (its log: ...)' where a DDP rank has died."""
