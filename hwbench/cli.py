@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -17,8 +18,17 @@ from hwbench.hydra_adapters.hydra_errors import errors_as_one_line
 from hwbench.hydra_adapters.repeats import interleaved
 from hwbench.job.config import config_dir, register
 from hwbench.launch.ddp import process_rank
-from hwbench.launch.process import Outcome, job_process, not_ok_line, report, run_in_job_process, shared_reason
+from hwbench.launch.process import (
+    Outcome,
+    job_process,
+    not_ok_in,
+    not_ok_line,
+    report,
+    run_in_job_process,
+    shared_reason,
+)
 from hwbench.launch.signals import signals_raise_interrupted
+from hwbench.launch.slurm import under_submitit, warning_to_the_job
 from hwbench.record.writing import exit_unwritable
 
 UNWRITABLE = "unwritable"  # an outcome's status where the job could not write its outputs (a full disk)
@@ -36,7 +46,8 @@ class Outcomes:
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
         folder = Path(hydra_cfg.runtime.output_dir)
         if process_rank() > 0:  # a DDP rank >= 1: rank 0 speaks for the job
-            run_here(cfg, folder)
+            with contextlib.suppress(Interrupted) if under_submitit() else contextlib.nullcontext():
+                run_here(cfg, folder)  # under submitit a task that raised would fail the whole job's result
             return
         if job_process() is not None:  # the job's own process: its outcome goes to the process that started it
             try:
@@ -46,9 +57,14 @@ class Outcomes:
             return
         shared = shared_reason()
         try:
-            outcome = run_here(cfg, folder, shared) if shared else run_in_job_process(cfg, folder)
+            with warning_to_the_job():
+                outcome = run_here(cfg, folder, shared) if shared else run_in_job_process(cfg, folder)
         except OutputUnwritable as err:  # writing the record of a job whose process died
             outcome = Outcome(str(err), UNWRITABLE)
+        except Interrupted as err:  # scancel, a time limit: the job recorded what it finished
+            if not under_submitit():  # the sweep stops here; under submitit this process held this job alone
+                raise
+            outcome = Outcome(f"{cfg.run_name}: {err}: the finished epochs are in its results.json", "interrupted")
         self.conclude(outcome, folder, sweeping)
 
     def conclude(self, outcome: Outcome, folder: Path, sweeping: bool) -> None:
@@ -82,6 +98,14 @@ def run_here(cfg: DictConfig, folder: Path, shared: str | None = None) -> Outcom
     return Outcome(record.summary(), record.status)
 
 
+def sweep_not_ok() -> list[str]:
+    """The jobs of the sweep this process ran that did not end ok, from their records (none where it is unknown)."""
+    try:
+        return not_ok_in(Path(HydraConfig.get().sweep.dir))
+    except (ValueError, OSError):  # no Hydra config set, or no sweep folder
+        return []
+
+
 def main() -> None:
     from hwbench.job.console.quiet import extras
 
@@ -107,7 +131,10 @@ def main() -> None:
         if not type(err).__module__.startswith("submitit."):
             raise
         # submitit's own process for a job died (killed, out of memory) before the job reported: the launcher raises
-        sys.exit(f"error: a job's submitit process died before the job reported ({one_line(err, first_only=True)}): "
-                 f"its log is in the sweep folder's .submitit/; the other jobs' records are in theirs")  # fmt: skip
+        died = f"a job's submitit process died before the job reported ({one_line(err, first_only=True)})"
+        if not_ok := sweep_not_ok():  # SLURM killed a job (scancel, a time limit) before its task returned
+            sys.exit(f"{not_ok_line(not_ok)}; {died}")
+        sys.exit(f"error: {died}: its log is in the sweep folder's .submitit/; the other jobs' records are in "
+                 f"theirs")  # fmt: skip
     if outcomes.not_ok:  # the jobs ran under this process (the basic launcher; others: hydra_callbacks.ShowResults)
         sys.exit(not_ok_line(outcomes.not_ok))

@@ -189,7 +189,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         device=sys.intern(device if accelerator in (None, device, SAYS.get(device)) else f"{device} ({accelerator})"),
         host=shared(fp.host if fp else None),
         model=shared(model),
-        hardware=sys.intern(hardware(model or device, cpu_threads, record.world_size)),
+        hardware=sys.intern(hardware(model or device, cpu_threads, record.world_size, record.nodes)),
         threads=threads,
         precision=shared(fp.precision if fp else device_cfg.get("precision")),
         execution=shared(record.execution.kind if record.execution else None),
@@ -263,13 +263,15 @@ def steady_epoch_seconds(epochs: list[Epoch]) -> float | None:
     return statistics.median(e.seconds for e in steady) if steady else None
 
 
-def hardware(model: str, threads: int | None, world_size: int) -> str:
-    """'AMD EPYC 7B13, 2 thr', 'H100 80GB HBM3 x4': what a run trained on, in one short cell."""
-    return model + (f", {threads} thr" if threads else "") + (f" x{world_size}" if world_size > 1 else "")
+def hardware(model: str, threads: int | None, world_size: int, nodes: int = 1) -> str:
+    """'AMD EPYC 7B13, 2 thr', 'H100 80GB HBM3 x4', 'H100 80GB HBM3, 2 nodes x4': what a run trained on, in one
+    short cell."""
+    ranks = f", {nodes} nodes x{world_size // nodes}" if nodes > 1 else f" x{world_size}" if world_size > 1 else ""
+    return model + (f", {threads} thr" if threads else "") + ranks
 
 
 def scaling_key(record: ResultsRecord) -> str:
-    """What runs that differ only in their world size share: the host and the config less its device count
+    """What runs that differ only in their world size share: the host and the config less its device and node counts
     (and the CPU threads, which the ranks of one machine split between them, where the files live, which repeat).
     A digest of the values, not the text (a kilobyte a row), nor ``hash()`` (seeded per process: rows read in two
     workers would never group); the copies are shallow: only what is dropped."""
@@ -277,7 +279,7 @@ def scaling_key(record: ResultsRecord) -> str:
     device = cfg["device"] = dict(as_dict(cfg.get("device")))
     data = cfg["data"] = dict(as_dict(cfg.get("data")))
     top = ("output_root", "run_name", "repeat", "repeats")
-    for part, keys in ((cfg, top), (device, ("devices", "threads")), (data, ("root",))):
+    for part, keys in ((cfg, top), (device, ("devices", "nodes", "threads")), (data, ("root",))):
         for key in keys:
             part.pop(key, None)
     host = record.fingerprint.host if record.fingerprint else None

@@ -22,8 +22,10 @@ from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable, one
 from hwbench.hydra_adapters.hydra_errors import hwbench_error
 from hwbench.job.commands import command, shell_path
 from hwbench.job.folders import plain_name
+from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import console_to_log, process_rank
 from hwbench.launch.process import job_process, not_ok_in, not_ok_line
+from hwbench.launch.rank_logs import move_file_logs
 from hwbench.loggers.store import SQLITE, mlflow_missing, prepare_store, sqlite_path, uses_mlflow
 from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
@@ -70,6 +72,8 @@ class CheckOutputFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         plain_job_name(config)
+        if why := torchrun.unpinned_folder(config):  # before any rank resolves a folder of its own
+            sys.exit(f"error: {why}")
         folder = writable_or_exit(config, "hydra.run.dir")
         if process_rank() > 0:  # a DDP rank >= 1 joins the folder its rank 0 has claimed
             return
@@ -80,13 +84,19 @@ class CheckOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plain_job_name(config)
+        if why := torchrun.unpinned_folder(config):
+            sys.exit(f"error: {why}")
         writable_or_exit(config, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
         if process_rank() > 0:  # rank 0 has written it, and speaks for the job: this rank's lines go to its log
-            console_to_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")
+            external = torchrun.rank_log_name() or slurm.rank_log_name()  # Lightning's launcher names its ranks
+            log = Path(config.hydra.runtime.output_dir) / f"{external or config.hydra.job.name}.log"
+            if external:  # started by torchrun or srun under the job's own name: its log file is rank 0's
+                move_file_logs(log)
+            console_to_log(log)
             return
         if job_process() is not None:  # the process that started this one has written it
             return

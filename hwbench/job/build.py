@@ -14,8 +14,10 @@ from omegaconf import DictConfig
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.execution import Execution, PrepareExecution
-from hwbench.job.config import MEASUREMENTS, measured
+from hwbench.job.config import MEASUREMENTS, measured, world_size
 from hwbench.job.console.progress import StepProgressBar
+from hwbench.launch import slurm
+from hwbench.launch.external_ranks import StopWithoutBroadcast
 from hwbench.launch.safe_points import SafePoints
 from hwbench.launch.signals import StopSignals
 from hwbench.measure.energy import Energy
@@ -104,7 +106,8 @@ class Measurements:
         """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
         next epoch's clock starts; a held signal raised before a step is counted."""
         ordered = [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
-                   self.summary, self.test, self.inference, self.memory, self.energy, self.busy, self.span]  # fmt: skip
+                   self.summary, self.test, self.inference, self.memory, self.energy, self.busy, self.span,
+                   StopWithoutBroadcast(stop)]  # fmt: skip
         return [callback for callback in ordered if callback is not None]
 
     def record_parts(self) -> dict[str, Part | list[str]]:
@@ -123,6 +126,7 @@ def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callb
     return L.Trainer(
         accelerator=accelerator,
         devices=cfg.device.devices,
+        num_nodes=cfg.device.nodes,  # ranks on the other nodes: started by SLURM or torchrun (hwbench/launch/)
         strategy="ddp" if distributed(cfg) else "auto",  # NCCL on CUDA, gloo on CPU; ranks >= 1: hwbench.launch.ddp
         use_distributed_sampler=False,  # hwbench's batches shard themselves (data.TensorBatches)
         precision=cfg.device.precision,
@@ -134,8 +138,9 @@ def make_trainer(cfg: DictConfig, accelerator: str, loggers: list[Logger], callb
         enable_checkpointing=False,
         enable_model_summary=False,
         benchmark=cfg.device.cudnn_benchmark,
+        plugins=slurm.environment(),  # under srun; torchrun's is Lightning's own pick
     )
 
 
 def distributed(cfg: DictConfig) -> bool:
-    return cfg.device.devices > 1 or cfg.device.strategy == "ddp"
+    return world_size(cfg) > 1 or cfg.device.strategy == "ddp"

@@ -23,6 +23,7 @@ from hwbench.errors import ConfigError, one_of
 from hwbench.job.commands import command
 from hwbench.job.folders import fresh_dir, fresh_subdir
 from hwbench.job.keys import unknown_key_line, unknown_keys
+from hwbench.launch import slurm
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -64,7 +65,8 @@ class DeviceConfig:
     accelerator: str = MISSING
     precision: str = MISSING
     threads: int | None = None
-    devices: int = 1
+    devices: int = 1  # per node
+    nodes: int = 1
     strategy: str = "auto"
     matmul_precision: str = MISSING
     cudnn_benchmark: bool = MISSING
@@ -134,6 +136,9 @@ def register() -> None:
     ConfigStore.instance().store(name="hwbench_schema", node=HwbenchConfig)
     # a launcher preset's GPUs per node: this machine's count (submitit_local hides the GPUs it is not told of)
     OmegaConf.register_new_resolver("hwbench_gpu_count", gpu_count, replace=True)
+    # hydra/launcher=slurm: GPUs for a GPU job only, a rank's CPUs from device.threads (hwbench/launch/slurm.py)
+    OmegaConf.register_new_resolver("hwbench_slurm_gpus", slurm.gpus_per_node, replace=True)
+    OmegaConf.register_new_resolver("hwbench_slurm_cpus", slurm.cpus_per_task, replace=True)
     # cached: resolved once per process and copied into every job's config, so a job keeps its folder
     OmegaConf.register_new_resolver("hwbench_fresh_dir", fresh_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("hwbench_fresh_subdir", fresh_subdir, use_cache=True, replace=True)
@@ -179,7 +184,11 @@ def check(cfg: DictConfig) -> None:
     to fix them."""
     from hwbench.devices import available_cores  # torch: not loaded while the CLI parses arguments
 
-    examples = {"device.threads": f"{available_cores()} (the cores this process may use)", "device.devices": "1"}
+    examples = {
+        "device.threads": f"{available_cores()} (the cores this process may use)",
+        "device.devices": "1",
+        "device.nodes": "1",
+    }
 
     def at_least(key: str, minimum: int) -> None:
         value = OmegaConf.select(cfg, key)
@@ -190,7 +199,7 @@ def check(cfg: DictConfig) -> None:
     check_keys(cfg)
 
     for key in ("epochs", "batch_size", "warmup_steps", "steps_per_execution", "inference_batch_size",
-                "log_every_n_steps", "device.threads", "device.devices", "data.eval_batch_size",
+                "log_every_n_steps", "device.threads", "device.devices", "device.nodes", "data.eval_batch_size",
                 "data.train_limit", "repeats", "repeat"):  # fmt: skip
         at_least(key, 1)
     if cfg.repeat > cfg.repeats:
@@ -212,9 +221,21 @@ def check(cfg: DictConfig) -> None:
 
     for kind, kernels in KINDS.items():
         one_of(f"device.cpu_kernels.{kind}", cfg.device.cpu_kernels[kind], (AUTO, *kernels))
-    if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
+    if world_size(cfg) > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
+        ranks = ranks_text(cfg)
+        raise ConfigError(f"{ranks} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
+
+
+def world_size(cfg: DictConfig) -> int:
+    """The job's DDP ranks: device.devices on each of device.nodes machines."""
+    return cfg.device.devices * cfg.device.get("nodes", 1)
+
+
+def ranks_text(cfg: DictConfig) -> str:
+    """'device.devices=2', or 'device.nodes=2 x device.devices=1' where the job spans machines."""
+    nodes = cfg.device.get("nodes", 1)
+    return (f"device.nodes={nodes} x " if nodes > 1 else "") + f"device.devices={cfg.device.devices}"
 
 
 def check_measures(cfg: DictConfig) -> None:
@@ -251,11 +272,11 @@ def check_split(cfg: DictConfig) -> None:
     if cfg.data.batch_size != cfg.batch_size:  # the record's batch is batch_size: it must be the one that runs
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} differs from batch_size={cfg.batch_size}: set "
                           f"batch_size={cfg.data.batch_size} instead (data.batch_size follows it)")  # fmt: skip
-    ranks, limit = cfg.device.devices, cfg.data.train_limit
+    ranks, limit = world_size(cfg), cfg.data.train_limit
     images = limit or MNIST_TRAIN_SIZE - cfg.data.val_size
     split = f"data.train_limit={limit}" if limit else f"60,000 less data.val_size={cfg.data.val_size}"
     batch = cfg.batch_size * ranks
-    what = f"batch_size={cfg.batch_size}" + (f" x device.devices={ranks}" if ranks > 1 else "")
+    what = f"batch_size={cfg.batch_size}" + (f" x {ranks_text(cfg)}" if ranks > 1 else "")
     largest = images // (ranks * MIN_TIMED_STEPS)
     more = "train on more images (data.train_limit, data.val_size)"
     fix = f"set batch_size to at most {largest}, or {more}" if largest else more

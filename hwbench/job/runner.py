@@ -17,8 +17,10 @@ from hwbench.devices import configure_torch, keep_freed_host_memory, quiet_blas_
 from hwbench.errors import DeviceUnavailable, HwbenchError, Interrupted, OutputUnwritable, one_line
 from hwbench.execution import Execution
 from hwbench.job.build import Measurements, build_model, build_net, distributed, make_trainer
-from hwbench.job.config import check, check_precision
+from hwbench.job.config import check, check_precision, world_size
+from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import RankWatch, job_scope, process_rank
+from hwbench.launch.external_ranks import refuse_lone_node
 from hwbench.launch.process import process_part
 from hwbench.launch.signals import StopSignals, signals_raise_interrupted
 from hwbench.loggers.chosen import job_loggers, tensorboard_of, trackers_of
@@ -80,6 +82,9 @@ class Job:
                 self.record_interruption(record, err)
                 raise
             except Exception as err:  # unexpected: the record keeps the traceback, the screen gets one line
+                if (stopped := self.stopped_with_peers()) is not None:
+                    self.record_interruption(record, stopped)
+                    raise stopped from err
                 self.keep_finished_epochs()
                 record.status, record.reason = "failed", self.rank_death() or f"{type(err).__name__}: {one_line(err)}"
                 record.traceback = traceback.format_exc()
@@ -104,8 +109,28 @@ class Job:
     def keep_finished_epochs(self) -> None:
         """Training was cut short: its figures over the epochs that finished, marked partial."""
         m = self.measuring
+        if m is not None:  # no rank waits for the others now: a stopped or dead rank never comes (DDP deadlocks)
+            m.clock.barrier = None
         if m is not None and m.summary.training is None and self.trainer is not None:
             m.summary.summarize(self.trainer, self.trainer.lightning_module, partial=True)
+
+    def stopped_with_peers(self, wait: float = 2.0) -> Interrupted | None:
+        """The stop signal a DDP job's failure came with: SLURM and torchrun signal every rank, and one that stops
+        first closes its connections under the others (gloo's "Connection closed by peer"), often before this
+        rank's own signal is handled. Waited for ``wait`` seconds, held (recorded here, not raised mid-wait)."""
+        stop = self.stop
+        if stop is None or not distributed(self.cfg):
+            return None
+        stop.holding, deadline = True, time.monotonic() + wait
+        try:
+            while stop.first is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.holding = False
+        if stop.first is None:
+            return None
+        stop.pending = False
+        return Interrupted(stop.first)
 
     def rank_death(self) -> str | None:
         """'rank 1 was killed by SIGKILL after 1 epoch(s) (its log: ...)' where a DDP rank has died."""
@@ -158,6 +183,9 @@ class Job:
         check_precision(cfg, accelerator)
         execution.refuse(cfg, accelerator)
         need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
+        refuse_lone_node(cfg)
+        for launcher in (slurm, torchrun):  # the ranks SLURM or torchrun started, against the config's
+            launcher.refuse_mismatch(cfg, world_size(cfg))
         threads = configure_torch(cfg.device)
         quiet_blas_threads()
         keep_freed_host_memory()

@@ -28,6 +28,7 @@ from typing import NamedTuple
 from omegaconf import DictConfig
 
 from hwbench.errors import Interrupted
+from hwbench.launch import torchrun
 from hwbench.launch.ddp import hwbench_command, process_rank, run_dir_pin
 from hwbench.launch.signals import stop_signals_blocked
 from hwbench.launch.template import exec_reason, inherited, start_from_template
@@ -71,6 +72,8 @@ def shared_reason() -> str | None:
         return "no Python interpreter to start (sys.executable is empty): the job ran in the sweep's process"
     if os.name != "posix":  # the outcome pipe is passed by its fd (pass_fds): POSIX only
         return f"no job process on {sys.platform} (POSIX only): the job ran in the sweep's process"
+    if torchrun.started_here():  # under torchrun, run in this process: torchrun started it and watches it
+        return torchrun.RUNS_HERE
     return None
 
 

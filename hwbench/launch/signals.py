@@ -15,8 +15,9 @@ from typing import Any
 
 from hwbench.errors import Interrupted
 
-# Ctrl-C; what SLURM, Kubernetes and `docker stop` send; SLURM's usual pre-timeout warning (--signal=USR1)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+# Ctrl-C; what SLURM, Kubernetes and `docker stop` send; SLURM's usual pre-timeout warning (--signal=USR1), and
+# submitit's (--signal=USR2@120: hydra/launcher=slurm)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @contextmanager

@@ -32,6 +32,10 @@ def impossible(record: ResultsRecord) -> str | None:
     """Why ``record`` claims what no machine does (its first such figure, in one line); None where it does not."""
     if not 1 <= record.world_size <= MAX_DEVICES:
         return f"world_size: {record.world_size} devices is not a number of devices a job runs on"
+    per_node = record.devices_per_node
+    split = per_node * record.nodes if per_node is not None else record.world_size
+    if not 1 <= record.nodes <= record.world_size or split != record.world_size:
+        return f"world_size: {record.world_size} is not nodes x devices_per_node ({record.nodes} x {per_node})"
     return next(claims(record), None)
 
 

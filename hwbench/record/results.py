@@ -37,8 +37,9 @@ from hwbench.record.writing import writing
 
 RECORD_NAME = "results.json"
 # 1: hwbench 0.1's unversioned records; 2: flat training figures; 3: no job, machine_load; 4: no repeat, stability;
-# 5: no phases, no kept kernel choice, no job start method
-SCHEMA_VERSION = 6
+# 5: no phases, no kept kernel choice, no job start method;
+# 6: no nodes, devices_per_node
+SCHEMA_VERSION = 7
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -65,8 +66,10 @@ class ResultsRecord(Part):
     fingerprint: Fingerprint | None = None
     execution: ExecutionPart | None = None
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
-    # scale-out; samples/s are global, all ranks together
+    # scale-out; samples/s are global, all ranks together: world_size = nodes x devices_per_node
     world_size: int = 1
+    nodes: int = 1  # machines (device.nodes)
+    devices_per_node: int | None = None  # device.devices; None in older records (one node: world_size)
     strategy: Name | None = None  # Lightning's strategy class, e.g. DDPStrategy
     backend: Name | None = None  # the process group's: nccl, gloo; None on one device
     per_device_batch_size: int | None = None
@@ -93,12 +96,13 @@ class ResultsRecord(Part):
     def start(cls, cfg: Any) -> ResultsRecord:
         from omegaconf import OmegaConf
 
+        nodes = cfg.device.get("nodes", 1)
         return cls(
             schema_version=SCHEMA_VERSION, status="running", run_name=cfg.run_name, repeat=cfg.repeat,
             arch=cfg.arch.name, device=cfg.device.name, epochs=cfg.epochs, started=now(),
-            config=OmegaConf.to_container(cfg, resolve=True), world_size=cfg.device.devices,
-            per_device_batch_size=cfg.batch_size,
-            global_batch_size=cfg.batch_size * cfg.device.devices,
+            config=OmegaConf.to_container(cfg, resolve=True), world_size=cfg.device.devices * nodes,
+            nodes=nodes, devices_per_node=cfg.device.devices, per_device_batch_size=cfg.batch_size,
+            global_batch_size=cfg.batch_size * cfg.device.devices * nodes,
         )  # fmt: skip
 
     @property
@@ -147,9 +151,16 @@ class ResultsRecord(Part):
             return self.device_name
         return f"{self.device_name} ({self.fingerprint.threads} threads)"
 
+    @property
+    def ranks(self) -> str:
+        """' x2' on one machine's 2 devices, ' 2 nodes x1' across machines, '' on one device."""
+        if self.nodes > 1:
+            return f" {self.nodes} nodes x{self.devices_per_node or self.world_size // self.nodes}"
+        return f" x{self.world_size}" if self.world_size > 1 else ""
+
     def summary(self) -> str:
         """The one line a job ends with."""
-        name = f"{self.arch} {self.device}{f' x{self.world_size}' if self.world_size > 1 else ''} epochs={self.epochs}"
+        name = f"{self.arch} {self.device}{self.ranks} epochs={self.epochs}"
         if self.status != "ok":
             return f"{name}: {self.status}: {self.reason}"
         speed = self.train_speed
@@ -261,7 +272,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
-    if version in (3, 4, 5):  # versions 4, 5 and 6 only added parts
+    if version in (3, 4, 5, 6):  # versions 4 to 7 only added parts
         return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}

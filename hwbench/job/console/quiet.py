@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 from hwbench.record.writing import quiet_tensorboard_thread
 
@@ -16,6 +17,27 @@ def extras() -> None:
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")
     warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # val_size=0
     quiet_tensorboard_thread()  # a full disk: one line from the job, not the writer thread's traceback
+    hints_to_log()
+
+
+# Lightning's hints that are true of the machine, not the run: every job on a machine with SLURM installed (a
+# cluster's login node, a laptop with scripts/local_slurm.sh) gets the first; hwbench starts its ranks itself
+LOG_ONLY_WARNINGS = ("The `srun` command is available on your system but is not used",)
+LOG_ONLY = "hwbench.log_only"  # a logger that writes the job's log file alone (conf/hydra/job_logging/hwbench.yaml)
+
+
+def hints_to_log() -> None:
+    """The warnings of LOG_ONLY_WARNINGS into the job's log file, off the screen (warnings.showwarning is the hook
+    Python gives for where a warning goes; filterwarnings could only drop it)."""
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+        if str(message).startswith(LOG_ONLY_WARNINGS):
+            logging.getLogger(LOG_ONLY).warning("%s: %s", category.__name__, message)
+        else:
+            shown(message, category, filename, lineno, *args)
+
+    warnings.showwarning = show
 
 
 def quiet_lightning() -> None:
