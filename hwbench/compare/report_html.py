@@ -131,6 +131,7 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
         elif word and word != "no other setup to compare with":
             sentence += f"; {word}"
         common = setup_name(best, [p for p in ("execution", "precision", "batch_size", "epochs") if p not in varied])
+        common = common.removeprefix(f"{best.source}: ")
         alike = common.removeprefix(best.hardware).strip(", ")
         heading = f"{arch}{f': every setup {alike}' if alike and len(mine) > 1 else ''}"
         parts.append(f"<h3>{text(heading)}</h3><p class=answer>{text(sentence)}.</p>")
@@ -152,15 +153,17 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
 
 
 def setup_name(setup: Setup, parts: Sequence[str]) -> str:
-    """Its hardware and the ``parts`` named (execution, precision, batch size, epochs)."""
-    words = {"execution": setup.execution, "precision": setup.precision and f"precision {setup.precision}",
+    """Its hardware and the ``parts`` named (source, execution, precision, batch size, epochs)."""
+    hardware = f"{setup.source}: {setup.hardware}" if "source" in parts and setup.source else setup.hardware
+    words = {"source": None, "execution": setup.execution,
+             "precision": setup.precision and f"precision {setup.precision}",
              "batch_size": setup.batch_size and f"batch {setup.batch_size}",
              "epochs": epochs_words(setup.epochs)}  # fmt: skip
-    return ", ".join(str(w) for w in [setup.hardware, *(words[p] for p in parts)] if w)
+    return ", ".join(str(w) for w in [hardware, *(words[p] for p in parts)] if w)
 
 
 def answer_note(facts: Facts) -> str:
-    described = "; ".join(f"{arch}: {setup_name(base, ('execution', 'precision', 'batch_size'))}"
+    described = "; ".join(f"{arch}: {setup_name(base, ('source', 'execution', 'precision', 'batch_size'))}"
                           for (arch, _), base in facts.bases.items())  # fmt: skip
     note = ("A setup is a network on one kind of hardware with one execution, precision, batch size and length; "
             "its speed is the median of its runs that count (noisy and unsteady runs are left out), with its 95% "
