@@ -116,7 +116,7 @@ def peer_rows(stdout: str, name: str) -> list[dict]:
 
 def next_steps(where: str, cwd: Path) -> list[str]:
     """The two lines after "results in WHERE" of a job run with this interpreter and PATH from ``cwd``."""
-    from hwbench.job.commands import command
+    from hwbench.commands import command
 
     here = Path.cwd()
     os.chdir(cwd)  # the commands' paths are spelled from where the job ran

@@ -144,9 +144,10 @@ def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, caps
     assert len(setups) == 2 and expected <= setups[0].keys()
     base, other = sorted(setups, key=lambda r: r["verdict"] != "baseline")
     assert base["verdict"] == "baseline" and float(base["speedup"]) == 1.0 and base["speedup_ci_low"] == ""
-    assert other["verdict"] in ("faster", "no clear difference")  # the baseline is the slowest setup
+    assert ", 1 thr" in base["hardware"]  # a threads sweep on one machine: against its smallest setup
     assert float(other["speedup_ci_low"]) <= float(other["speedup"]) <= float(other["speedup_ci_high"])
     assert (float(other["speedup_ci_low"]) > 1.02) == (other["verdict"] == "faster")
+    assert (float(other["speedup_ci_high"]) < 0.98) == (other["verdict"] == "slower")
     for row in setups:
         assert row["runs"] == str(REPEATS) and row["left_out"] == ""
         assert float(row["ci_low"]) <= float(row["median_samples_per_sec"]) <= float(row["ci_high"])
@@ -158,7 +159,7 @@ def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, caps
     assert "hwbench setups" in stdout and "hwbench runs" in stdout  # the setups first, then each run
     assert stdout.index("hwbench setups") < stdout.index("hwbench runs")
     words = " ".join(stdout.split())
-    assert re.search(r"trains the ffnn \d+% faster than|no clear difference between", words)
+    assert re.search(r"trains the ffnn \d+% (faster|slower) than|no clear difference between", words)
     assert str(report) in stdout  # says where the report went
 
     rows = read_csv(report / "compare.csv")
@@ -175,7 +176,7 @@ def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, caps
     markdown = (report / "compare.md").read_text()
     assert markdown.index("## Setups") < markdown.index("## Runs")
     table = [line for line in markdown.split("## Runs")[0].splitlines() if line.startswith("|")]
-    assert table[0].startswith("| arch | hardware |") and "verdict" in table[0] and len(table) == 2 + 2
+    assert table[0].startswith("| arch | source | hardware |") and "verdict" in table[0] and len(table) == 2 + 2
     assert "| results.json |" in markdown  # the runs' table: every column with a value, not the console's
     for name in ("throughput.png", "accuracy_vs_time.png"):
         png = report / name
@@ -183,10 +184,10 @@ def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, caps
         height, width, _ = matplotlib.image.imread(png).shape
         assert height > 200 and width > 400
         assert f"]({name})" in markdown
-    # no runs differ in their device count: no scaling plot at all, rather than a blank one
-    assert not (report / "scaling.png").exists() and "scaling" not in markdown and "scaling" not in stdout
+    # a threads sweep: its scaling plot (test_a_threads_sweep_scales_from_1_thread checks its figures)
+    assert "](scaling.png)" in markdown and "scaling eff." in markdown
     files = "setups.csv, compare.csv, compare.md, report.html, throughput.png, accuracy_vs_time.png, "
-    files += "flops_vs_peak.png, rate_over_run.png"
+    files += "scaling.png, flops_vs_peak.png, rate_over_run.png"
     assert stdout.strip().splitlines()[-1].endswith(files)
 
 
@@ -491,3 +492,79 @@ def test_interval_widths_reads_a_sweep_by_its_first_repeats(outputs: Path) -> No
         "baseline",
         "too few runs",
     }
+
+
+def copy_jobs(outputs: Path, to: Path, threads: int, edit: dict | None = None) -> Path:
+    """The sweep's jobs of ``threads`` threads copied to ``to``; ``edit`` changes the copies' precision."""
+    (folder,) = (outputs / "multiruns").iterdir()
+    for job in JOBS[threads - 1 :: 2]:
+        shutil.copytree(folder / job, to / job)
+        if edit:
+            record = json.loads((to / job / "results.json").read_text())
+            record["fingerprint"]["precision"] = record["config"]["device"]["precision"] = edit["precision"]
+            (to / job / "results.json").write_text(json.dumps(record))
+    return to
+
+
+def header_cells(line: str) -> list[str]:
+    return [h.strip() for h in line.strip("┃").split("┃")]
+
+
+def test_two_folders_of_one_hardware_stay_two_sources(outputs: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the folders as a user names them: laptop, server
+    copy_jobs(outputs, tmp_path / "laptop", threads=2)
+    copy_jobs(outputs, tmp_path / "server", threads=2)  # the same host, CPU and threads: the same hardware string
+    result = compare_cli("laptop", "server/", "--baseline", "laptop", "--out", "report", columns=100)
+    assert result.returncode == 0, result.stderr
+    setups = read_csv(tmp_path / "report" / "setups.csv")
+    assert [s["source"] for s in setups] == ["laptop", "server"] and len({s["hardware"] for s in setups}) == 1
+    assert setups[0]["verdict"] == "baseline"
+    runs = read_csv(tmp_path / "report" / "compare.csv")
+    assert sorted(r["source"] for r in runs) == ["laptop"] * 3 + ["server"] * 3
+    lines = result.stdout.splitlines()
+    headers = [header_cells(line) for line in lines if line.startswith("┃")]
+    assert all(h[:2] == ["arch", "source"] for h in headers)  # what tells the rows apart, beside the network
+    assert sum(line.startswith("│") and " laptop " in line for line in lines) == 1 + 3  # a setup, its runs
+    words = " ".join(result.stdout.split())  # the caption names the baseline by its folder
+    assert re.search(r"speed-up: [^;]*\(ffnn: laptop: [^)]*2 thr\)", words), words
+    markdown = (tmp_path / "report" / "compare.md").read_text()
+    assert "| ffnn | laptop |" in markdown and "| ffnn | server |" in markdown
+    assert "laptop" in (tmp_path / "report" / "report.html").read_text()
+    rows = read_rows(["laptop", "server"])
+    labels = [b.label for panel in throughput_plot(group_setups(rows)) for b in panel.bars]  # type: ignore[union-attr]
+    assert len(labels) == 2 and labels[0].startswith("laptop: ") and labels[1].startswith("server: ")
+
+    merged = compare_cli("laptop", "server", "--merge-sources", "--out", "merged")  # the nodes of one cluster
+    assert merged.returncode == 0, merged.stderr
+    (setup,) = read_csv(tmp_path / "merged" / "setups.csv")
+    assert setup["runs"] == "6" and setup["source"] == ""
+
+
+def test_a_threads_sweep_scales_from_1_thread_and_a_precision_sweep_shows_its_precisions(
+    outputs: Path, tmp_path: Path
+) -> None:
+    threads = compare_cli(str(outputs), "--out", str(tmp_path / "threads"), columns=100)
+    assert threads.returncode == 0, threads.stderr
+    headers = [header_cells(line) for line in threads.stdout.splitlines() if line.startswith("┃")]
+    assert all("hardware" in h for h in headers)  # 1 thr and 2 thr: the column that differs is on screen
+    assert "scale-up" in headers[1] and "scaling eff." in headers[1]
+    setups = {s["hardware"].rsplit(", ", 1)[1]: s for s in read_csv(tmp_path / "threads" / "setups.csv")}
+    assert setups["1 thr"]["verdict"] == "baseline"  # the smallest setup, whichever was slower
+    runs = read_csv(tmp_path / "threads" / "compare.csv")
+    ones = [float(r["train_samples_per_sec"]) for r in runs if r["threads"] == "1"]
+    for r in runs:  # against the 1-thread runs' median; the ideal is twice that at 2 threads (2 cores used)
+        speedup = float(r["train_samples_per_sec"]) / sorted(ones)[1]
+        assert float(r["scaling_speedup"]) == pytest.approx(speedup)
+        used = min(int(r["threads"]), len(os.sched_getaffinity(0)))
+        assert float(r["scaling_efficiency"]) == pytest.approx(speedup / used)
+    assert (tmp_path / "threads" / "scaling.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    copy_jobs(outputs, tmp_path / "sweep", threads=2)
+    copy_jobs(outputs, tmp_path / "sweep" / "bf16", threads=2, edit={"precision": "bf16-mixed"})
+    precision = compare_cli(str(tmp_path / "sweep"), "--out", str(tmp_path / "precision"), columns=100)
+    assert precision.returncode == 0, precision.stderr
+    lines = precision.stdout.splitlines()
+    headers = [header_cells(line) for line in lines if line.startswith("┃")]
+    assert all(h[:2] == ["arch", "precision"] for h in headers)
+    assert "not shown for width: precision" not in " ".join(precision.stdout.split())
+    assert sum(" bf16-mixed " in line for line in lines if line.startswith("│")) == 1 + 3

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hwbench import __version__
+from hwbench.commands import command
 from hwbench.compare.columns import check_columns, column_keys
 from hwbench.compare.pricing import add_prices, prices_named
 from hwbench.compare.reading import read_rows
@@ -129,7 +130,7 @@ class Report:
 
 def command_line(argv: list[str] | None) -> str:
     """How this report was made, as a shell would take it again."""
-    return shlex.join(["hwbench-compare", *(sys.argv[1:] if argv is None else argv)])
+    return " ".join([command("hwbench-compare"), shlex.join(sys.argv[1:] if argv is None else argv)])
 
 
 def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = None) -> int:
@@ -144,7 +145,7 @@ def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = N
     rows = read_rows(args.dirs, meanwhile=lambda: importlib.import_module("hwbench.compare.plots"))
     if not rows:
         where = ", ".join(str(d) for d in args.dirs)
-        print(f"error: no results.json under {where}: run python -m hwbench first", file=sys.stderr)
+        print(f"error: no results.json under {where}: run {command('hwbench')} first", file=sys.stderr)
         return 2
     ok = [r for r in rows if r.status == "ok"]
     not_ok = [r for r in rows if r.status != "ok"]
