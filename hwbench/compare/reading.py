@@ -91,8 +91,9 @@ def read_rows(
 
 def with_sources(rows: list[Row], folders: list[str | Path]) -> list[Row]:
     """Each row's source: the folder argument its record was found under, as given ('laptop', not its full path),
-    the innermost where one given folder holds another. Paths are found by joining onto the folders as given."""
-    given = sorted({os.path.normpath(f) for f in map(str, folders)}, key=len, reverse=True)
+    the outermost where one given folder holds another (as it is read: ``outermost``). Paths are found by joining
+    onto the folders as given."""
+    given = sorted({os.path.normpath(f) for f in map(str, folders)}, key=len)
     for row in rows:
         row.source = next((f for f in given if f == "." or row.path.startswith(f + os.sep)), given[-1] if given else "")
     return rows

@@ -239,10 +239,10 @@ def flagged_section(ok: Sequence[Row]) -> str:
                          if w)  # fmt: skip
 
     if len(flagged) <= MAX_FLAGGED_ROWS:
-        headers = ["arch", "job", "host", "hardware", "train samples/s", "why"]
-        rows = [[r.arch, r.job, r.host or "", r.hardware, number(r.train_samples_per_sec, ",.0f"), why(r)]
+        headers = ["arch", "source", "job", "host", "hardware", "train samples/s", "why"]
+        rows = [[r.arch, r.source, r.job, r.host or "", r.hardware, number(r.train_samples_per_sec, ",.0f"), why(r)]
                 for r in flagged]  # fmt: skip
-        body = html_table(headers, rows, [False, False, False, False, True])
+        body = html_table(headers, rows, [False, False, False, False, False, True])
     else:
         counts: dict[tuple[str, str], list] = {}
         for r in flagged:
