@@ -21,7 +21,7 @@ import matplotlib.image
 import pytest
 from filelock import FileLock
 
-from conftest import REPO, next_steps
+from conftest import REPO, as_if_quiet, next_steps
 from hwbench.compare.cli import main as compare
 from hwbench.compare.plots import MAX_LINES, accuracy_figure, accuracy_plot, throughput_figure, throughput_plot
 from hwbench.compare.reading import read_rows
@@ -56,23 +56,6 @@ def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subproces
             (root / "sweep.json").write_text(json.dumps({"args": cmd, "stdout": result.stdout}))
     saved = json.loads((root / "sweep.json").read_text())
     return subprocess.CompletedProcess(saved["args"], 0, saved["stdout"], "")
-
-
-def as_if_quiet(folder: Path) -> None:
-    """The runs' machine load and stability as a quiet machine's: these runs share the machine with the other test
-    worker, so they come out noisy or unsteady, and compare never counts those in a setup (tested below and in
-    test_records). Here the setups and their speed-ups themselves are under test."""
-    for path in folder.rglob("results.json"):
-        record = json.loads(path.read_text())
-        if load := record.get("machine_load"):
-            load |= {
-                "others_cpu_percent": 0.0,
-                "steal_percent": 0.0,
-                "canary_after_gflops": load["canary_before_gflops"],
-            }
-        if stability := record.get("training", {}).get("stability"):
-            stability |= {"iqr": 0.0, "iqr_over_median": 0.0}
-        path.write_text(json.dumps(record))
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +284,15 @@ def test_noisy_runs_move_no_median(outputs: Path, tmp_path: Path, capsys) -> Non
     assert sorted(r["left_out"] for r in after) == ["", "3 noisy"]
     stdout = capsys.readouterr().out
     assert "noisy" in stdout and "never counted in a setup's figures" in " ".join(stdout.split())
+    # the plots mark them: beside the setup they were left out of, or, a folder of their own, as not counted
+    merged = group_setups(read_rows([quiet, tmp_path / "busy"]), by_source=False)
+    labels = [b.label for panel in throughput_plot(merged) for b in panel.bars]  # type: ignore[union-attr]
+    assert sum(label.endswith("[+3 noisy left out]") for label in labels) == 1
+    alone = group_setups(read_rows([quiet, tmp_path / "busy"]))
+    (bar,) = [b for panel in throughput_plot(alone) for b in panel.bars if b.noisy]  # type: ignore[union-attr]
+    assert bar.label.endswith("[3 noisy: not counted]") and bar.runs == 0
+    (line,) = [line for line in accuracy_plot(alone).lines if line.noisy]  # type: ignore[union-attr]
+    assert line.label.endswith("[3 noisy: not counted]")
 
 
 def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

@@ -145,8 +145,8 @@ def with_values(columns: Sequence[Column], rows: Sequence[Any]) -> list[Column]:
 # what a run is, in a column each (the hardware says its threads and devices): any of these whose value differs
 # between the shown rows comes first, beside the network, before every figure
 DESCRIBING = ("source", "host", "hardware", "execution", "precision", "batch_size", "epochs")
-# a flag or a figure that some shown row has and that says how to read the row: shown right after the speed
-HEADLINE = ("train_samples_per_sec", "median_samples_per_sec")
+HEADLINE = ("train_samples_per_sec", "median_samples_per_sec")  # with the network: the last to go
+# a flag or a figure that some shown row has and that says how to read the row: ranked with the speed
 FLAGS = ("noisy", "unsteady", "left_out", "scaling_speedup", "scaling_efficiency")
 
 

@@ -186,12 +186,14 @@ def scaling_plot(groups: Sequence[Series]) -> Lines | None:
     """Median training samples/s at each device (else thread) count, with its ideal; None when no runs differ
     only in their device or thread count."""
     lines = []
+    sources = len({s.rows[0].source for s in groups}) > 1  # named where they tell the lines apart
     for series in sorted(groups, key=lambda s: len(s.rows), reverse=True)[:MAX_SCALING_LINES]:
         sizes = series.sizes
         speeds = [series.speed_at(n) for n in sizes]
         first = series.rows[0]
         per = "/device" if series.axis == DEVICES else ""
-        name = plot_label(f"{first.arch} {first.source}: {first.host}/{first.device}, bs {first.batch_size}{per}, "
+        source = f"{first.source}: " if sources else ""
+        name = plot_label(f"{first.arch} {source}{first.host}/{first.device}, bs {first.batch_size}{per}, "
                           f"by {series.axis}")  # fmt: skip
         lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False, ideal=series.ideal()))
     axes = {s.axis for s in groups}
