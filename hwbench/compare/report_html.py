@@ -131,7 +131,6 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
         elif word and word != "no other setup to compare with":
             sentence += f"; {word}"
         common = setup_name(best, [p for p in ("execution", "precision", "batch_size", "epochs") if p not in varied])
-        common = common.removeprefix(f"{best.source}: ")
         alike = common.removeprefix(best.hardware).strip(", ")
         heading = f"{arch}{f': every setup {alike}' if alike and len(mine) > 1 else ''}"
         parts.append(f"<h3>{text(heading)}</h3><p class=answer>{text(sentence)}.</p>")

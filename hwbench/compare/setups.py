@@ -18,6 +18,7 @@ import numpy as np
 
 from hwbench.compare.bootstrap import Interval, percentile_interval, resampled_medians
 from hwbench.compare.rows import Row
+from hwbench.compare.scaling import world
 
 SetupKey = tuple[str, str, str | None, str | None, int | None, int | None, str | None]
 MIN_RUNS = 3  # runs that count, each side, before an interval or a verdict is claimed
@@ -49,7 +50,7 @@ class Setup:
     def scale(self) -> tuple[int, int]:
         """Its devices, then its CPU threads: the smallest setup of a scaling sweep is its natural baseline."""
         first = (self.rows or self.excluded)[0]
-        return first.world_size, first.threads or 0
+        return world(first), first.threads or 0
 
     @property
     def machine(self) -> tuple[str | None, str | None, str | None]:
