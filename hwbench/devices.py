@@ -14,6 +14,8 @@ from hwbench.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
+STARVED_BELOW = 0.8  # a measurement's threads got less than this share of their cores' time: others took the rest
+
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -86,3 +88,18 @@ def keep_freed_host_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     libc.mallopt(m_mmap_threshold, 32 * 2**20)
     libc.mallopt(m_trim_threshold, 2**30)
+
+
+def process_cpu_seconds() -> float:
+    """This process's CPU time so far, all its threads together."""
+    t = os.times()
+    return t.user + t.system
+
+
+def starved(cpu_seconds: float, wall_seconds: float, threads: int) -> list[str]:
+    """Why a CPU measurement is not the machine's: its threads had less than ``STARVED_BELOW`` of their cores
+    (of the cores this process may use, where it has more threads than those)."""
+    share = cpu_seconds / max(wall_seconds * min(threads, available_cores()), 1e-9)
+    if share >= STARVED_BELOW:
+        return []
+    return [f"the measurement's {threads} thread(s) got {share:.0%} of their cores' time: other load took the rest"]

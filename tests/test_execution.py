@@ -47,8 +47,12 @@ def test_a_schedule_that_also_cycles_momentum_is_refused() -> None:
 @pytest.mark.parametrize(
     ("overrides", "line"),
     [
-        (("execution=fused", "device=cpu"), "execution=fused captures CUDA graphs and this job runs on cpu"),
-        (("execution=fused", "optim=rmsprop"), "execution=fused does not combine with RMSprop (no fused CUDA"),
+        (("execution=graph", "device=cpu"), "execution=graph captures CUDA graphs and this job runs on cpu"),
+        pytest.param(
+            ("execution=fused", "optim=rmsprop", "device=gpu"),
+            "execution=fused does not combine with RMSprop (no",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="a CPU runs it eager (test_cpu_fused.py)"),
+        ),
         (("execution=graph", "optim=sgd_onecycle"), "execution=graph does not combine with an LR scheduler"),
         (("execution=compiled", "execution.mode=fast"), "execution.mode must be one of default, reduce-overhead"),
     ],

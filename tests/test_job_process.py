@@ -36,12 +36,17 @@ def test_each_job_of_a_sweep_runs_in_its_own_process_and_gives_what_one_process_
     data_root, make_cfg, tmp_path
 ) -> None:
     proc = start(["-m", "seed=0,1,2", "epochs=1", "data.train_limit=1000", *SAME_MATH], data_root, tmp_path)
-    proc.communicate(timeout=600)
+    stdout, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     fresh = [r for _, r in sorted(records(tmp_path / "outputs").items())]
     pids = [r.job.pid for r in fresh]
     assert len(set(pids)) == 3 and proc.pid not in pids  # three processes, none of them the sweep's
     assert all(r.job.shared is None and r.job.start_seconds > 0 and r.job.died is None for r in fresh)
+    # forked from the template: no thread, CUDA context or thread pool there before the job's own
+    assert all(r.job.started_by == "template" and r.job.inherited == [] for r in fresh)
+    assert all(r.phases.train > 0 and r.phases.test > 0 and r.phases.write > 0 for r in fresh)
+    (line,) = [line for line in stdout.splitlines() if line.startswith("time: ")]  # where the sweep's time went
+    assert " for 3 job(s): starting " in line and ", training " in line and ", testing and inference " in line
 
     shared = [run(make_cfg(f"seed={seed}", "epochs=1", "data.train_limit=1000", *SAME_MATH), tmp_path / str(seed))
               for seed in range(3)]  # fmt: skip
@@ -56,10 +61,15 @@ def test_each_job_of_a_sweep_runs_in_its_own_process_and_gives_what_one_process_
 
 
 def job_process(sweep: subprocess.Popen) -> psutil.Process:
-    """The sweep's job process now running (its one child)."""
-    (child,) = psutil.Process(sweep.pid).children()
-    assert "hydra.mode=RUN" in child.cmdline()
-    return child
+    """The sweep's job process now running: forked from the template (named hwbench-job), else a new interpreter."""
+    (job,) = [p for p in psutil.Process(sweep.pid).children(recursive=True) if is_job(p)]
+    return job
+
+
+def is_job(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return process.name() == "hwbench-job" or "hydra.mode=RUN" in process.cmdline()
+    return False
 
 
 def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench_cli, tmp_path) -> None:
@@ -70,15 +80,6 @@ def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench
     assert name.endswith('_a"b\\c') and record.status == "ok" and record.run_name == 'a"b\\c'
 
 
-def descendant(proc: subprocess.Popen, *words: str) -> psutil.Process | None:
-    """The process under ``proc`` whose command line holds each of ``words``, if one is running."""
-    for child in psutil.Process(proc.pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if all(word in child.cmdline() for word in words):
-                return child
-    return None
-
-
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"),
                     reason="the cluster extra is not installed: pip install -e '.[cluster]'")  # fmt: skip
 def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(data_root, tmp_path) -> None:
@@ -87,7 +88,7 @@ def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(
     proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY], data_root, tmp_path)
     folder = None
     while proc.poll() is None:  # the job's process, once it has recorded its first epoch
-        job = descendant(proc, "epochs=1000", "hydra.mode=RUN")
+        job = next((p for p in psutil.Process(proc.pid).children(recursive=True) if is_job(p)), None)
         folder = folder or next((tmp_path / "outputs").glob("multiruns/*/0_ffnn_cpu_e1000"), None)
         if job is not None and folder is not None and (folder / "results.json").exists():
             record = records(folder)[folder.name]
@@ -109,8 +110,12 @@ def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(
     assert submitted.name.isdigit() and list(submitted.glob("*_0_log.out"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
-def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(data_root, tmp_path, sig) -> None:
+@pytest.mark.parametrize(("sig", "started_by"), [(signal.SIGKILL, "template"), (signal.SIGSEGV, "exec")])
+def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(
+    data_root, tmp_path, sig, started_by, monkeypatch
+) -> None:
+    if started_by == "exec":  # a new interpreter per job: where fork is not safe, and on request
+        monkeypatch.setenv("HWBENCH_JOB_START", "exec")
     proc = start(["-m", "epochs=1,100,1", *TINY], data_root, tmp_path)
     wait_for(proc, "epoch 1/100 done")  # job 1 has recorded its first epoch
     job_process(proc).send_signal(sig)
@@ -127,6 +132,8 @@ def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(dat
     assert dead.job.died == f"killed by {sig.name}"
     assert dead.reason.startswith(f"its process died (killed by {sig.name}) after")
     assert len(dead.training.epochs) >= 1 and dead.training.partial  # what it had recorded is kept
+    ok = found["2_ffnn_cpu_e1"].job
+    assert ok.started_by == started_by and (ok.exec_reason == "HWBENCH_JOB_START=exec") == (started_by == "exec")
     assert f"ffnn cpu epochs=100: failed: its process died (killed by {sig.name}) after" in stderr
 
 
@@ -203,3 +210,26 @@ def test_what_cannot_be_read_is_named_never_a_zero() -> None:
     else:
         assert part.unavailable.startswith("no NVML reading of the GPU (")
         assert part.gpu_other_processes is None and part.gpu_throttled_seconds is None
+
+
+def test_the_template_imports_ask_no_device_and_start_no_thread() -> None:
+    """What the template preloads (hwbench/launch/template.py) must leave a process that is safe to fork: no CUDA
+    question (cudaGetDeviceCount initializes the driver, which a forked child cannot use), no thread, no pool."""
+    code = """
+import importlib, os, threading, torch
+def asked(*args, **kwargs):
+    raise AssertionError("the template asked CUDA for its devices")
+torch.cuda.is_available = torch.cuda.device_count = torch._C._cuda_getDeviceCount = asked
+from hwbench.launch.template import PRELOAD
+for name in PRELOAD:
+    importlib.import_module(name)
+assert not torch.cuda.is_initialized()
+assert threading.active_count() == 1, threading.enumerate()
+assert len(os.listdir("/proc/self/task")) == 1, "an OS thread started (a thread pool)"
+print("clean")
+"""
+    from hwbench.launch.template import TEMPLATE_ENVIRONMENT
+
+    env = {**os.environ, **TEMPLATE_ENVIRONMENT}  # as the template starts
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "clean", done.stderr[-3000:]

@@ -64,7 +64,7 @@ def test_the_cache_is_read_back_and_a_damaged_one_measured_again(tmp_path: Path,
 
     kept.write_text('{"key": ')  # a half-written file (a crash mid-write elsewhere): measured again, kept anew
     third = matmul_peak(CPU, "fp32")
-    assert not third.cached and json.loads(kept.read_text())["peak"]["round_seconds"] == third.round_seconds
+    assert not third.cached and json.loads(kept.read_text())["value"]["round_seconds"] == third.round_seconds
 
 
 def test_a_kept_peak_the_machine_cannot_reach_is_dropped_in_one_line_and_measured_again(
@@ -77,7 +77,7 @@ def test_a_kept_peak_the_machine_cannot_reach_is_dropped_in_one_line_and_measure
     keep(kept, key, real)  # kept whether or not other load slowed it: what a quiet machine's probe leaves
     cached = json.loads(kept.read_text())
     for poison in ({"flops_per_sec": 1e39}, {"size": 10**6}, {"flops_per_sec": "1e11"}):
-        kept.write_text(json.dumps(cached | {"peak": cached["peak"] | poison}))
+        kept.write_text(json.dumps(cached | {"value": cached["value"] | poison}))
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             peak = matmul_peak(CPU, "fp32")
@@ -92,7 +92,7 @@ def test_a_kept_peak_the_machine_cannot_reach_is_dropped_in_one_line_and_measure
             assert dropped == ["the kept matmul peak is for 1000000x1000000 products, a size the probe never uses: "
                                "it is not this machine's; dropped and measured again"]  # fmt: skip
         if not peak.noise:  # a probe on a busy machine is not kept
-            assert json.loads(kept.read_text())["peak"]["flops_per_sec"] == peak.flops_per_sec  # kept anew
+            assert json.loads(kept.read_text())["value"]["flops_per_sec"] == peak.flops_per_sec  # kept anew
 
 
 def test_a_cache_folder_that_cannot_be_made_costs_a_probe_not_the_job(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -101,7 +101,7 @@ def test_a_cache_folder_that_cannot_be_made_costs_a_probe_not_the_job(tmp_path: 
     with caplog.at_level(logging.WARNING):
         peak = matmul_peak(CPU, "fp32")
     assert peak.flops_per_sec > 0 and not peak.cached
-    assert "probing without it" in caplog.text
+    assert "measuring without it" in caplog.text and "matmul-peak-" in caplog.text
 
 
 def test_a_probe_beside_busy_loops_is_flagged_gives_no_mfu_and_is_never_kept(tmp_path: Path, monkeypatch) -> None:
@@ -115,7 +115,8 @@ def test_a_probe_beside_busy_loops_is_flagged_gives_no_mfu_and_is_never_kept(tmp
             loop.kill()
             loop.wait()
     (reason,) = peak.noise
-    assert reason.startswith(f"the probe's {threads} thread(s) got ") and reason.endswith("other load took the rest")
+    assert reason.startswith(f"the measurement's {threads} thread(s) got ")
+    assert reason.endswith("other load took the rest")
     assert not list(tmp_path.glob("matmul-peak-*.json"))  # a busy machine's rate is never kept for the next job
     meter = FlopsAndPeak(Flops(forward=1_000, train=3_000), "32-true")
     meter.measured = peak  # what the job's probe gave: no MFU against it
@@ -145,7 +146,7 @@ def test_a_kept_peak_the_training_beats_leaves_the_record_and_the_cache(hwbench_
         "seconds": 11.0,
         "measured_at": "2026-01-01T00:00:00+00:00",
     }  # a busy day's 1 GFLOP/s
-    kept.write_text(json.dumps({"key": key, "peak": slow}))
+    kept.write_text(json.dumps({"key": key, "value": slow}))
     result = hwbench_cli("device=cpu", "device.threads=1", "epochs=2", "data.train_limit=2000", "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-3000:]
     training = read_record(tmp_path / "run" / "results.json").training

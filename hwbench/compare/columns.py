@@ -59,6 +59,7 @@ RUN_COLUMNS = [
     Column("host_bound", "host-bound"),
     Column("noisy", "noisy"),  # why: the machine's other load while the run was timed
     Column("unsteady", "unsteady"),  # why: the run's own sub-windows spread
+    Column("not_measured", "not measured"),  # what ~measure.NAME switched off
     Column("repeat", "repeat", "d"),
     Column("scaling_speedup", "scale-up", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),

@@ -100,6 +100,7 @@ class Row:
     scaling_speedup: float | None = None  # samples/s over that of the smallest run of its group (scaling.py)
     scaling_efficiency: float | None = None  # that speed-up over the ratio of the devices or cores used
     usd_per_hour: float | None = None  # what the run's devices cost an hour, all of them (--price, pricing.py)
+    not_measured: str | None = None  # what the run's config switched off (~measure.NAME): blank, never a zero
 
     @property
     def label(self) -> str:
@@ -219,6 +220,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         host_bound=record.host_bound,
         noisy="; ".join(record.noise) or None,
         unsteady=record.unsteady,
+        not_measured=", ".join(record.not_measured) or None,
         repeat=record.repeat,
         status=sys.intern(record.status),
         timed=record.status == "ok" and bool(speed and speed.samples_per_sec),

@@ -129,6 +129,9 @@ def run_view(ok: list[Row]) -> View | None:
         notes.append(Note(NOISY_NOTE, ("train_samples_per_sec",)))
     if any(r.unsteady for r in ok):
         notes.append(Note(UNSTEADY_NOTE, ("train_samples_per_sec",)))
+    if skipped := sorted({m for r in ok if r.not_measured for m in r.not_measured.split(", ")}):
+        notes.append(Note(f"not measured in some runs (~measure.NAME): {', '.join(skipped)}; their figures are "
+                          f"blank, never zero"))  # fmt: skip
     return View("hwbench runs", with_epochs(RUN_COLUMNS, lengths_differ(ok)), ok, notes)
 
 

@@ -60,6 +60,9 @@ class Trainee(Protocol):
     """What a strategy needs of the module it trains: forward and loss, where a step's outputs go, and the
     stepping (the LightningModule satisfies it)."""
 
+    net: nn.Module  # the network (what a strategy that runs layers itself walks: execution=fused on a CPU)
+    channels_last: bool  # whether the forward feeds the net NHWC images
+
     @property
     def stepping(self) -> Stepping: ...
 

@@ -149,7 +149,9 @@ def raised_os_error(err: BaseException) -> BaseException:
     return err
 
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs each job under this process
+def basic_launcher(config: DictConfig) -> bool:
+    """Whether Hydra's basic launcher ran the sweep: each job under this process (the group's public choice)."""
+    return OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher") == "basic"
 
 
 class ShowResults(Callback):
@@ -165,7 +167,7 @@ class ShowResults(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
         print(results_lines(sweep, config.get("logger")), flush=True)
-        if OmegaConf.select(config, "hydra.launcher._target_") == BASIC_LAUNCHER:
+        if basic_launcher(config):
             return
         drop_unformatted_folder(OmegaConf.select(config, "hydra.launcher.submitit_folder"))
         if not_ok := not_ok_in(sweep):  # their own processes printed their lines to their logs (.submitit/)

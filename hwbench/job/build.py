@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.execution import Execution, PrepareExecution
+from hwbench.job.config import MEASUREMENTS, measured
 from hwbench.job.console.progress import StepProgressBar
 from hwbench.launch.safe_points import SafePoints
 from hwbench.launch.signals import StopSignals
@@ -23,6 +24,7 @@ from hwbench.measure.gpu_busy import GpuBusy
 from hwbench.measure.inference import InferenceTiming
 from hwbench.measure.machine_load import MachineLoadCheck
 from hwbench.measure.memory import PeakMemory
+from hwbench.measure.phases import TrainingSpan
 from hwbench.measure.test_accuracy import TestAccuracy
 from hwbench.measure.throughput import FlopsAndPeak, flops_per_sample
 from hwbench.measure.training_clock import TrainingClock
@@ -55,49 +57,64 @@ def build_model(cfg: DictConfig, net: torch.nn.Module, execution: Execution) -> 
 
 @dataclass
 class Measurements:
-    """The job's measuring callbacks, one per figure, and the record parts they give."""
+    """The job's measuring callbacks, one per figure, and the record parts they give. The clock, the epochs, the
+    summary and the test always run; the others as ``measure`` chooses (None: not measured)."""
 
     kernels: CpuKernelChoice
     prepare: PrepareExecution
-    load: MachineLoadCheck
     clock: TrainingClock
     meter: FlopsAndPeak
     epochs: EpochTable
     summary: TrainingSummary
     test: TestAccuracy
-    inference: InferenceTiming
-    memory: PeakMemory
-    energy: Energy
-    busy: GpuBusy
+    span: TrainingSpan
+    load: MachineLoadCheck | None
+    inference: InferenceTiming | None
+    memory: PeakMemory | None
+    energy: Energy | None
+    busy: GpuBusy | None
+    not_measured: list[str]
 
     @classmethod
     def of(cls, cfg: DictConfig, net: torch.nn.Module, data: InMemoryDataModule, execution: Execution,
            stop: StopSignals | None, epoch_closed: Callable[[], None] = lambda: None) -> Measurements:  # fmt: skip
-        clock = TrainingClock(cfg.warmup_steps)
+        on = {name: measured(cfg, name) for name in MEASUREMENTS}
+        on["canary"] = on["canary"] and on["machine_load"]  # its figures are in the machine_load part
+        clock = TrainingClock(cfg.warmup_steps)  # what every other figure's window is read from
         flops = flops_per_sample(getattr(net, "_orig_mod", net))  # counted on the eager net
-        meter = FlopsAndPeak(flops, str(cfg.device.precision))
+        meter = FlopsAndPeak(flops, str(cfg.device.precision), probe=on["peak"])
         epochs = EpochTable(clock, meter, epoch_closed)
         safe_point = stop.safe_point if stop is not None else (lambda: None)
+        latency_runs = int(cfg.measure.inference.get("latency_runs", 100)) if on["inference"] else 0
         return cls(
             kernels=CpuKernelChoice(cfg.device.cpu_kernels, data),  # in its setup: before any clock starts
-            prepare=PrepareExecution(execution, data), load=MachineLoadCheck(cfg.device.require_quiet),
-            clock=clock, meter=meter, epochs=epochs,
-            summary=TrainingSummary(clock, meter, epochs), test=TestAccuracy(),
-            inference=InferenceTiming(data, flops, cfg.inference_batch_size, safe_point=safe_point),
-            memory=PeakMemory(), energy=Energy(clock), busy=GpuBusy(execution),
+            prepare=PrepareExecution(execution, data), clock=clock, meter=meter, epochs=epochs,
+            summary=TrainingSummary(clock, meter, epochs), test=TestAccuracy(), span=TrainingSpan(),
+            load=MachineLoadCheck(cfg.device.require_quiet, windows=on["machine_load"], canary=on["canary"])
+            if on["machine_load"] else None,
+            inference=InferenceTiming(data, flops, cfg.inference_batch_size, latency_runs, safe_point=safe_point)
+            if on["inference"] else None,
+            memory=PeakMemory() if on["memory"] else None,
+            energy=Energy(clock) if on["energy"] else None,
+            busy=GpuBusy(execution, clock) if on["gpu_busy"] else None,
+            not_measured=[name for name in MEASUREMENTS if not on[name]],
         )  # fmt: skip
 
     def callbacks(self, stop: StopSignals | None) -> list[Callback]:
         """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
         next epoch's clock starts; a held signal raised before a step is counted."""
-        return [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
-                self.summary, self.test, self.inference, self.memory, self.energy, self.busy]  # fmt: skip
+        ordered = [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
+                   self.summary, self.test, self.inference, self.memory, self.energy, self.busy, self.span]  # fmt: skip
+        return [callback for callback in ordered if callback is not None]
 
-    def record_parts(self) -> dict[str, Part]:
-        parts: dict[str, Part] = {}
+    def record_parts(self) -> dict[str, Part | list[str]]:
+        parts: dict[str, Part | list[str]] = {}
         for callback in (self.kernels, self.prepare, self.load, self.summary, self.test, self.inference):
-            parts |= callback.record_parts()
-        parts["resources"] = Resources.of(self.memory.figures(), self.energy.figures(), self.busy.figures())
+            if callback is not None:
+                parts |= callback.record_parts()
+        if figures := [c.figures() for c in (self.memory, self.energy, self.busy) if c is not None]:
+            parts["resources"] = Resources.of(*figures)
+        parts["not_measured"] = self.not_measured
         return parts
 
 

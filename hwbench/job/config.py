@@ -29,6 +29,8 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")
 MAX_SEED = 2**32 - 1
 DEVICE_NAMES = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}  # accelerator -> the device config's name
 MIN_TIMED_STEPS = 4  # optimizer steps an epoch: fewer, and the epoch's clock reads weigh as much as its steps
+# what ~measure.NAME can switch off (conf/measure/all.yaml); the clock, the epochs and the test always run
+MEASUREMENTS = ("inference", "peak", "canary", "machine_load", "memory", "energy", "gpu_busy")
 
 
 @dataclass
@@ -94,6 +96,7 @@ class HwbenchConfig:
 
     execution: Any = MISSING  # the execution strategy's constructor and arguments (``_target_``), per strategy
     logger: Any = None  # each chosen logger's constructor and arguments (``_target_``), and what they share
+    measure: Any = None  # the measurements switched on, by name (conf/measure), each with its settings
     steps_per_execution: int = MISSING  # optimizer steps per Lightning step
     channels_last: bool = MISSING
 
@@ -200,6 +203,7 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"data.train_limit must be at most {MNIST_TRAIN_SIZE - cfg.data.val_size} (60,000 "
                           f"training images less data.val_size), got {cfg.data.train_limit}")  # fmt: skip
     check_split(cfg)
+    check_measures(cfg)
     one_of("device.precision", str(cfg.device.precision), PRECISIONS)
     one_of("device.matmul_precision", cfg.device.matmul_precision, MATMUL_PRECISIONS)
     one_of("init", cfg.init, ("keras", "torch"))
@@ -211,6 +215,19 @@ def check(cfg: DictConfig) -> None:
     if cfg.device.devices > 1 and cfg.device.accelerator not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device.devices={cfg.device.devices} needs device=cpu or device=gpu (DDP runs on "
                           f"CPU processes or CUDA GPUs), got device.accelerator={cfg.device.accelerator}")  # fmt: skip
+
+
+def check_measures(cfg: DictConfig) -> None:
+    chosen = set(cfg.get("measure") or {})
+    if unknown := sorted(chosen - set(MEASUREMENTS)):
+        raise ConfigError(f"measure.{unknown[0]}: no such measurement; measure has {', '.join(MEASUREMENTS)}")
+    if cfg.device.require_quiet and "machine_load" not in chosen:
+        raise ConfigError("device.require_quiet=true needs measure.machine_load: drop ~measure.machine_load")
+
+
+def measured(cfg: DictConfig, name: str) -> bool:
+    """Whether the job measures ``name`` (one of MEASUREMENTS)."""
+    return name in (cfg.get("measure") or {})
 
 
 def check_precision(cfg: DictConfig, accelerator: str) -> None:

@@ -26,7 +26,7 @@ from hwbench.loggers.tensorboard import log_run
 from hwbench.measure.stability import group_plan
 from hwbench.record.fingerprint import as_markdown, fingerprint
 from hwbench.record.machine import Fingerprint
-from hwbench.record.parts import Interruption, Training
+from hwbench.record.parts import Interruption, Phases, Training
 from hwbench.record.results import ResultsRecord, now, refuse_taken, write_record
 from hwbench.record.writing import writing
 
@@ -55,6 +55,7 @@ class Job:
         self.loggers: list[Logger] = []  # the config's choice (the logger group): TensorBoard first
         self.trainer: L.Trainer | None = None
         self.stop: StopSignals | None = None  # the job's own, while it runs
+        self.test_seconds = 0.0
 
     def run(self) -> ResultsRecord:
         start = time.perf_counter()
@@ -121,14 +122,24 @@ class Job:
                 write_record(self.out_dir, record)
 
     def finish(self, record: ResultsRecord, start: float) -> None:
-        """The record from every part measured, on disk; then TensorBoard's last figures, flushed."""
+        """The record from every part measured, on disk; then TensorBoard's last figures, flushed; then the record
+        again with the writing's time (the first write keeps the record safe from a logger that hangs)."""
         self.assemble(record)
-        record.finished, record.wall_seconds = now(), time.perf_counter() - start
+        writing_from = time.perf_counter()
+        record.finished, record.wall_seconds = now(), writing_from - start
         try:
             if self.writes:
                 write_record(self.out_dir, record)  # on failure the last record written stays
         finally:
             self.close_loggers(record)
+        if self.writes:
+            record.phases = self.phases(record.wall_seconds, time.perf_counter() - writing_from)
+            write_record(self.out_dir, record)
+
+    def phases(self, wall: float, write: float) -> Phases:
+        train = self.measuring.span.seconds if self.measuring else 0.0
+        prepare = max(0.0, wall - train - self.test_seconds)
+        return Phases(prepare=prepare, train=train, test=self.test_seconds, write=write)
 
     def assemble(self, record: ResultsRecord) -> None:
         """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
@@ -179,7 +190,9 @@ class Job:
                 f"lower the learning rate (lr={cfg.lr})"
             )
             return
+        testing_from = time.perf_counter()
         trainer.test(model, datamodule=data, verbose=False)
+        self.test_seconds = time.perf_counter() - testing_from
         self.assemble(record)  # the test's figures and the inference timing
         record.status = "ok"
 

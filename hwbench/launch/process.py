@@ -3,21 +3,25 @@
 Hydra's basic launcher runs a sweep's jobs one after another in its own process, where a job inherits the last
 one's heap layout, CUDA context, caching allocator and compiler caches, and a job that dies ends the sweep.
 No launcher runs jobs one at a time each in a new process (submitit_local starts them all at once; joblib reuses
-its workers), so the job function starts each job in a new interpreter (``python -m hwbench`` in RUN mode pinned
-to the job's folder: exec'd, so nothing of this process's memory), waits for it and takes its outcome from a
-pipe. Under submitit and SLURM it holds all the same. DDP's ranks >= 1 (hwbench.launch.ddp) and the job process run
-their job where they are.
+its workers), so the job function starts each job in a process of its own (``python -m hwbench`` in RUN mode
+pinned to the job's folder: forked from a template that has only imported the libraries (launch/template.py),
+else a new interpreter; never this process's memory), waits for it and takes its outcome from a pipe. Under
+submitit and SLURM it holds all the same. DDP's ranks >= 1 (hwbench.launch.ddp) and the job process run their job
+where they are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,10 +30,11 @@ from omegaconf import DictConfig
 from hwbench.errors import Interrupted
 from hwbench.launch.ddp import hwbench_command, process_rank, run_dir_pin
 from hwbench.launch.signals import stop_signals_blocked
+from hwbench.launch.template import exec_reason, inherited, start_from_template
 from hwbench.record.machine import JobProcess
 from hwbench.record.results import RECORD_NAME, ResultsRecord, Status, now, read_record, write_record
 
-ENV = "HWBENCH_JOB_PROCESS"  # in a job process: "<its outcome pipe's fd>:<time.monotonic() when it was started>"
+ENV = "HWBENCH_JOB_PROCESS"  # in a job process: "<outcome pipe's fd>:<time.monotonic() when asked for>:<how>"
 CALLER_PROCESS = "run in its caller's process (hwbench.job.runner.run called directly, not by python -m hwbench)"
 
 
@@ -42,13 +47,22 @@ class Outcome(NamedTuple):
     signum: int | None = None  # the stop signal that interrupted it
 
 
-def job_process() -> tuple[int, float] | None:
-    """In a job process: the fd of its outcome pipe and when its parent started it; None elsewhere (DDP ranks >= 1
+class Started(NamedTuple):
+    fd: int  # the outcome pipe's
+    at: float  # time.monotonic() when its start was asked for
+    by: str  # template | exec
+    reason: str | None  # why exec
+
+
+def job_process() -> Started | None:
+    """In a job process: its outcome pipe and how and when its parent started it; None elsewhere (DDP ranks >= 1
     inherit the variable, not the pipe)."""
-    fd, _, started = os.environ.get(ENV, "").partition(":")
+    fd, _, rest = os.environ.get(ENV, "").partition(":")
     if process_rank() > 0 or not fd.isdigit():
         return None
-    return int(fd), float(started)
+    at, _, by = rest.partition(":")
+    reason = None if by == "template" else exec_reason()
+    return Started(int(fd), float(at), by or "exec", reason)
 
 
 def shared_reason() -> str | None:
@@ -65,7 +79,9 @@ def process_part(shared: str | None = None) -> JobProcess:
     started = job_process()
     if started is None:
         return JobProcess(pid=os.getpid(), shared=shared or CALLER_PROCESS)
-    return JobProcess(pid=os.getpid(), start_seconds=max(0.0, time.monotonic() - started[1]))
+    return JobProcess(pid=os.getpid(), start_seconds=max(0.0, time.monotonic() - started.at),
+                      started_by=started.by, exec_reason=started.reason,
+                      inherited=inherited() if started.by == "template" else [])  # fmt: skip
 
 
 def report(outcome: Outcome) -> None:
@@ -73,21 +89,20 @@ def report(outcome: Outcome) -> None:
     started = job_process()
     if started is not None:
         with contextlib.suppress(OSError):
-            os.write(started[0], json.dumps(outcome._asdict()).encode())
+            os.write(started.fd, json.dumps(outcome._asdict()).encode())
 
 
 def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     """Run this Hydra job in a fresh process and return its outcome; where the process died, its record says
     how. A stop signal goes on to the job process and is raised here once that has recorded what it finished."""
     command, cwd = hwbench_command(run_dir_pin(folder), "hydra.output_subdir=null", "hydra.mode=RUN")
-    read, write = os.pipe()
-    child: subprocess.Popen | None = None
+    read, write = multiprocessing.Pipe(duplex=False)
+    child: JobHandle | None = None
     try:
         with stop_signals_blocked():  # the job process takes them once it can record; here, at the block's end
-            child = subprocess.Popen(command, cwd=cwd, env={**os.environ, ENV: f"{write}:{time.monotonic()}"},
-                                     pass_fds=(write,))  # fmt: skip
+            child = start_job(command, cwd, write)
         code = child.wait()
-        outcome = parsed(drained(read))
+        outcome = parsed(drained(read.fileno()))
     except OSError as err:  # out of processes or memory: this job fails, the next may start
         if child is not None:
             raise
@@ -96,13 +111,13 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     except Interrupted as err:  # sent on (one sent to the process group reaches it twice: it takes the first)
         if child is not None:
             with contextlib.suppress(ProcessLookupError):
-                child.send_signal(err.signum)
+                os.kill(child.pid, err.signum)
             child.wait()  # this process ignores stop signals now: the job records what it finished, then exits
-            settle(cfg, folder, child.pid, how_it_died(child.returncode), "interrupted", err.signal_name)
+            settle(cfg, folder, child.pid, how_it_died(child.wait()), "interrupted", err.signal_name)
         raise
     finally:
-        os.close(read)
-        os.close(write)
+        read.close()
+        write.close()
     if outcome is not None and outcome.signum is not None:  # the job process alone was signalled: stop here too
         raise Interrupted(outcome.signum)
     if outcome is not None:
@@ -110,6 +125,28 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     how = how_it_died(code)
     record = settle(cfg, folder, child.pid, how, "failed", f"its process died ({how})")
     return Outcome(record.summary(), record.status, died=how)
+
+
+class JobHandle(NamedTuple):
+    pid: int
+    wait: Callable[[], int]  # its exit status, once it has ended (-N: killed by signal N)
+
+
+def start_job(command: list[str], cwd: str, write: Connection) -> JobHandle:
+    """Start the job's process: forked from the template, else a new interpreter (and why, in its record)."""
+    asked = time.monotonic()
+    if exec_reason() is None:
+        env = {**os.environ, ENV: f"{write.fileno()}:{asked}:template"}
+        job = start_from_template(command[3:], cwd, env, write, ENV)  # after "python -m hwbench"
+        return JobHandle(job.pid, lambda: wait_for(job))
+    env = {**os.environ, ENV: f"{write.fileno()}:{asked}:exec"}
+    proc = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=(write.fileno(),))
+    return JobHandle(proc.pid, proc.wait)
+
+
+def wait_for(job: multiprocessing.process.BaseProcess) -> int:
+    job.join()
+    return job.exitcode if job.exitcode is not None else -signal.SIGKILL
 
 
 def not_ok_line(not_ok: list[str]) -> str:

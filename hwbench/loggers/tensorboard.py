@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from torch.utils.tensorboard.writer import FileWriter
 
 from hwbench.loggers.figures import RUN, figure_readers, headline_figures, hparam_values, is_number, run_figures
 from hwbench.record.results import ResultsRecord
@@ -110,9 +111,9 @@ def log_run(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, s
     last optimizer step: where HParams reads a metric), the headline's four under ``Headline/`` (the group
     TensorBoard's Time Series opens first), and the Text tab's table."""
     writer = logger.experiment
-    # the writer's own file writer, reopened: Lightning closed it when the test ended (torch has no public
-    # call that writes a prepared summary)
-    events = writer._get_file_writer()
+    # HParams' own summaries through torch's public FileWriter, in an event file of their own beside the run's
+    # (SummaryWriter has no public call that writes a prepared summary)
+    events = FileWriter(writer.get_logdir())
     values, figures = hparam_values(cfg, record), run_figures(record)
     started = time.time() - (record.wall_seconds or 0)
     for summary in (experiment(values), session_start(values, started)):
@@ -123,3 +124,4 @@ def log_run(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, s
             writer.add_scalar(name, value, at)
     writer.add_text(SUMMARY, summary_markdown(record, figures), step)
     events.add_summary(session_end(), step)
+    events.close()

@@ -4,15 +4,13 @@ record says why."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from hwbench.devices import synchronize
-from hwbench.measure.training_clock import TrainingClock
+from hwbench.measure.training_clock import Edge, TrainingClock
 from hwbench.record.parts import EnergyFigures
 
 POWERCAP = Path("/sys/class/powercap")
@@ -70,6 +68,7 @@ class Energy(Callback):
 
     def __init__(self, clock: TrainingClock) -> None:
         self.clock = clock
+        clock.listen(self.at_edge)  # read at the clock's marks, after its sync
         self.device = torch.device("cpu")
         self.rapl = Rapl()
         self.nvml: Nvml | None = None
@@ -81,19 +80,14 @@ class Energy(Callback):
         if stage == "fit" and self.device.type == "cuda":
             self.nvml = Nvml(self.device)
 
-    def read(self) -> tuple[float, list[int] | None, int | None]:
-        synchronize(self.device)
-        return time.perf_counter(), self.rapl.read(), self.nvml.read() if self.nvml else None
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.start = self.read()
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if batch_idx + 1 != trainer.num_training_batches or self.start is None:
+    def at_edge(self, edge: Edge, reading: float) -> None:
+        counters = (reading, self.rapl.read(), self.nvml.read() if self.nvml else None)
+        if edge == "start":
+            self.start = counters
             return
-        (t0, cpu0, gpu0), (t1, cpu1, gpu1) = self.start, self.read()
+        if self.start is None:
+            return
+        (t0, cpu0, gpu0), (t1, cpu1, gpu1) = self.start, counters
         self.seconds += t1 - t0
         if cpu0 is not None and cpu1 is not None:
             self.cpu_joules += self.rapl.joules(cpu0, cpu1)

@@ -14,6 +14,7 @@ from lightning import Callback, LightningModule, Trainer
 
 from hwbench.devices import synchronize
 from hwbench.execution import Compiled, Execution, Graph
+from hwbench.measure.training_clock import Edge, TrainingClock
 from hwbench.record.parts import BusyFigures
 
 BUSY_PROFILED_STEP = -2  # the profiler's step: the first epoch's second-to-last, warmed up and outside steady state
@@ -24,7 +25,7 @@ class GpuBusy(Callback):
     events around its graph replays over the whole epoch, else torch's profiler (CUPTI) over one Lightning
     step (never near a CUDA graph), else no figure and the reason. Off the GPU: nothing."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, clock: TrainingClock) -> None:
         self.timer = execution.timer if isinstance(execution, Graph) else None
         self.unavailable = (
             f"compile mode {execution.mode} replays CUDA graphs inside torch.compile, where no probe may look"
@@ -37,21 +38,25 @@ class GpuBusy(Callback):
         self.percent: float | None = None
         self.profiler: torch.profiler.profile | None = None
         self.wall_start = 0.0
+        self.starts, self.epochs = 0, 1  # training epochs started so far; of the run
+        clock.listen(self.at_edge)  # the graph replays' wall time: the clock's readings, after its sync
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.device = trainer.strategy.root_device
+        self.device, self.epochs = trainer.strategy.root_device, trainer.max_epochs or 1
 
     def watches(self, trainer: Trainer) -> bool:
         on = self.device.type == "cuda" and self.unavailable is None
         return on and trainer.current_epoch == 0 and (trainer.max_epochs or 1) > 1
 
-    def now(self) -> float:
-        synchronize(self.device)
-        return time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.timer is not None and self.watches(trainer):
-            self.timer.armed, self.wall_start = True, self.now()
+    def at_edge(self, edge: Edge, reading: float) -> None:
+        self.starts += edge == "start"
+        on = self.device.type == "cuda" and self.unavailable is None and self.epochs > 1
+        if self.timer is None or not on or self.starts != 1:  # the first (warm-up) epoch only
+            return
+        if edge == "start":
+            self.timer.armed, self.wall_start = True, reading
+        elif self.timer.armed:
+            self.percent = min(100.0, 100 * self.timer.seconds() / (reading - self.wall_start))
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         groups = trainer.num_training_batches
@@ -64,14 +69,13 @@ class GpuBusy(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.profiler is not None:
-            wall_us = (self.now() - self.wall_start) * 1e6
+        if self.profiler is not None:  # one Lightning step inside the epoch, away from its edges: its own sync
+            synchronize(self.device)
+            wall_us = (time.perf_counter() - self.wall_start) * 1e6
             self.profiler.__exit__(None, None, None)
             kernel_us = sum(e.self_device_time_total for e in self.profiler.key_averages())
             self.percent = min(100.0, 100 * kernel_us / wall_us)
             self.profiler = None
-        if batch_idx + 1 == trainer.num_training_batches and self.timer is not None and self.timer.armed:
-            self.percent = min(100.0, 100 * self.timer.seconds() / (self.now() - self.wall_start))
 
     def figures(self) -> BusyFigures:
         if self.device.type != "cuda":

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import torch
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
-from torch.utils.benchmark import Measurement, Timer
 
 from hwbench.data.datamodules import InMemoryDataModule
 from hwbench.devices import synchronize
@@ -28,6 +27,10 @@ def measure_inference(
     """Samples/s at ``batch_size`` (the median of timed blocks of batches of ``x``, and their spread), and the
     median and p90 latency of single images, after warm-up. ``safe_point`` is called between timings, never
     inside one."""
+    # here, not at import: torch.utils.benchmark imports cpp_extension, which asks CUDA for its devices (the job
+    # template imports this module and must never touch a device)
+    from torch.utils.benchmark import Measurement, Timer
+
     model.eval()
     device = x.device
     batch_size = min(batch_size, len(x))

@@ -159,8 +159,8 @@ class MachineLoadCheck(Callback):
     """The machine's other load over the timed training, read by rank 0 for its node. With ``require_quiet`` no
     figure is timed on a busy machine: refused before training starts, failed where the window was noisy."""
 
-    def __init__(self, require_quiet: bool = False) -> None:
-        self.require_quiet = require_quiet
+    def __init__(self, require_quiet: bool = False, windows: bool = True, canary: bool = True) -> None:
+        self.require_quiet, self.watch, self.sings = require_quiet, windows, canary
         self.roots: set[int] = {os.getpid()}  # the job's processes are these and their descendants
         self.device = torch.device("cpu")
         self.windows: LoadWindows | None = None  # rank 0's
@@ -176,7 +176,7 @@ class MachineLoadCheck(Callback):
         if trainer.world_size > 1:  # every rank's process: SLURM's ranks are not rank 0's children
             pids = trainer.strategy.all_gather(torch.tensor([os.getpid()], device=self.device))
             self.roots = set(pids.flatten().tolist())
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.watch:
             self.windows = self.load_windows()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -189,6 +189,8 @@ class MachineLoadCheck(Callback):
 
     def sing(self, trainer: Trainer, key: str) -> None:
         """The canary, timed by rank 0 while the other ranks wait (on a CPU they would share its cores)."""
+        if not self.sings:
+            return
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             self.canary[key] = canary_gflops(self.device)

@@ -5,41 +5,35 @@ A product of two n x n matrices (n from 1024, doubled until one product takes ``
 training (off the clock); the fastest round is the peak. It is the rate this device reaches on one large, friendly
 kernel with this software, not the silicon's limit: the datasheet's peak (``peaks.py``) is that, where one is known.
 
-Kept per machine and setting in a small JSON file under ``$HWBENCH_CACHE`` (else ``~/.cache/hwbench``): a sweep's
-jobs may run in separate processes, even on nodes sharing a home folder, and pay for the probe once. A lock makes
-jobs that start together wait for one probe. Delete the file to measure again. The file is input like any other: a
-kept peak is read strictly, and one over ``RECHECK_FACTOR`` times what one product at its size reaches now (a
-quick re-check, two products) is dropped with one line and measured again.
+Kept per machine and setting (``hwbench.record.kept``): a sweep's jobs run in separate processes, even on nodes
+sharing a home folder, and pay for the probe once. A kept peak over ``RECHECK_FACTOR`` times what one product at its
+size reaches now (a quick re-check, two products) is dropped with one line and measured again.
 
 A peak probed on a busy machine would understate it for every later job: a probe whose CPU threads did not get
 their cores, or that shared its GPU with another process, is flagged (``MeasuredPeak.noise``) and never kept. A
-kept peak that a training run then beats is wrong: the record drops it and the file is deleted (``forget``, called
-by ``FlopsAndPeak.drop_beaten_peak``).
+kept peak that a training run then beats is wrong: the record drops it and the file is deleted (``forget_peak``,
+called by ``FlopsAndPeak.drop_beaten_peak``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from filelock import FileLock, Timeout
-from pydantic import ValidationError
 from torch import Tensor
 
-from hwbench.devices import available_cores, synchronize
+from hwbench.devices import available_cores, process_cpu_seconds, starved, synchronize
 from hwbench.measure.gpu_load import GpuLoad
 from hwbench.record.fingerprint import cpu_description
+from hwbench.record.kept import forget, keep, kept_file, locked, read_kept
 from hwbench.record.parts import MeasuredPeak
 
 log = logging.getLogger(__name__)
@@ -49,9 +43,7 @@ MAX_SIZE = {"cpu": 4096}  # a CPU's large product: seconds on a laptop core at 4
 CALL_SECONDS = 0.02  # one product at least this long: big enough to run at the rate the device sustains
 ROUND_SECONDS = 0.05  # each timed round: at least this long, whole products
 ROUNDS = 5
-LOCK_SECONDS = 300  # longest wait for another job's probe before probing anyway
 RECHECK_FACTOR = 10  # a kept peak this many times what one product reaches now is not this machine's (a poisoned file)
-STARVED_BELOW = 0.8  # a CPU probe's threads got less than this share of their cores' time: others took the rest
 
 
 def matmul_flops(size: int) -> int:
@@ -97,21 +89,6 @@ def grown_operands(precision: str, device: torch.device) -> tuple[tuple[Tensor, 
     return mats, call
 
 
-def process_cpu_seconds() -> float:
-    """This process's CPU time so far, all its threads together."""
-    t = os.times()
-    return t.user + t.system
-
-
-def starved(cpu_seconds: float, wall_seconds: float, threads: int) -> list[str]:
-    """Why a CPU probe's rate is not the machine's: its threads had less than ``STARVED_BELOW`` of their cores
-    (of the cores this process may use, where it has more threads than those)."""
-    share = cpu_seconds / max(wall_seconds * min(threads, available_cores()), 1e-9)
-    if share >= STARVED_BELOW:
-        return []
-    return [f"the probe's {threads} thread(s) got {share:.0%} of their cores' time: other load took the rest"]
-
-
 def others_on_gpu(device: torch.device) -> list[str]:
     """Why a GPU probe's rate is not the device's: other processes on it (NVML's list; none read without NVML)."""
     load = GpuLoad(device) if device.type == "cuda" else None
@@ -148,65 +125,23 @@ def probe_key(device: torch.device, precision: str) -> dict[str, str | int]:
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def cache_dir() -> Path:
-    """``$HWBENCH_CACHE``, else the XDG cache folder's hwbench/ (by hand: one folder is not worth a dependency)."""
-    if folder := os.environ.get("HWBENCH_CACHE"):
-        return Path(folder)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwbench"
-
-
 def cache_file(key: dict[str, str | int]) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / f"matmul-peak-{digest}.json"
+    return kept_file("matmul-peak", key)
 
 
-def cached_peak(path: Path, key: dict[str, str | int]) -> MeasuredPeak | None:
-    """The peak kept at ``path`` for ``key``; None when there is none, or it is unreadable or for another key."""
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-        if kept.get("key") != key:
-            return None
-        peak = MeasuredPeak.model_validate(kept["peak"], strict=True)  # strict: "1e39" is no number
-        return peak.model_copy(update={"cached": True, "seconds": 0.0})
-    except (OSError, ValueError, KeyError, AttributeError, ValidationError):
-        return None
-
-
-def keep(path: Path, key: dict[str, str | int], peak: MeasuredPeak) -> None:
-    """Write the peak whole or not at all (a temporary file renamed over the old one); a cache that cannot be
-    written costs the next job a probe, never this job its record."""
-    try:
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            json.dump({"key": key, "peak": peak.model_dump(mode="json")}, f, indent=1)
-        os.replace(f.name, path)
-    except OSError as err:
-        log.warning("the measured matmul peak is not kept (%s): the next job measures it again", err)
-
-
-def forget(device: torch.device, precision: str, why: str) -> None:
-    """Delete the kept peak for these settings, if there is one (the next job probes again), saying why."""
-    path = cache_file(probe_key(device, precision))
-    try:
-        path.unlink()
-    except FileNotFoundError:  # never kept (a busy probe's), or deleted already
-        return
-    except OSError as err:
-        log.warning("the kept matmul peak %s could not be deleted (%s): delete it by hand", path, err)
-        return
-    log.warning("%s: the kept matmul peak is deleted; the next job probes again", why)
+def forget_peak(device: torch.device, precision: str, why: str) -> None:
+    """Delete the kept peak for these settings, if there is one: the next job probes again."""
+    forget(cache_file(probe_key(device, precision)), why)
 
 
 def matmul_peak(device: torch.device, precision: str) -> MeasuredPeak | str:
     """The device's measured matmul peak at the run's settings, from the cache or probed now; or why there is none."""
     key = probe_key(device, precision)
     path = cache_file(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.lock", timeout=LOCK_SECONDS):
-            peak = plausible(cached_peak(path, key), device, precision, path) or probed(device, precision, path, key)
-    except (OSError, Timeout) as err:  # no cache folder, or another job's probe hangs: probe without the cache
-        log.warning("no matmul peak cache (%s): probing without it", err)
-        peak = probed(device, precision, None, key)
+    with locked(path) as held:
+        kept = plausible(read_kept(path, key, MeasuredPeak), device, precision, path) if held else None
+        peak = kept.model_copy(update={"cached": True, "seconds": 0.0}) if kept else None
+        peak = peak or probed(device, precision, path if held else None, key)
     if isinstance(peak, str):
         log.warning(peak)
     elif peak.noise:

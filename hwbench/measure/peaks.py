@@ -14,9 +14,6 @@ import torch
 
 from hwbench.record.parts import Peak
 
-# what a training step's matmuls run as: plain FP32, FP32 inputs on TF32 tensor cores, or 16-bit tensor cores
-PRECISION_CLASSES = ("fp32", "tf32", "bf16", "fp16")
-
 
 @dataclass(frozen=True)
 class GpuPeaks:

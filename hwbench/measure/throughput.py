@@ -1,8 +1,8 @@
 """Throughput between two marks of the training clock: samples/s, batches/s, FLOP/s and MFU, all ranks together.
 
-FLOPs per image come from torch's flop counter (through Lightning's ``measure_flops``), the rates from Lightning's
-``Throughput``; MFU divides by the device's datasheet peak where one is known (``peaks.py``), and on every device
-by its measured matmul peak (``matmul_peak.py``).
+FLOPs per image come from torch's flop counter (through Lightning's ``measure_flops``); the rates are the marks'
+differences over their seconds; MFU divides by the device's datasheet peak where one is known (``peaks.py``), and
+on every device by its measured matmul peak (``matmul_peak.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import copy
 import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
-from lightning.fabric.utilities.throughput import Throughput, measure_flops
+from lightning.fabric.utilities.throughput import measure_flops
 from torch import nn
 
-from hwbench.measure.matmul_peak import forget, matmul_peak
+from hwbench.measure.matmul_peak import forget_peak, matmul_peak
 from hwbench.measure.peaks import device_peak, precision_class
 from hwbench.measure.training_clock import Mark
 from hwbench.record.parts import Flops, MeasuredPeak, Peak, Rates
@@ -36,8 +36,8 @@ def flops_per_sample(net: nn.Module) -> Flops:
 class FlopsAndPeak(Callback):
     """The net's FLOPs per image and the device's peak: what turns two marks of the clock into rates and MFU."""
 
-    def __init__(self, flops: Flops, precision: str) -> None:
-        self.flops, self.precision = flops, precision
+    def __init__(self, flops: Flops, precision: str, probe: bool = True) -> None:
+        self.flops, self.precision, self.probe = flops, precision, probe
         self.peak: Peak | None = None
         self.mfu_unavailable: str | None = None
         self.measured: MeasuredPeak | str | None = None  # or why there is none
@@ -47,6 +47,8 @@ class FlopsAndPeak(Callback):
         self.world_size, self.device = trainer.world_size, trainer.strategy.root_device
         peak = device_peak(self.device, self.precision)
         self.peak, self.mfu_unavailable = (None, peak) if isinstance(peak, str) else (peak, None)
+        if self.measured is None and not self.probe:
+            self.measured = "not measured (~measure.peak)"
         if self.measured is None:  # once per job (setup runs again for the test); rank 0 probes, the others wait
             self.kind = precision_class(self.precision, torch.get_float32_matmul_precision())
             self.keeper = trainer.is_global_zero  # the rank that probed, and deletes a wrong kept peak
@@ -70,21 +72,19 @@ class FlopsAndPeak(Callback):
             f"({peak.flops_per_sec / 1e9:,.1f} GFLOP/s, probed {peak.measured_at}): that peak is wrong"
         )
         if self.keeper:  # read from the cache, or kept there by this job's probe
-            forget(self.device, self.kind, self.measured)
+            forget_peak(self.device, self.kind, self.measured)
 
     def rates(self, start: Mark, end: Mark) -> Rates:
         """Global samples/s, batches/s, FLOP/s and MFU (where the peak is known, against all the devices)."""
-        w = self.world_size
-        window = Throughput(available_flops=self.peak.flops_per_sec * w if self.peak else None, window_size=2)
-        window.update(time=start.seconds, batches=start.steps, samples=start.samples * w, flops=0)
-        done = self.flops.train * (end.samples - start.samples) * w
-        window.update(time=end.seconds, batches=end.steps, samples=end.samples * w, flops=done)
-        m = window.compute()
+        w, seconds = self.world_size, max(end.seconds - start.seconds, 1e-12)
+        samples = (end.samples - start.samples) * w
+        flops_per_sec = self.flops.train * samples / seconds
         peak = self.measured_peak  # a peak probed on a busy machine understates the device: no MFU against it
         measured = peak.flops_per_sec * w if peak and not peak.noise else None
-        return Rates(samples_per_sec=m["device/samples_per_sec"], batches_per_sec=m["device/batches_per_sec"],
-                     flops_per_sec=m["device/flops_per_sec"], mfu=m.get("device/mfu"),
-                     mfu_of_measured_peak=m["device/flops_per_sec"] / measured if measured else None)  # fmt: skip
+        datasheet = self.peak.flops_per_sec * w if self.peak else None
+        return Rates(samples_per_sec=samples / seconds, batches_per_sec=(end.steps - start.steps) / seconds,
+                     flops_per_sec=flops_per_sec, mfu=flops_per_sec / datasheet if datasheet else None,
+                     mfu_of_measured_peak=flops_per_sec / measured if measured else None)  # fmt: skip
 
 
 def scalars(prefix: str, figures: Rates) -> dict[str, float]:

@@ -1,13 +1,16 @@
 """The training clock: seconds of training (validation excluded) read only where the device agrees with it.
 
 Lightning's ``ThroughputMonitor`` synchronizes the GPU after every step, which would slow down the very thing it
-measures; this clock synchronizes only where it is read: epoch edges and the end of warm-up.
+measures; this clock synchronizes only where it is read: epoch edges, the end of warm-up and the steady
+sub-windows' edges. It is the one place that does: what other figures read at an epoch's edges (energy, the GPU's
+busy time) they read when the clock tells them, right after its sync.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning import Callback, LightningModule, Trainer
@@ -26,6 +29,7 @@ class Mark(NamedTuple):
 
 
 START = Mark(0.0, 0, 0)
+Edge = Literal["start", "end"]  # of a training epoch
 
 
 class TrainingClock(Callback):
@@ -38,6 +42,7 @@ class TrainingClock(Callback):
         self.device = torch.device("cpu")
         self.barrier: Any = None  # the strategy's, under DDP
         self.max_epochs, self.world_size = 1, 1
+        self.reading = 0.0  # time.perf_counter() at the last mark
         self.steps, self.samples = 0, 0
         self.epoch_started_at, self.epoch_start = 0.0, START  # the clock's reading, and the mark
         self.epoch_end: Mark | None = None  # the running epoch's, once its last step is taken
@@ -46,6 +51,12 @@ class TrainingClock(Callback):
         self.windows = 1  # sub-windows in each steady epoch
         self.edges: list[int] = []  # the running epoch's optimizer steps where a sub-window ends, still ahead
         self.window_marks: list[Mark] = []  # where the steady sub-windows start and end, in order
+        self.listeners: list[Callable[[Edge, float], None]] = []  # told at each epoch's edges, after the sync
+
+    def listen(self, listener: Callable[[Edge, float], None]) -> None:
+        """Call ``listener(edge, reading)`` at each training epoch's start and end (its last step, before
+        validation), right after this clock's device sync: the one sync at an edge, for every figure read there."""
+        self.listeners.append(listener)
 
     def now(self) -> float:
         synchronize(self.device)
@@ -54,8 +65,12 @@ class TrainingClock(Callback):
         return time.perf_counter()
 
     def mark(self) -> Mark:
-        seconds = self.epoch_start.seconds + self.now() - self.epoch_started_at
-        return Mark(seconds, self.steps, self.samples)
+        self.reading = self.now()
+        return Mark(self.epoch_start.seconds + self.reading - self.epoch_started_at, self.steps, self.samples)
+
+    def tell(self, edge: Edge, reading: float) -> None:
+        for listener in self.listeners:
+            listener(edge, reading)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.device = trainer.strategy.root_device
@@ -67,6 +82,7 @@ class TrainingClock(Callback):
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.epoch_start = self.finished or START
         self.epoch_started_at = self.now()
+        self.tell("start", self.epoch_started_at)
         self.edges = []
         if trainer.current_epoch >= 1:  # a steady epoch: it starts where the last window ended
             self.window_marks = self.window_marks or [self.epoch_start]
@@ -89,6 +105,7 @@ class TrainingClock(Callback):
             self.window_marks.append(self.mark())
         if last:
             self.epoch_end = self.mark()
+            self.tell("end", self.reading)
             if self.window_marks:
                 self.window_marks.append(self.epoch_end)
 

@@ -3,7 +3,7 @@ while the training was timed. Parts of the record, as typed and capped as the ot
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -46,10 +46,13 @@ class Fingerprint(Part):
 
 
 class JobProcess(Part):
-    """The process the job ran in (launch/process.py): a fresh interpreter of its own, started off every clock."""
+    """The process the job ran in (launch/process.py): a fresh one of its own, started off every clock."""
 
     pid: int
-    start_seconds: Seconds | None = None  # from starting the interpreter to the job's start (imports, config)
+    start_seconds: Seconds | None = None  # from asking for its start to the job's start (fork or imports, config)
+    started_by: Literal["template", "exec"] | None = None  # forked from the template, or a new interpreter
+    exec_reason: Text | None = None  # why a new interpreter and not the template
+    inherited: list[Text] = Field(default_factory=list)  # what a forked job found that a new one would not: none
     shared: Text | None = None  # why the job ran in a process it shares with its caller; None: a fresh one
     died: Text | None = None  # how the job process died, where it did: "killed by SIGSEGV", "exit 139"
 

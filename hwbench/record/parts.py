@@ -146,7 +146,7 @@ class KernelChoice(Part):
     """How one kind of layer (linear, conv2d, dropout) ran on the CPU, and why that way."""
 
     kernel: Name  # torch (torch's own layer), or the alternative: onednn, channels_last, bytes
-    how: Literal["measured", "forced", "only one applies", "compiled"]
+    how: Literal["measured", "tie", "forced", "only one applies", "compiled"]  # tie: within the spread, torch's
     ms_per_step: dict[Name, Milliseconds] = {}  # measured: each candidate's median training step (no update)
 
 
@@ -155,13 +155,24 @@ class CpuKernels(Part):
 
     layers: dict[Name, KernelChoice]  # by kind, the kinds the net has
     seconds: Seconds  # the choosing's time; 0 when cached
-    cached: bool = False  # taken from a cache its caller kept (a job measures its own: its process is fresh)
+    cached: bool = False  # kept from an earlier job on this CPU at the same settings (hwbench.record.kept)
     rounds: int  # alternated rounds of timing per candidate
+    measured_at: Name | None = None  # when it was measured (UTC)
+    noise: list[Text] = []  # why the timing's cores were not its own (other load): such a choice is not kept
 
     @property
     def chosen(self) -> dict[str, str]:
         """Each kind's kernel, as the fingerprint names them."""
         return {kind: choice.kernel for kind, choice in self.layers.items()}
+
+
+class Phases(Part):
+    """Where the job's wall time went (job/runner.py); its process's start is ``job.start_seconds``."""
+
+    prepare: Seconds  # all but the other three: config, data, net, kernel choice, peak, canary, compile, capture
+    train: Seconds  # the training epochs, warm-up and validation included
+    test: Seconds  # the test and the inference timing
+    write: Seconds  # the record and the loggers' last figures
 
 
 class Interruption(Part):

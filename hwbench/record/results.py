@@ -23,6 +23,7 @@ from hwbench.record.parts import (
     Metrics,
     Name,
     Part,
+    Phases,
     Rates,
     Resources,
     Seconds,
@@ -35,8 +36,9 @@ from hwbench.record.untrusted import file_bytes
 from hwbench.record.writing import writing
 
 RECORD_NAME = "results.json"
-# 1: hwbench 0.1's unversioned records; 2: flat training figures; 3: no job, machine_load; 4: no repeat, stability
-SCHEMA_VERSION = 5
+# 1: hwbench 0.1's unversioned records; 2: flat training figures; 3: no job, machine_load; 4: no repeat, stability;
+# 5: no phases, no kept kernel choice, no job start method
+SCHEMA_VERSION = 6
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -59,6 +61,7 @@ class ResultsRecord(Part):
     wall_seconds: Seconds | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     job: JobProcess | None = None  # the process it ran in
+    phases: Phases | None = None  # where its wall time went
     fingerprint: Fingerprint | None = None
     execution: ExecutionPart | None = None
     cpu_kernels: CpuKernels | None = None  # CPU runs of nets with hwbench's CPU layers: which kernels, and why
@@ -73,6 +76,9 @@ class ResultsRecord(Part):
     inference: Inference | None = None
     resources: Resources | None = None
     machine_load: MachineLoad | None = None  # the machine's other load while the training was timed
+    not_measured: list[Name] = Field(
+        default_factory=list
+    )  # what the config's measure switched off (~measure.NAME): never a zero
     interruption: Interruption | None = None
     diverged_epoch: int | None = None
     traceback: Annotated[str, clipped(MAX_TRACEBACK, keep_end=True)] | None = None  # an unexpected failure's
@@ -155,6 +161,7 @@ class ResultsRecord(Part):
             )
             + (f", noisy: {'; '.join(self.noise)}" if self.noise else "")
             + (f", unsteady: {self.unsteady}" if self.unsteady else "")
+            + (f", not measured: {', '.join(self.not_measured)}" if self.not_measured else "")
         )
 
 
@@ -254,7 +261,7 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
-    if version in (3, 4):  # versions 4 and 5 only added parts
+    if version in (3, 4, 5):  # versions 4, 5 and 6 only added parts
         return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}

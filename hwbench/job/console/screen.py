@@ -7,6 +7,7 @@ time and the source of every line.
 from __future__ import annotations
 
 import logging
+import threading
 
 from tqdm import tqdm
 
@@ -14,6 +15,12 @@ from tqdm import tqdm
 class BarSafeHandler(logging.StreamHandler):
     """Writes through ``tqdm.write``: the progress bar is cleared, the line printed, the bar drawn again below
     it (as ``tqdm.contrib.logging`` does), so a line never lands on the end of the bar."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # a thread lock for tqdm, not its default process-shared semaphore: a job's bar and lines are its own
+        # process's, and a killed job would leave the semaphore to its sweep's resource tracker (a warning at exit)
+        tqdm.set_lock(threading.RLock())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

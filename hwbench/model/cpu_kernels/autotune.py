@@ -4,7 +4,12 @@ As ``cudnn.benchmark`` does for a GPU's convolutions, but for the net's whole tr
 backward), so that what a kernel does to the layers around it counts too (a channels-last convolution makes
 the max-pool after it faster). Kinds are chosen one after another (conv2d, dropout, linear), each timed with
 the kinds before it already chosen. Which kernel wins depends on the CPU: oneDNN's matmuls beat MKL's on an
-AMD EPYC with AVX-512 and lose on an Intel Xeon, so hwbench measures instead of guessing.
+AMD EPYC with AVX-512 and lose on an Intel Xeon, so hwbench measures instead of guessing. Where the fastest is
+within the rounds' spread of torch's own kernel, torch's is taken.
+
+A measured choice is kept per CPU and setting (``hwbench.record.kept``: the CPU's model and ISA, torch, threads,
+precision, the layers' shapes, the batch), as the matmul peak is: a sweep's later jobs take it at once. A choice
+measured while other load took the probe's cores is not kept.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime, timezone
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +28,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from hwbench.data.datamodules import InMemoryDataModule
+from hwbench.devices import process_cpu_seconds, starved
 from hwbench.execution.undo import undone
 from hwbench.model.cpu_kernels.layers import TORCH, Conv2d, Dropout, KernelLayer, Linear
+from hwbench.record.fingerprint import cpu_description
+from hwbench.record.kept import keep, kept_file, locked, read_kept
 from hwbench.record.parts import CpuKernels, KernelChoice
 
 log = logging.getLogger(__name__)
@@ -33,15 +42,15 @@ ROUNDS = 5
 BLOCK_SECONDS = 0.02  # each timed block: at least this long, at least one step
 
 
-def time_candidates(
+def time_rounds(
     candidates: Mapping[str, Callable[[], object]],
     rounds: int = ROUNDS,
     block_seconds: float = BLOCK_SECONDS,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, float]:
-    """Each candidate's median milliseconds per call over ``rounds`` rounds in alternating order (a busy moment
-    of a shared machine hits every candidate), after one untimed call each. A round times each candidate's
-    calls for at least ``block_seconds``."""
+) -> dict[str, list[float]]:
+    """Each candidate's milliseconds per call in each of ``rounds`` rounds in alternating order (a busy moment of a
+    shared machine hits every candidate), after one untimed call each. A round times each candidate's calls for
+    at least ``block_seconds``."""
     names = list(candidates)
     for name in names:
         candidates[name]()
@@ -56,16 +65,27 @@ def time_candidates(
                 if elapsed >= block_seconds or calls >= 1000:
                     break
             ms[name].append(elapsed / calls * 1e3)
-    return {name: statistics.median(times) for name, times in ms.items()}
+    return ms
 
 
-class ChoiceCache:
-    """Choices kept by a caller that times several nets in one process, by the net's kernel layers, input shape,
-    threads, precision and settings. A job keeps none: it runs in a fresh process (hwbench.launch.process) and
-    measures its own choice, in that process's own state (a heap layout can change which kernel is faster)."""
+def spread(times: list[float]) -> float:
+    """The rounds' interquartile range (their whole range under 4 rounds)."""
+    if len(times) < 4:
+        return max(times) - min(times)
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return q3 - q1
 
-    def __init__(self) -> None:
-        self.choices: dict[tuple, CpuKernels] = {}
+
+def fastest_or_torch(rounds: dict[str, list[float]]) -> tuple[str, bool]:
+    """The candidate with the lowest median, or torch's own where the fastest is not ahead of it by more than
+    either's spread (True: a tie, settled for torch)."""
+    ms = {name: statistics.median(times) for name, times in rounds.items()}
+    fastest = min(ms, key=ms.__getitem__)
+    if fastest == TORCH or TORCH not in ms:
+        return fastest, False
+    if ms[TORCH] - ms[fastest] <= max(spread(rounds[TORCH]), spread(rounds[fastest])):
+        return TORCH, True
+    return fastest, False
 
 
 def kernel_layers(net: nn.Module) -> dict[str, list[KernelLayer]]:
@@ -95,40 +115,69 @@ def choose_kernels(
     settings: Mapping[str, str],
     forward_context: Callable[[], AbstractContextManager] = nullcontext,
     rounds: int = ROUNDS,
-    cache: ChoiceCache | None = None,
+    kept: bool = False,
 ) -> CpuKernels | None:
     """Choose and set the CPU kernel of each kind of layer in ``net`` (``settings``: kind -> ``auto`` or a
     kernel to force), timing training steps on the batch ``x``, ``y``; None for a net without such layers.
 
-    The net's weights, buffers and gradients and torch's random stream are left as they were. ``cache``: where
-    an earlier choice for the same layers, shapes, threads and settings is taken from; None: always measured.
+    The net's weights, buffers and gradients and torch's random stream are left as they were. ``kept``: take the
+    choice kept for this CPU and setting, else measure it and keep it (unless other load took the cores).
     """
     by_kind = kernel_layers(net)
     if not by_kind:
         return None
     with forward_context():  # under autocast oneDNN's float32 matmul does not apply
         autocast = torch.is_autocast_enabled("cpu")
+    if not kept:
+        return measured_choice(net, by_kind, x, y, settings, forward_context, rounds)
+    key = choice_key(by_kind, x, settings, autocast, compiled=is_compiled(net))
+    path = kept_file("cpu-kernels", key)
+    with locked(path) as held:
+        if held and (part := read_kept(path, key, CpuKernels)) is not None:
+            apply_choice(net, part)
+            return part.model_copy(update={"cached": True, "seconds": 0.0})
+        part = measured_choice(net, by_kind, x, y, settings, forward_context, rounds)
+        measured = any(c.how in ("measured", "tie") for c in part.layers.values())
+        if held and measured and not part.noise:  # a busy machine's choice is not this machine's
+            keep(path, key, part)
+    return part
+
+
+def is_compiled(net: nn.Module) -> bool:
+    return any(hasattr(module, "_orig_mod") for module in net.modules())
+
+
+def choice_key(
+    by_kind: dict[str, list[KernelLayer]], x: Tensor, settings: Mapping[str, str], autocast: bool, compiled: bool
+) -> dict[str, object]:
+    """What a choice depends on: the CPU and software, the threads and precision, the layers (their shapes and
+    rates, not the module around them: nets built alike share it), the batch, the settings."""
+    return {"cpu": cpu_description(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "autocast": autocast, "layers": [repr(layer) for layers in by_kind.values() for layer in layers],
+            "batch": [list(x.shape), list(x.stride()), str(x.dtype)], "settings": dict(sorted(settings.items())),
+            "compiled": compiled}  # fmt: skip
+
+
+def measured_choice(
+    net: nn.Module, by_kind: dict[str, list[KernelLayer]], x: Tensor, y: Tensor, settings: Mapping[str, str],
+    forward_context: Callable[[], AbstractContextManager], rounds: int,
+) -> CpuKernels:  # fmt: skip
+    """Each kind chosen in turn on timed training steps; flagged where other load took the threads' cores."""
+    with forward_context():
         candidates = {kind: [k for k in KINDS[kind] if any(k in layer.kernels() for layer in layers)]
                       for kind, layers in by_kind.items()}  # fmt: skip
-    compiled = any(hasattr(module, "_orig_mod") for module in net.modules())
-    # the layers (their shapes and rates), not the module around them: a cache serves nets built alike
-    layers = tuple(repr(layer) for layers in by_kind.values() for layer in layers)
-    key = (layers, tuple(x.shape), x.stride(), x.dtype, autocast, torch.get_num_threads(),
-           tuple(sorted(settings.items())), compiled)  # fmt: skip
-    if cache is not None and key in cache.choices:
-        part = cache.choices[key].model_copy(update={"cached": True, "seconds": 0.0})
-        apply_choice(net, part)
-        return part
-    start = time.perf_counter()
+    compiled = is_compiled(net)
+    start, cpu = time.perf_counter(), process_cpu_seconds()
     choices: dict[str, KernelChoice] = {}
     with unchanged(net):
         step = training_step(net, x, y, forward_context)
         for kind, layers in by_kind.items():
             choices[kind] = choose_kind(layers, candidates[kind], settings.get(kind, AUTO), compiled, step, rounds)
-    part = CpuKernels(layers=choices, seconds=time.perf_counter() - start, rounds=rounds)
-    if cache is not None:
-        cache.choices[key] = part
-    return part
+    seconds = time.perf_counter() - start
+    timed = any(c.ms_per_step for c in choices.values())
+    noise = starved(process_cpu_seconds() - cpu, seconds, torch.get_num_threads()) if timed else []
+    return CpuKernels(layers=choices, seconds=seconds, rounds=rounds, noise=noise,
+                      measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
 
 
 def choose_kind(
@@ -151,10 +200,11 @@ def choose_kind(
 
         return run
 
-    ms = time_candidates({kernel: with_kernel(kernel) for kernel in candidates}, rounds)
-    fastest = min(ms, key=ms.__getitem__)
-    use(layers, fastest)
-    return KernelChoice(kernel=fastest, how="measured", ms_per_step=ms)
+    times = time_rounds({kernel: with_kernel(kernel) for kernel in candidates}, rounds)
+    kernel, tie = fastest_or_torch(times)
+    use(layers, kernel)
+    ms = {name: statistics.median(t) for name, t in times.items()}
+    return KernelChoice(kernel=kernel, how="tie" if tie else "measured", ms_per_step=ms)
 
 
 def training_step(
@@ -194,7 +244,9 @@ def describe(part: CpuKernels) -> str:
     for kind, choice in part.layers.items():
         timings = ", ".join(f"{k} {ms:.2f}" for k, ms in choice.ms_per_step.items())
         items.append(f"{kind}={choice.kernel} ({choice.how}{f': {timings} ms/step' if timings else ''})")
-    return "; ".join(items) + (" [cached]" if part.cached else f" [{part.seconds:.2f} s]")
+    when = f" [kept from {part.measured_at}]" if part.cached else f" [{part.seconds:.2f} s]"
+    noise = f" (not kept: {'; '.join(part.noise)})" if part.noise else ""
+    return "; ".join(items) + when + noise
 
 
 class CpuKernelChoice(Callback):
@@ -214,7 +266,8 @@ class CpuKernelChoice(Callback):
             return
         x, y = (t[: self.data.batch_size] for t in self.data.splits["train"])
         if trainer.is_global_zero:
-            self.part = choose_kernels(pl_module, x, y, self.settings, trainer.precision_plugin.forward_context)
+            self.part = choose_kernels(pl_module, x, y, self.settings, trainer.precision_plugin.forward_context,
+                                       kept=True)  # fmt: skip
         if trainer.world_size > 1:
             self.part = trainer.strategy.broadcast(self.part)
             if self.part is not None:

@@ -68,8 +68,16 @@ class Dropout(nn.Dropout, KernelLayer):
             return F.dropout(x, self.p, self.training, self.inplace)
         if self.p == 1:
             return x * 0
-        noise = keep_mask(x, self.p).to(x.dtype).div_(1 - self.p)  # as aten's dropout: mask / (1 - p)
-        return x * noise
+        return x * self.noise(x)
+
+    def noise(self, x: Tensor) -> Tensor | None:
+        """The mask / (1 - p) a training forward multiplies ``x`` by, drawn as that forward draws it (the same
+        random stream): what a step that applies the mask itself uses (execution=fused on a CPU); None at p=0."""
+        if self.p == 0:
+            return None
+        if self.kernel == TORCH or self.p == 1:  # aten's CPU dropout: empty_like(x).bernoulli_(1 - p).div_(1 - p)
+            return torch.empty_like(x).bernoulli_(1 - self.p).div_(1 - self.p) if self.p < 1 else torch.zeros_like(x)
+        return keep_mask(x, self.p).to(x.dtype).div_(1 - self.p)  # as aten's dropout: mask / (1 - p)
 
 
 def onednn_linear_available() -> bool:
