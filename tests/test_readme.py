@@ -131,7 +131,9 @@ def test_every_printed_command_runs_as_printed(clone: Path, data_root: str) -> N
 
     sweep = ran(shortened(RUN[1]), clone, data_root)  # 2 jobs train, 2 GPU jobs are skipped on a CPU machine
     assert sweep.returncode == 0, sweep.stderr[-2000:]  # the rule: ok or skipped, one at least ran
-    where, *closing = sweep.stdout.strip().splitlines()[-3:]
+    lines = sweep.stdout.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("results in outputs/multiruns/"))
+    where, *closing = lines[at : at + 3]  # then where the sweep's time went
     stamp = where.removeprefix("results in outputs/multiruns/")
     assert [line.strip() for line in closing] == [f".venv/bin/tensorboard --logdir outputs/multiruns/{stamp}",
                                                   f".venv/bin/hwbench-compare outputs/multiruns/{stamp}"]  # fmt: skip
