@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hwbench.errors import ConfigError, HwbenchError, Interrupted, OutputUnwritable, one_line
+from hwbench.hydra_adapters.hydra_callbacks import nothing_ran_line
 from hwbench.hydra_adapters.hydra_errors import errors_as_one_line
 from hwbench.hydra_adapters.repeats import interleaved
 from hwbench.job.config import config_dir, register
@@ -37,9 +38,13 @@ SUMMARY_LOG = "hwbench.summary"  # the job's closing line, into its log file (co
 
 @dataclass
 class Outcomes:
-    """What the jobs of this process ended as: a sweep goes on past a bad job, and its exit status says so."""
+    """What the jobs of this process ended as: a sweep goes on past a bad job, and its exit status says so. The
+    rule, one for a single run and a sweep: exit 0 when every job ended ok or skipped and one at least ran; 1 when
+    a job did not end ok or skipped, or when every job was skipped (nothing ran)."""
 
     not_ok: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    ran: int = 0
 
     def job(self, cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
@@ -75,6 +80,9 @@ class Outcomes:
         logging.getLogger(SUMMARY_LOG).info(line)
         if status == "ok" or (sweeping and status == "skipped"):
             print(line, flush=True)
+            self.ran += status == "ok"
+            if status == "skipped":
+                self.skipped.append(folder.name)
         elif sweeping:
             print(line, file=sys.stderr, flush=True)
             self.not_ok.append(f"{folder.name} ({outcome.died or status})")  # the folder: jobs may share a name
@@ -138,3 +146,5 @@ def main() -> None:
                  f"theirs")  # fmt: skip
     if outcomes.not_ok:  # the jobs ran under this process (the basic launcher; others: hydra_callbacks.ShowResults)
         sys.exit(not_ok_line(outcomes.not_ok))
+    if outcomes.skipped and not outcomes.ran:
+        sys.exit(nothing_ran_line(outcomes.skipped))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import scalars
+from conftest import scalars, spelled
 from hwbench.record.results import read_record
 
 PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
@@ -51,6 +51,7 @@ def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_
 )  # fmt: skip
 def test_a_bad_option_key_or_value_gets_one_line(hwbench_cli, tmp_path: Path, override, sweep, line) -> None:
     result = hwbench_cli(override)
+    line = line.replace("python -m hwbench", spelled("hwbench", tmp_path))  # as this shell runs it
     assert result.returncode == 1
     assert result.stderr.strip() == line  # the whole of it: one line, no Hydra report, no traceback
     swept = hwbench_cli("-m", sweep, "data.train_limit=100")
@@ -83,11 +84,11 @@ def test_help_and_cfg_job(hwbench_cli) -> None:
     assert cfg.returncode == 0 and "_target_: hwbench.model.paper.CNN" in cfg.stdout
 
 
-def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli) -> None:
+def test_a_value_the_optimizer_rejects_gets_one_line(hwbench_cli, tmp_path: Path) -> None:
     result = hwbench_cli("optim.optimizer.momentum=-1", "device=cpu", "epochs=1", "data.train_limit=500")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    fix = "fix the optim settings (python -m hwbench --cfg job shows them)"
+    fix = f"fix the optim settings ({spelled('hwbench', tmp_path)} --cfg job shows them)"
     assert last == f"error: ffnn cpu epochs=1: failed: Invalid momentum value: -1: {fix}"
     assert "Traceback" not in result.stderr
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import spelled
 from hwbench.errors import ConfigError
 from hwbench.job.config import check
 from hwbench.job.folders import inside
@@ -87,6 +88,7 @@ def test_a_folder_name_stays_inside_its_parent(name: str, ok: bool, tmp_path: Pa
 )  # fmt: skip
 def test_a_value_that_makes_a_meaningless_run_is_refused_before_training(hwbench_cli, tmp_path, overrides, reason):
     result = hwbench_cli(*overrides, "device=cpu")
+    reason = reason.replace("python -m hwbench", spelled("hwbench", tmp_path))  # as this shell runs it
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: ffnn cpu epochs=5: failed: {reason}"
     (record,) = [read_record(p) for p in (tmp_path / "outputs").rglob("results.json")]
@@ -145,5 +147,6 @@ def test_a_non_ascii_output_root_names_hydras_quoting(hwbench_cli, tmp_path) -> 
 )  # fmt: skip
 def test_repeats_that_mean_nothing_are_refused_before_anything_runs(hwbench_cli, tmp_path, args, line) -> None:
     result = hwbench_cli(*args, "device=cpu")
+    line = line.replace("python -m hwbench", spelled("hwbench", tmp_path))  # as this shell runs it
     assert result.returncode == 1 and result.stderr.strip() == line
     assert not (tmp_path / "outputs").exists()

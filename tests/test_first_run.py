@@ -26,7 +26,8 @@ from hwbench.record.results import ResultsRecord, read_record
 pytestmark = pytest.mark.xdist_group("first_run")  # one pytest worker: one run for the module's tests
 RUN = ("epochs=2", "data.train_limit=2000")  # 16 optimizer steps an epoch at batch 128: 32 in all
 STEPS = 32
-SHOWN_HPARAMS = ["arch", "hardware", "host", "precision", "threads"]  # the HParams table's columns at first
+SHOWN_HPARAMS = ["arch", "noisy", "hardware", "host", "precision"]  # the HParams table's columns at first
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
 def the_device() -> str:
@@ -88,12 +89,42 @@ def test_the_next_steps_run_exactly_as_printed(first_run) -> None:
         assert loaded_runs(port) == ["."]  # the run, whose folder is the logdir
         experiment = post(port, "/data/plugin/hparams/experiment", {"experimentName": ""})
         shown = [h["name"] for h in experiment["hparamInfos"] if h["differs"]]
-        assert shown == SHOWN_HPARAMS  # what the dashboard shows before anything is ticked: the hardware
+        assert sorted(shown) == sorted(SHOWN_HPARAMS)  # shown before a tick: the caveat, the hardware
         metrics = [m["name"]["tag"] for m in experiment["metricInfos"]][:5]
         assert metrics[:2] == ["run/train_samples_per_sec", "run/test_acc"]
+        if CHROMIUM:  # what a browser shows first, as the server serves it (Debian's chromium; else said below)
+            opens_on_the_headline(port, cwd)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # TensorBoard's own way to stop: exit status 0
     assert server.wait(timeout=60) == 0
+
+
+def opens_on_the_headline(port: int, cwd: Path) -> None:
+    """TensorBoard's default view (Time Series) in headless Chromium: its first group, open without a click, is
+    the headline, test accuracy and training samples/s its first cards; the Text tab's first tag the summary.
+    The screenshot is kept beside the run (cwd/tensorboard.png) for a person to look at."""
+
+    def browse(*args: str, at: str = "") -> str:
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+               f"--user-data-dir={cwd / 'chromium-profile'}", "--window-size=1400,1000",
+               "--virtual-time-budget=20000", *args, f"http://localhost:{port}/{at}"]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout
+
+    dom = browse("--dump-dom")
+    groups = re.findall(r'class="group-title" title="([^"]*)"', dom)
+    cards = re.findall(r'class="tag"[^>]*title="([^"]*)"', dom)
+    assert groups[:1] == ["Headline"], groups
+    assert cards[:2] == ["Headline/1 test accuracy", "Headline/2 train samples per s"] or (
+        cards[0] == "Headline/1 test accuracy" and cards[1].startswith("Headline/2 train samples per s (")
+    ), cards[:6]
+    # the Text tab draws in shadow roots a DOM dump leaves out: its tags as the server lists them, in the order
+    # its dashboard sorts them (by code point: a capital first)
+    (tags,) = get(port, "/data/plugin/text/tags").values()  # type: ignore[union-attr]
+    assert sorted(tags)[0] == "Summary/text_summary" and "fingerprint/text_summary" in tags, tags
+    browse(f"--screenshot={cwd / 'tensorboard.png'}")
+    assert (cwd / "tensorboard.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def serving_port(server: subprocess.Popen, timeout: float = 120) -> int:
@@ -158,7 +189,7 @@ def test_every_figure_of_the_run_is_in_tensorboard_default_views(first_run) -> N
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     run_tags = {t for t in points if t.startswith("run/")}
     assert run_tags <= {m.name.tag for m in experiment.metric_infos}
-    assert sorted(h.name for h in experiment.hparam_infos if h.differs) == SHOWN_HPARAMS
+    assert sorted(h.name for h in experiment.hparam_infos if h.differs) == sorted(SHOWN_HPARAMS)
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     hparams = {name: value.WhichOneof("kind") for name, value in start.hparams.items()}
     assert hparams["channels_last"] == "bool_value" and start.hparams["channels_last"].bool_value is False
@@ -167,16 +198,20 @@ def test_every_figure_of_the_run_is_in_tensorboard_default_views(first_run) -> N
     assert start.hparams["lr"].number_value == pytest.approx(0.01)
     assert start.hparams["device"].string_value == the_device()
     assert start.hparams["hardware"].string_value == record.device_name
+    noisy = start.hparams["noisy"].string_value  # the caveat beside a run's figures: why, or no
+    assert (
+        all(why in noisy for why in record.noise) if record.noise else noisy in ("no", f"unsteady: {record.unsteady}")
+    )
 
     # Text: the summary line and every figure in one table
-    (text,) = events.Tensors("summary/text_summary")
+    (text,) = events.Tensors("Summary/text_summary")  # capitalised: above fingerprint and cpu_kernels
     table = text.tensor_proto.string_val[0].decode()
     assert record.summary() in table
     assert all(f"| {tag} | " in table for tag in run_tags)
 
 
 def test_a_command_is_spelled_as_this_shell_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hwbench.job.commands import command
+    from hwbench.commands import command
 
     scripts = Path(sys.executable).parent
     monkeypatch.chdir(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, spelled
 from hwbench.record.results import read_record
 
 
@@ -87,5 +87,5 @@ def test_without_the_cluster_extra_the_suite_runs_and_skips_only_the_submitit_te
         assert result.returncode == 1
         assert result.stderr.strip() == (
             "error: the launchers slurm, local and submitit_local need the cluster extra: "
-            "pip install -e '.[cluster]' (hydra-submitit-launcher)"
+            f"{spelled('pip', REPO)} install -e '.[cluster]' (hydra-submitit-launcher)"  # as this shell runs it
         )

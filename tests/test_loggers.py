@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import scalars
+from conftest import scalars, spelled
 from hwbench.record.results import ResultsRecord, read_record
 
 RUN = ("device=cpu", "arch=ffnn", "data.train_limit=2000")  # 16 optimizer steps an epoch at batch 128
@@ -128,7 +128,8 @@ def test_logger_mlflow_without_mlflow_installed_is_one_line_and_exit_1(data_root
     env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONPATH": str(hide)}
     cmd = [sys.executable, "-m", "hwbench", "logger=mlflow", "epochs=1", *RUN, f"output_root={tmp_path / 'out'}"]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and result.stderr.strip() == MISSING_LINE
+    line = MISSING_LINE.replace(": pip ", f": {spelled('pip', tmp_path)} ")  # as this shell runs it
+    assert result.returncode == 1 and result.stderr.strip() == line
     assert not (tmp_path / "out").exists()  # refused before any folder, record or training
 
 

@@ -1,9 +1,12 @@
 """The scripts run end to end at tiny size (their real runs are benchmarks, never timed in a test)."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from matplotlib.image import imread
@@ -45,9 +48,27 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
     assert row["seeds"] == [0, 1] and min(row["accs"]) <= row["ours_median"] <= max(row["accs"])
     assert imread(tmp_path / "t1" / "table1.png").ndim == 3
 
-    # a second run adds its row and keeps the first: rows can be measured one at a time
-    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "2", "--seeds", "0"]
-    script("reproduce_table1.py", *args, "--out", str(tmp_path / "t1"), data_root=data_root, cwd=tmp_path)
+    # a second run adds its row and keeps the first: rows can be measured one at a time; it says its plan and an
+    # estimate before it trains, and SIGTERM (a real one, in its second run) stops it in one line, the rows kept
+    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "2", "50", "--seeds", "0"]
+    env = {**os.environ, "HWBENCH_DATA": data_root}
+    cmd = [sys.executable, str(REPO / "scripts" / "reproduce_table1.py"), *args, "--out", str(tmp_path / "t1")]
+    child = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows: list[dict] = []
+    while child.poll() is None and len(rows) < 2:  # until the epochs=2 row is written beside the first
+        time.sleep(0.1)
+        with contextlib.suppress(OSError, ValueError):  # not there yet, or being written
+            rows = json.loads((tmp_path / "t1" / "table1.json").read_text())
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    plan, estimate, *_ = stdout.splitlines()
+    assert plan == "plan: 2 runs (ffnn x 2, 50 epochs x seeds 0), experiment=paper device=cpu data.train_limit=2000"
+    assert estimate.startswith("estimate: about ") and "on a 2-core AMD EPYC" in estimate
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: stopped (interrupted by SIGTERM): the rows finished so far are in {tmp_path / 't1' / 'table1.md'}"
+    )
+    assert "Traceback" not in stderr
     rows = json.loads((tmp_path / "t1" / "table1.json").read_text())
     assert [(r["epochs"], r["seeds"]) for r in rows] == [(1, [0, 1]), (2, [0])]
     assert "| ffnn | 2 | - |" in (tmp_path / "t1" / "table1.md").read_text()

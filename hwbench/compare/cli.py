@@ -19,13 +19,14 @@ from datetime import datetime
 from pathlib import Path
 
 from hwbench import __version__
+from hwbench.commands import command
 from hwbench.compare.columns import check_columns, column_keys
 from hwbench.compare.pricing import add_prices, prices_named
 from hwbench.compare.reading import read_rows
 from hwbench.compare.report_html import Facts, write_html
 from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import terminal
-from hwbench.compare.scaling import add_scaling
+from hwbench.compare.scaling import Series, add_scaling
 from hwbench.compare.setups import Setup, group_setups
 from hwbench.compare.tables import (
     View,
@@ -65,8 +66,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="folders to search for results.json, recursively (default: outputs)")  # fmt: skip
     parser.add_argument("--baseline", metavar="SPEC",
                         help="the setup each speed-up is against, among the setups of its network and epochs: a "
-                        "substring of host/device/run_name or of a results.json path of one of its runs (default: "
-                        "the slowest setup of each; a network with one setup of a length gets none)")  # fmt: skip
+                        "source folder as given (laptop), or a substring of host/device/run_name or of a "
+                        "results.json path of one of its runs (default: the smallest setup of a threads or devices "
+                        "sweep on one machine, else the slowest; a network with one setup gets none)")  # fmt: skip
+    parser.add_argument("--merge-sources", action="store_true",
+                        help="group the runs of every folder by their hardware alone: folders from one "
+                        "cluster's nodes (default: each folder given is a setup of its own, even where the hardware "
+                        "matches)")  # fmt: skip
     parser.add_argument("--columns", metavar="KEYS",
                         help="the console's columns: 'all', or keys separated by commas (default: those that fit "
                         f"the terminal). Keys: {', '.join(column_keys())}")  # fmt: skip
@@ -124,7 +130,7 @@ class Report:
 
 def command_line(argv: list[str] | None) -> str:
     """How this report was made, as a shell would take it again."""
-    return shlex.join(["hwbench-compare", *(sys.argv[1:] if argv is None else argv)])
+    return " ".join([command("hwbench-compare"), shlex.join(sys.argv[1:] if argv is None else argv)])
 
 
 def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = None) -> int:
@@ -139,11 +145,11 @@ def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = N
     rows = read_rows(args.dirs, meanwhile=lambda: importlib.import_module("hwbench.compare.plots"))
     if not rows:
         where = ", ".join(str(d) for d in args.dirs)
-        print(f"error: no results.json under {where}: run python -m hwbench first", file=sys.stderr)
+        print(f"error: no results.json under {where}: run {command('hwbench')} first", file=sys.stderr)
         return 2
     ok = [r for r in rows if r.status == "ok"]
     not_ok = [r for r in rows if r.status != "ok"]
-    setups = group_setups(ok)
+    setups = group_setups(ok, by_source=not args.merge_sources)
     bases = add_verdicts(setups, args.baseline)
     scaling = add_scaling(rows)
     for spec in add_prices(rows, prices):
@@ -174,7 +180,7 @@ def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = N
 
 
 def write_report(out: Path, rows: list[Row], views: list[View], not_ok: list[Row], sources: list[Path],
-                 setups: list[Setup], scaling: list[list[Row]], meanwhile: Callable[[], object],
+                 setups: list[Setup], scaling: list[Series], meanwhile: Callable[[], object],
                  facts: Facts | None = None) -> list[str]:  # fmt: skip
     """setups.csv, compare.csv, compare.md, the plots that have something to show and report.html (which embeds
     them); returns the plots' file names.

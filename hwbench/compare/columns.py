@@ -25,6 +25,7 @@ COST_COLUMNS = [
 # the default columns answer: how fast, how accurate, how efficient, on what, against what
 RUN_COLUMNS = [
     Column("arch", "arch", priority=0),
+    Column("source", "source"),  # the folder given to compare that holds the run
     Column("job", "job", priority=1),
     Column("host", "host", priority=7),
     Column("hardware", "hardware", priority=4),
@@ -60,7 +61,7 @@ RUN_COLUMNS = [
     Column("unsteady", "unsteady"),  # why: the run's own sub-windows spread
     Column("not_measured", "not measured"),  # what ~measure.NAME switched off
     Column("repeat", "repeat", "d"),
-    Column("scaling_speedup", "vs 1 device", ".2f", priority=12),
+    Column("scaling_speedup", "scale-up", ".2f", priority=12),
     Column("scaling_efficiency", "scaling eff.", ".0%", priority=11),
     *COST_COLUMNS,
     Column("status", "status"),
@@ -74,6 +75,7 @@ NOT_OK_COLUMNS = [c for c in RUN_COLUMNS if c.key in ("arch", "job", "run_name",
 # 95% interval, and the verdict against the baseline setup (hwbench.compare.verdicts); setups.csv has every column
 SETUP_COLUMNS = [
     Column("arch", "arch", priority=0),
+    Column("source", "source"),
     Column("hardware", "hardware", priority=1),
     Column("execution", "execution", priority=9),
     Column("precision", "precision", priority=12),
@@ -139,6 +141,35 @@ def cell(column: Column, row: Any) -> str:
 def with_values(columns: Sequence[Column], rows: Sequence[Any]) -> list[Column]:
     """The columns some row has a value in: a CPU-only comparison has no MFU, busy % or samples/J column."""
     return [c for c in columns if any(getattr(r, c.key, None) is not None for r in rows)]
+
+
+# what a run is, in a column each (the hardware says its threads and devices): any of these whose value differs
+# between the shown rows comes first, beside the network, before every figure
+DESCRIBING = ("source", "host", "hardware", "execution", "precision", "batch_size", "epochs")
+HEADLINE = ("train_samples_per_sec", "median_samples_per_sec")  # with the network: the last to go
+# a flag or a figure that some shown row has and that says how to read the row: ranked with the speed
+FLAGS = ("noisy", "unsteady", "left_out", "scaling_speedup", "scaling_efficiency")
+
+
+def by_variation(columns: Sequence[Column], rows: Sequence[Any]) -> list[Column]:
+    """The columns, with the describing ones that vary among ``rows`` ranked first (with the network), and the
+    flags some row has ranked beside the speed: a precision sweep shows its precisions, two folders their source,
+    a noisy run its noise, whatever the terminal's width."""
+    speed = min((c.priority for c in columns if c.key in HEADLINE and c.priority is not None), default=2)
+    ranked = []
+    for c in columns:
+        values = {getattr(r, c.key, None) for r in rows}
+        per_network: dict[Any, set[Any]] = {}
+        for r in rows:  # rows of two networks are never compared: what differs within one network's rows
+            per_network.setdefault(getattr(r, "arch", None), set()).add(getattr(r, c.key, None))
+        if c.key in ("arch", *HEADLINE):
+            c = c._replace(priority=-1)  # the last to go: what a row is and how fast it trained
+        elif c.key in DESCRIBING and any(len(v) > 1 for v in per_network.values()):
+            c = c._replace(priority=0)
+        elif c.key in FLAGS and values - {None}:
+            c = c._replace(priority=speed)
+        ranked.append(c)
+    return ranked
 
 
 def by_priority(columns: Sequence[Column]) -> list[Column]:

@@ -19,8 +19,8 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure  # no pyplot: no global state, and PNGs render with Agg on any machine
 from matplotlib.ticker import EngFormatter
 
-from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import plot_label
+from hwbench.compare.scaling import DEVICES, Series
 from hwbench.compare.setups import Setup, most_runs, varying
 
 MAX_BARS = 40  # per network: more setups than this keep those with the most runs
@@ -37,6 +37,7 @@ class Bar:
     high: float
     steady: bool  # every run has a steady-state figure
     runs: int
+    noisy: bool = False  # drawn from noisy or unsteady runs only: a setup with no run that counts
 
 
 @dataclass
@@ -54,12 +55,15 @@ class Line:
     lows: list[float]
     highs: list[float]
     band: bool  # several runs: a band from the lowest to the highest
+    ideal: list[float] | None = None  # a scaling line's ideal at each x
+    noisy: bool = False  # drawn from noisy or unsteady runs only
 
 
 @dataclass
 class Lines:
     lines: list[Line]
     setups: int  # with a curve, shown or not
+    axis: str = ""  # a scaling plot's x: devices, threads
 
 
 def fewer(title: str, shown: int, total: int) -> str:
@@ -70,15 +74,28 @@ def fewer(title: str, shown: int, total: int) -> str:
 def throughput_plot(setups: Sequence[Setup]) -> list[Panel] | None:
     panels = []
     for arch in dict.fromkeys(s.arch for s in setups):
-        mine = [s for s in setups if s.arch == arch and s.train_samples_per_sec is not None]
+        mine = [s for s in setups if s.arch == arch and (s.rows or s.excluded)]
         shown = most_runs(mine, MAX_BARS)
-        bars = [Bar(plot_label(s.label(varying(shown))), s.train_samples_per_sec, s.ci_low or s.train_samples_per_sec,
-                    s.ci_high or s.train_samples_per_sec, s.train_basis == "steady", s.runs)
-                for s in shown]  # type: ignore[arg-type]  # fmt: skip
+        bars = [bar(s, varying(shown)) for s in shown]
         if not bars:
             continue
         panels.append(Panel(plot_label(arch), bars, len(mine)))
     return panels or None
+
+
+def bar(setup: Setup, parts: list[str]) -> Bar:
+    """A setup's bar: the median of its runs that count, with the runs left out named; a setup whose every run was
+    noisy or unsteady gets a grey bar at their median, marked: seen, never passed for a clean figure."""
+    label = setup.label(parts)
+    if not setup.rows:
+        speed = statistics.median(r.train_samples_per_sec for r in setup.excluded)  # type: ignore[type-var]
+        steady = all(r.train_basis == "steady" for r in setup.excluded)
+        return Bar(plot_label(f"{label} [{setup.left_out}: not counted]"), speed, speed, speed, steady, 0, noisy=True)
+    if setup.left_out:
+        label += f" [+{setup.left_out} left out]"
+    median = setup.train_samples_per_sec
+    return Bar(plot_label(label), median, setup.ci_low or median, setup.ci_high or median,  # type: ignore[arg-type]
+               setup.train_basis == "steady", setup.runs)  # fmt: skip
 
 
 def throughput_figure(panels: list[Panel]) -> Figure:
@@ -93,9 +110,11 @@ def throughput_figure(panels: list[Panel]) -> Figure:
     for ax, panel in zip(axes, panels, strict=True):
         medians = [b.median for b in panel.bars]
         spread = [[b.median - b.low for b in panel.bars], [b.high - b.median for b in panel.bars]]
-        colors = ["C0" if b.steady else "C1" for b in panel.bars]
+        colors = ["0.75" if b.noisy else "C0" if b.steady else "C1" for b in panel.bars]
+        hatches = ["//" if b.noisy else "" for b in panel.bars]
         whiskers = spread if intervals else None  # a bar without an interval would get a bare cap at its end
-        ax.barh(range(len(medians)), medians, xerr=whiskers, color=colors, capsize=3, error_kw={"elinewidth": 1})
+        ax.barh(range(len(medians)), medians, xerr=whiskers, color=colors, hatch=hatches, capsize=3,
+                error_kw={"elinewidth": 1})  # fmt: skip
         ax.set_yticks(range(len(medians)), [b.label for b in panel.bars])  # positions: equal labels stay apart
         for y, bar in enumerate(panel.bars):  # the median, beyond the whisker's end
             ax.annotate(f"{bar.median:,.0f}", (bar.high, y), xytext=(4, 0), textcoords="offset points", va="center")
@@ -106,17 +125,21 @@ def throughput_figure(panels: list[Panel]) -> Figure:
         ax.set_xlim(0, 1.3 * max(b.high for b in panel.bars))  # room for the value labels beyond the whiskers
     keys = ["whisker: 95% bootstrap interval of the median"] if intervals else []  # only what is drawn
     keys += ["orange: a run without a steady-state window"] if any(not b.steady for b in bars) else []
+    keys += ["grey, hatched: noisy or unsteady runs only, not counted"] if any(b.noisy for b in bars) else []
     fig.suptitle("\n".join(["Training throughput", "; ".join(keys)]).strip())
     return fig
 
 
 # ---- accuracy against training time: one line per setup ----------------------------------------------------
 def accuracy_plot(setups: Sequence[Setup]) -> Lines | None:
-    curved = [s for s in setups if any(r.curve for r in s.rows)]
+    curved = [s for s in setups if any(r.curve for r in (s.rows or s.excluded))]
     shown = most_runs(curved, MAX_LINES)
     parts = varying(shown)
-    lines = [Line(plot_label(f"{s.arch} {s.label(parts)}"), *median_curve([r.curve for r in s.rows if r.curve]),
-                  s.runs > 1) for s in shown]  # fmt: skip
+    lines = []
+    for s in shown:  # a setup whose every run was noisy or unsteady: their curve, marked (a run's time is its speed)
+        runs, mark = (s.rows, "") if s.rows else (s.excluded, f" [{s.left_out}: not counted]")
+        curve = median_curve([r.curve for r in runs if r.curve])
+        lines.append(Line(plot_label(f"{s.arch} {s.label(parts)}{mark}"), *curve, len(runs) > 1, noisy=not s.rows))
     return Lines(lines, len(curved)) if lines else None
 
 
@@ -139,7 +162,7 @@ def accuracy_figure(plot: Lines) -> Figure:
     fig = Figure(figsize=(12, 6), layout="constrained")
     ax = fig.subplots()
     for i, line in enumerate(plot.lines):
-        style = ("-", "--")[i // 10 % 2]  # ten colours in the cycle: the 11th line changes its dash
+        style = ":" if line.noisy else ("-", "--")[i // 10 % 2]  # ten colours: the 11th line changes its dash
         ax.plot(line.xs, line.ys, marker="o", linestyle=style, color=f"C{i % 10}", label=line.label)
         if line.band:
             ax.fill_between(line.xs, line.lows, line.highs, color=f"C{i % 10}", alpha=0.15, linewidth=0)
@@ -150,41 +173,48 @@ def accuracy_figure(plot: Lines) -> Figure:
     banded = any(line.band for line in plot.lines)  # only what is drawn
     ax.set_xlabel("cumulative training seconds (validation excluded)" + (", median of the runs" if banded else ""))
     ax.set_ylabel("validation accuracy")
-    keys = "dotted: 97%" + ("; band: lowest to highest run" if banded else "")
+    keys = "dotted grey: 97%" + ("; band: lowest to highest run" if banded else "")
+    keys += "; dotted line: noisy or unsteady runs only, not counted" if any(line.noisy for line in plot.lines) else ""
     ax.set_title(fewer(f"Validation accuracy against training time\n({keys})", len(plot.lines), plot.setups))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: never over a line
     return fig
 
 
-# ---- scaling with devices: one line per group of runs that differ only in their device count ---------------
-def scaling_plot(groups: Sequence[list[Row]]) -> Lines | None:
-    """Median training samples/s at each device count; None when no runs differ only in their device count."""
+# ---- scaling with devices or threads: one line per group of runs that differ only in their device or thread count --
+def scaling_plot(groups: Sequence[Series]) -> Lines | None:
+    """Median training samples/s at each device (else thread) count, with its ideal; None when no runs differ
+    only in their device or thread count."""
     lines = []
-    for group in sorted(groups, key=len, reverse=True)[:MAX_SCALING_LINES]:
-        sizes = sorted({r.world_size for r in group})
-        speeds = [statistics.median(r.train_samples_per_sec for r in group if r.world_size == n) for n in sizes]  # type: ignore[type-var]
-        first = group[0]
-        name = plot_label(f"{first.arch} {first.host}/{first.device}, bs {first.batch_size}/device")
-        lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False))
-    return Lines(lines, len(groups)) if lines else None
+    sources = len({s.rows[0].source for s in groups}) > 1  # named where they tell the lines apart
+    for series in sorted(groups, key=lambda s: len(s.rows), reverse=True)[:MAX_SCALING_LINES]:
+        sizes = series.sizes
+        speeds = [series.speed_at(n) for n in sizes]
+        first = series.rows[0]
+        per = "/device" if series.axis == DEVICES else ""
+        source = f"{first.source}: " if sources else ""
+        name = plot_label(f"{first.arch} {source}{first.host}/{first.device}, bs {first.batch_size}{per}, "
+                          f"by {series.axis}")  # fmt: skip
+        lines.append(Line(name, [float(n) for n in sizes], speeds, speeds, speeds, band=False, ideal=series.ideal()))
+    axes = {s.axis for s in groups}
+    return Lines(lines, len(groups), axis=" or ".join(sorted(axes))) if lines else None
 
 
 def scaling_figure(plot: Lines) -> Figure:
-    """Training samples/s against devices, one line per setup, each beside its ideal (N x its 1-device speed)."""
+    """Training samples/s against devices or threads, one line per group, each beside its ideal: the smallest
+    run's speed times the ratio of the devices (on a CPU, of the cores) used."""
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.subplots()
     for i, line in enumerate(plot.lines):
         ax.plot(line.xs, line.ys, marker="o", color=f"C{i % 10}", label=line.label)
-        if line.xs[0] == 1:
-            ax.plot(line.xs, [line.ys[0] * n for n in line.xs], linestyle="--", color=f"C{i % 10}", alpha=0.6,
-                    label=f"{line.label}: ideal")  # fmt: skip
+        if line.ideal:
+            ax.plot(line.xs, line.ideal, linestyle="--", color=f"C{i % 10}", alpha=0.6, label=f"{line.label}: ideal")
     ax.set_xticks(sorted({x for line in plot.lines for x in line.xs}))
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.set_xlabel("devices (world size)")
+    ax.set_xlabel({"devices": "devices (world size)", "threads": "CPU threads"}.get(plot.axis, plot.axis))
     ax.set_ylabel("training samples/s, all devices (median of the runs)")
-    ideal = any(line.xs[0] == 1 for line in plot.lines)  # a dashed ideal is drawn from a 1-device speed
-    title = "Scaling: throughput against devices" + (" (dashed: ideal, N x the 1-device speed)" if ideal else "")
+    title = (f"Scaling: throughput against {plot.axis}\n(dashed: ideal, the smallest run's speed x the devices, or "
+             f"on a CPU the cores, used)")  # fmt: skip
     ax.set_title(fewer(title, len(plot.lines), plot.setups))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

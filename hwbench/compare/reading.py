@@ -79,13 +79,24 @@ def read_rows(
     each dropped once its row is made; this process runs ``meanwhile`` while they do.
     """
     processes = processes or 2 * usable_cpus()
+    folders = list(folders)
     found, subtrees = split(folders, want=4 * processes)
     n = min(len(subtrees), 4 * processes)
     tasks = [(found, [])] + [([], subtrees[len(subtrees) * k // n : len(subtrees) * (k + 1) // n]) for k in range(n)]
     with workers(len(tasks), processes) as pool:
         done = pool.map(rows_under, tasks)  # in order: the warnings come in path order
         meanwhile()
-        return collect(done)
+        return with_sources(collect(done), folders)
+
+
+def with_sources(rows: list[Row], folders: list[str | Path]) -> list[Row]:
+    """Each row's source: the folder argument its record was found under, as given ('laptop', not its full path),
+    the outermost where one given folder holds another (as it is read: ``outermost``). Paths are found by joining
+    onto the folders as given."""
+    given = sorted({os.path.normpath(f) for f in map(str, folders)}, key=len)
+    for row in rows:
+        row.source = next((f for f in given if f == "." or row.path.startswith(f + os.sep)), given[-1] if given else "")
+    return rows
 
 
 Identity = tuple[int, int]  # a file's device and inode: the same record, whatever path leads to it

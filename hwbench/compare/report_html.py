@@ -152,15 +152,17 @@ def answer(setups: Sequence[Setup], facts: Facts) -> str:
 
 
 def setup_name(setup: Setup, parts: Sequence[str]) -> str:
-    """Its hardware and the ``parts`` named (execution, precision, batch size, epochs)."""
-    words = {"execution": setup.execution, "precision": setup.precision and f"precision {setup.precision}",
+    """Its hardware and the ``parts`` named (source, execution, precision, batch size, epochs)."""
+    hardware = f"{setup.source}: {setup.hardware}" if "source" in parts and setup.source else setup.hardware
+    words = {"source": None, "execution": setup.execution,
+             "precision": setup.precision and f"precision {setup.precision}",
              "batch_size": setup.batch_size and f"batch {setup.batch_size}",
              "epochs": epochs_words(setup.epochs)}  # fmt: skip
-    return ", ".join(str(w) for w in [setup.hardware, *(words[p] for p in parts)] if w)
+    return ", ".join(str(w) for w in [hardware, *(words[p] for p in parts)] if w)
 
 
 def answer_note(facts: Facts) -> str:
-    described = "; ".join(f"{arch}: {setup_name(base, ('execution', 'precision', 'batch_size'))}"
+    described = "; ".join(f"{arch}: {setup_name(base, ('source', 'execution', 'precision', 'batch_size'))}"
                           for (arch, _), base in facts.bases.items())  # fmt: skip
     note = ("A setup is a network on one kind of hardware with one execution, precision, batch size and length; "
             "its speed is the median of its runs that count (noisy and unsteady runs are left out), with its 95% "
@@ -236,10 +238,10 @@ def flagged_section(ok: Sequence[Row]) -> str:
                          if w)  # fmt: skip
 
     if len(flagged) <= MAX_FLAGGED_ROWS:
-        headers = ["arch", "job", "host", "hardware", "train samples/s", "why"]
-        rows = [[r.arch, r.job, r.host or "", r.hardware, number(r.train_samples_per_sec, ",.0f"), why(r)]
+        headers = ["arch", "source", "job", "host", "hardware", "train samples/s", "why"]
+        rows = [[r.arch, r.source, r.job, r.host or "", r.hardware, number(r.train_samples_per_sec, ",.0f"), why(r)]
                 for r in flagged]  # fmt: skip
-        body = html_table(headers, rows, [False, False, False, False, True])
+        body = html_table(headers, rows, [False, False, False, False, False, True])
     else:
         counts: dict[tuple[str, str], list] = {}
         for r in flagged:

@@ -94,15 +94,18 @@ class Row:
     peak_flops_per_sec: float | None  # the device's datasheet dense peak, where hwbench knows it
     measured_peak_flops_per_sec: float | None  # the device's measured matmul peak
     machine: Machine | None  # the fingerprint, for the report's list of machines; not a column
-    scaling_speedup: float | None = None  # samples/s at N devices over samples/s at 1, same setup
-    scaling_efficiency: float | None = None  # that speed-up over N
+    usable_cores: int | None  # the CPUs the job's process could use: what DDP ranks on one CPU share
+    # the folder argument the record was found under ('laptop', 'server'): set by reading.read_rows
+    source: str = ""
+    scaling_speedup: float | None = None  # samples/s over that of the smallest run of its group (scaling.py)
+    scaling_efficiency: float | None = None  # that speed-up over the ratio of the devices or cores used
     usd_per_hour: float | None = None  # what the run's devices cost an hour, all of them (--price, pricing.py)
     not_measured: str | None = None  # what the run's config switched off (~measure.NAME): blank, never a zero
 
     @property
     def label(self) -> str:
-        """What a user types to --baseline, and sees in the captions: host/device/run_name."""
-        return f"{self.host}/{self.device}/{self.run_name}"
+        """What a user types to --baseline, and sees in the captions: source:host/device/run_name."""
+        return f"{self.source}:{self.host}/{self.device}/{self.run_name}"
 
     @property
     def mfu(self) -> float | None:
@@ -232,6 +235,7 @@ def to_row(path: str, record: ResultsRecord) -> Row:
         peak_flops_per_sec=peak.flops_per_sec if (peak := training and training.peak) else None,
         measured_peak_flops_per_sec=probe.flops_per_sec if (probe := training and training.measured_peak) else None,
         machine=machine(fp),
+        usable_cores=fp.usable_cores if fp else None,
     )
 
 

@@ -1,4 +1,6 @@
-"""Runs grouped by setup (network, hardware, execution, precision, batch size, epochs): what a comparison claims.
+"""Runs grouped by setup (source, network, hardware, execution, precision, batch size, epochs): what a comparison
+claims. The source is the folder argument a run was found under: two folders given apart stay apart, even where
+their machines report the same hardware (``--merge-sources`` groups them by hardware alone).
 
 A setup's figure is the median of the runs that count (ok, timed on a quiet machine, steady within the run), with a
 95% bootstrap interval of that median; noisy and unsteady runs are listed with it, never aggregated. Speed-ups are
@@ -16,8 +18,9 @@ import numpy as np
 
 from hwbench.compare.bootstrap import Interval, percentile_interval, resampled_medians
 from hwbench.compare.rows import Row
+from hwbench.compare.scaling import world
 
-SetupKey = tuple[str, str, str | None, str | None, int | None, int | None]
+SetupKey = tuple[str, str, str | None, str | None, int | None, int | None, str | None]
 MIN_RUNS = 3  # runs that count, each side, before an interval or a verdict is claimed
 
 
@@ -29,6 +32,7 @@ class Setup:
     precision: str | None
     batch_size: int | None
     epochs: int | None  # runs of other lengths have other steady-state windows: another setup
+    source: str | None = None  # the folder its runs were found under; None: sources merged
     rows: list[Row] = field(default_factory=list)  # the runs that count
     excluded: list[Row] = field(default_factory=list)  # noisy or unsteady: listed, never aggregated
     # against the baseline setup of its network and epochs (hwbench.compare.verdicts.add_verdicts)
@@ -40,7 +44,19 @@ class Setup:
 
     @property
     def key(self) -> SetupKey:
-        return (self.arch, self.hardware, self.execution, self.precision, self.batch_size, self.epochs)
+        return (self.arch, self.hardware, self.execution, self.precision, self.batch_size, self.epochs, self.source)
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """Its devices, then its CPU threads: the smallest setup of a scaling sweep is its natural baseline."""
+        first = (self.rows or self.excluded)[0]
+        return world(first), first.threads or 0
+
+    @property
+    def machine(self) -> tuple[str | None, str | None, str | None]:
+        """Where it ran: setups that share this differ only in how much of the machine they used."""
+        first = (self.rows or self.excluded)[0]
+        return self.source, first.host, first.model
 
     @property
     def runs(self) -> int:
@@ -162,6 +178,8 @@ class Setup:
         """The setup in words: its hardware, and the other ``parts`` (execution, precision, batch, epochs) that
         tell it from the setups beside it."""
         words = [self.hardware]
+        if "source" in parts and self.source:
+            words[0] = f"{self.source}: {self.hardware}"
         if "execution" in parts:
             words.append(str(self.execution))
         if "precision" in parts:
@@ -186,23 +204,26 @@ def median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def group_setups(rows: Iterable[Row]) -> list[Setup]:
-    """The timed (ok) rows by setup, sorted by network, hardware, execution, precision, batch size and epochs;
-    each run counts in its setup's figures or is left out of them (noisy, unsteady)."""
+def group_setups(rows: Iterable[Row], by_source: bool = True) -> list[Setup]:
+    """The timed (ok) rows by setup, sorted by network, source, hardware, execution, precision, batch size and
+    epochs; each run counts in its setup's figures or is left out of them (noisy, unsteady). ``by_source``: False
+    groups the runs of every folder by their hardware alone (the nodes of one cluster, copied apart)."""
     setups: dict[SetupKey, Setup] = {}
     for r in rows:
         if r.timed:
-            key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size, r.epochs)
+            source = r.source if by_source else None
+            key = (r.arch, r.hardware, r.execution, r.precision, r.batch_size, r.epochs, source)
             if (setup := setups.get(key)) is None:
                 setup = setups[key] = Setup(*key)
             (setup.excluded if r.noisy or r.unsteady else setup.rows).append(r)
-    return sorted(setups.values(), key=lambda s: (s.arch, s.hardware, s.execution or "", s.precision or "",
-                                                  s.batch_size or 0, s.epochs or 0))  # fmt: skip
+    return sorted(setups.values(), key=lambda s: (s.arch, s.source or "", s.hardware, s.execution or "",
+                                                  s.precision or "", s.batch_size or 0, s.epochs or 0))  # fmt: skip
 
 
 def varying(setups: Sequence[Setup]) -> list[str]:
-    """The label parts beyond the hardware that tell these setups apart."""
-    return [k for k in ("execution", "precision", "batch_size", "epochs") if len({getattr(s, k) for s in setups}) > 1]
+    """The label parts beyond the hardware that tell these setups apart (the source first: where they came from)."""
+    parts = ("source", "execution", "precision", "batch_size", "epochs")
+    return [k for k in parts if len({getattr(s, k) for s in setups}) > 1]
 
 
 def most_runs(setups: Sequence[Setup], limit: int) -> list[Setup]:

@@ -30,13 +30,14 @@ from hwbench.compare.columns import (
     SETUP_CSV,
     Column,
     by_priority,
+    by_variation,
     cell,
     pick,
     with_values,
 )
 from hwbench.compare.rows import Row
 from hwbench.compare.safe_text import csv_fixes, markdown, terminal
-from hwbench.compare.setups import MIN_RUNS, Setup, epochs_words, varying
+from hwbench.compare.setups import MIN_RUNS, Setup, epochs_words
 from hwbench.compare.verdicts import NOISE_THRESHOLD, Group, sentences
 
 MAX_RUN_ROWS = 100  # ok runs listed one by one; more are shown one row per setup
@@ -56,7 +57,10 @@ UNSTEADY_NOTE = (
     "column says how much); never counted in a setup's figures"
 )
 LEFT_OUT_NOTE = "left out: runs of the setup that were noisy or unsteady, listed in the runs table, never aggregated"
-SCALING_NOTE = "vs 1 device: samples/s at N devices over samples/s at 1, same setup; scaling eff.: that over N"
+SCALING_NOTE = (
+    "scale-up: samples/s over that of the smallest run of the same setup and machine (fewest devices, then threads); "
+    "scaling eff.: that over the ratio of the devices (on a CPU, of the cores the threads and ranks use)"
+)
 MEASURED_NOTE = (
     f"{MEASURED_MARK} MFU against the device's measured peak (a large matmul's FLOP/s at the run's settings), "
     "for want of a datasheet peak"
@@ -147,9 +151,13 @@ def with_epochs(columns: list[Column], differ: bool) -> list[Column]:
 
 def speedup_note(bases: dict[Group, Setup], named: bool, epochs_differ: bool) -> str:
     """What the speed-up is against, in words: each group's baseline setup."""
-    against = "the setup --baseline names (else the slowest)" if named else "the slowest setup"
+    against = (
+        "the setup --baseline names"
+        if named
+        else "the baseline (a sweep of threads or devices on one machine: its smallest setup; else the slowest)"
+    )
     group = "network and epochs" if epochs_differ else "network"
-    setups = "; ".join(f"{arch}{f', {epochs_words(epochs)}' if epochs_differ else ''}: {s.name(varying([s]))}"
+    setups = "; ".join(f"{arch}{f', {epochs_words(epochs)}' if epochs_differ else ''}: {s.name(['source'])}"
                        for (arch, epochs), s in bases.items())  # fmt: skip
     return (f"speed-up: the setup's median over that of {against} of the same {group} ({setups}); verdict: faster "
             f"or slower only when the whole 95% interval is beyond {NOISE_THRESHOLD:.0%}, and only with "
@@ -176,16 +184,21 @@ def rich_table(columns: Sequence[Column], rows: Sequence[Any], **kwargs: Any) ->
 
 
 def fitting(console: Console, view: View) -> tuple[list[Column], list[Column]]:
-    """The default columns that fit the console's width, most needed first, and those left out for width."""
-    wanted = by_priority(with_values(view.columns, view.rows))
+    """The default columns that fit the console's width, most needed first, and those left out for width; shown
+    in the table's order, but the network and the fields that tell its rows apart first (``by_variation``)."""
+    wanted = by_priority(by_variation(with_values(view.columns, view.rows), view.rows))
+    first = [c for c in wanted if c.priority == 0 or c.key == "arch"]
+    order = sorted(view.columns, key=lambda c: c.key not in {f.key for f in first})  # those first, in table order
     kept = list(wanted)
     unbounded = console.options.update_width(10**6)  # measure the width the table wants, not the one it gets
     while len(kept) > 2:
-        table = rich_table([c for c in view.columns if c in kept], view.rows)
+        keys = {c.key for c in kept}
+        table = rich_table([c for c in order if c.key in keys], view.rows)
         if Measurement.get(console, unbounded, table).maximum <= console.width:
             break
         kept.pop()
-    return [c for c in view.columns if c in kept], [c for c in wanted if c not in kept]
+    keys = {c.key for c in kept}
+    return [c for c in order if c.key in keys], [c for c in wanted if c.key not in keys]
 
 
 def print_tables(console: Console, views: Sequence[View], not_ok: list[Row], columns: str | None) -> None:

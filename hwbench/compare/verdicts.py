@@ -1,10 +1,10 @@
 """Speed-ups between setups with their intervals, and a verdict on each, as criterion.rs reports a change.
 
-A setup's speed-up is its median over the baseline setup's median (that of ``--baseline``, else the slowest setup
-of the same network and epochs), with a 95% percentile-bootstrap interval of that ratio. ``faster`` or ``slower``
-only when the whole interval lies beyond the noise threshold (so it excludes 1 too); ``no clear difference``
-otherwise; ``too few runs`` when either side has fewer than ``MIN_RUNS`` runs that count (then no interval is
-claimed). Mann-Whitney's p-value is given beside it.
+A setup's speed-up is its median over the baseline setup's median (that of ``--baseline``, else the smallest setup
+of a threads or devices sweep on one machine, else the slowest setup of the same network and epochs), with a 95%
+percentile-bootstrap interval of that ratio. ``faster`` or ``slower`` only when the whole interval lies beyond the
+noise threshold (so it excludes 1 too); ``no clear difference`` otherwise; ``too few runs`` when either side has
+fewer than ``MIN_RUNS`` runs that count (then no interval is claimed). Mann-Whitney's p-value is given beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ Group = tuple[str, int | None]  # network and epochs: the setups a speed-up comp
 
 
 def names(row: Row, spec: str) -> bool:
-    return spec in row.label or spec in row.path
+    """``spec`` is the run's source folder as given, or part of source:host/device/run_name or of its path."""
+    return spec.rstrip("/") == row.source or spec in row.label or spec in row.path
 
 
 def add_verdicts(setups: Sequence[Setup], baseline: str | None) -> dict[Group, Setup]:
@@ -51,18 +52,23 @@ def check_named(setups: Sequence[Setup], spec: str) -> None:
     if any(names(r, spec) for s in setups for r in s.excluded):
         raise ValueError(f"--baseline {spec!r} names only noisy or unsteady runs (the machine was busy, or the run's "
                          f"own speed wandered, while they were timed): such a run is never a baseline")  # fmt: skip
-    hint = "give part of host/device/run_name or of a results.json path"
+    hint = "give a folder given to compare, or part of host/device/run_name or of a results.json path"
     raise ValueError(f"--baseline {spec!r} names no ok run: {hint}")
 
 
 def baseline_of(group: list[Setup], spec: str | None, arch: str, epochs: int | None) -> Setup:
-    """The setup ``spec`` names in this group, else its slowest."""
+    """The setup ``spec`` names in this group; else, for a sweep of threads or devices on one machine, its smallest
+    (a speed-up is then what the extra threads or devices bought); else its slowest."""
     matches = [s for s in group if spec is not None and any(names(r, spec) for r in s.rows)]
     if len(matches) > 1:
         listed = "; ".join(s.name(varying(group)) for s in matches[:5])
         raise ValueError(f"--baseline {spec!r} matches runs of {len(matches)} {arch} setups of {epochs_words(epochs)} "
                          f"({listed}): name one setup's runs")  # fmt: skip
-    return matches[0] if matches else min(group, key=lambda s: s.train_samples_per_sec)  # type: ignore[arg-type,return-value]
+    if matches:
+        return matches[0]
+    if len({s.machine for s in group}) == 1 and len({s.scale for s in group}) == len(group):
+        return min(group, key=lambda s: s.scale)
+    return min(group, key=lambda s: s.train_samples_per_sec)  # type: ignore[arg-type,return-value]
 
 
 def judge(setup: Setup, base: Setup) -> None:

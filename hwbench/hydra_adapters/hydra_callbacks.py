@@ -18,16 +18,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hwbench.commands import command, shell_path
 from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable, one_line
 from hwbench.hydra_adapters.hydra_errors import hwbench_error
-from hwbench.job.commands import command, shell_path
 from hwbench.job.folders import plain_name
 from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import console_to_log, process_rank
 from hwbench.launch.process import job_process, not_ok_in, not_ok_line
 from hwbench.launch.rank_logs import move_file_logs
 from hwbench.loggers.store import SQLITE, mlflow_missing, prepare_store, sqlite_path, uses_mlflow
-from hwbench.record.results import refuse_taken
+from hwbench.record.results import RECORD_NAME, read_record, refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
 PROBE_BYTES = 64 * 1024  # room for Hydra's own files (multirun.yaml, .hydra/) before it writes them
@@ -182,6 +182,29 @@ class ShowResults(Callback):
         drop_unformatted_folder(OmegaConf.select(config, "hydra.launcher.submitit_folder"))
         if not_ok := not_ok_in(sweep):  # their own processes printed their lines to their logs (.submitit/)
             sys.exit(not_ok_line(not_ok))
+        if skipped := only_skipped(sweep):
+            sys.exit(nothing_ran_line(skipped))
+
+
+def nothing_ran_line(skipped: list[str]) -> str:
+    """A sweep's closing line where every job was skipped: nothing it asked for ran on this machine (exit 1, as a
+    single skipped run)."""
+    return (f"error: every job was skipped, none ran: {', '.join(skipped)} (their results.json say why: a device "
+            f"or an execution this machine lacks)")  # fmt: skip
+
+
+def only_skipped(sweep: Path) -> list[str]:
+    """The jobs of a sweep folder where every job was skipped (else none): a launcher's own processes ran them."""
+    folders = sorted(f for f in sweep.iterdir() if f.is_dir() and not f.name.startswith("."))
+    statuses = {f.name: status for f in folders if (status := record_status(f / RECORD_NAME))}
+    return list(statuses) if statuses and set(statuses.values()) == {"skipped"} else []
+
+
+def record_status(path: Path) -> str | None:
+    try:
+        return read_record(path).status
+    except ValueError:
+        return None
 
 
 def drop_unformatted_folder(folder: str | None) -> None:
@@ -193,7 +216,7 @@ def drop_unformatted_folder(folder: str | None) -> None:
 
 
 def results_lines(folder: Path, logger: DictConfig | None = None) -> str:
-    """The folder, and the commands that open it as this shell runs them (hwbench/job/commands.py): TensorBoard
+    """The folder, and the commands that open it as this shell runs them (hwbench/commands.py): TensorBoard
     where it logged, compare, and MLflow's UI on the store (or the server) where MLflow logged."""
     where = shell_path(folder)
     lines = [f"results in {where}"]

@@ -17,11 +17,12 @@ from pathlib import Path
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from hwbench.commands import command
 from hwbench.errors import HwbenchError, one_line
-from hwbench.job.keys import SHOW_CONFIG, unknown_key_line
+from hwbench.job.keys import show_config, unknown_key_line
 
 KEY = re.compile(r"[+~]{0,2}[\w.@/-]+")  # a key as Hydra's grammar reads it, with its + ++ ~ prefix
-CLUSTER_EXTRA = "pip install -e '.[cluster]' (hydra-submitit-launcher)"
+CLUSTER_EXTRA = "install -e '.[cluster]' (hydra-submitit-launcher)"  # after pip, as this shell runs it
 
 
 @contextlib.contextmanager
@@ -56,7 +57,8 @@ def command_line_error(err: Exception) -> str:
     if isinstance(err, MissingConfigException) and "/" in (err.missing_cfg_file or ""):
         group, option = err.missing_cfg_file.rsplit("/", 1)  # type: ignore[union-attr]
         if group == "hydra/launcher" and option.startswith("submitit"):
-            return f"the launchers slurm, local and submitit_local need the cluster extra: {CLUSTER_EXTRA}"
+            extra = f"{command('pip')} {CLUSTER_EXTRA}"
+            return f"the launchers slurm, local and submitit_local need the cluster extra: {extra}"
         options = err.options or group_options(group)  # Hydra names none for an option of a list (logger=[a,b])
         return f"{group}={option}: no such option; {group} is one of {', '.join(options)}"
     if isinstance(err, OverrideParseException):
@@ -67,7 +69,7 @@ def command_line_error(err: Exception) -> str:
         return unknown_key_line(key, list(parent.keys()) if parent is not None else [])
     merging = re.match(r"Error merging override (.+)", str(err))
     if merging and isinstance(cause, OmegaConfBaseException):  # a value of the wrong type
-        return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({SHOW_CONFIG})"
+        return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({show_config()})"
     return one_line(err, limit=1000)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from hwbench.commands import command
 from hwbench.errors import ConfigError
 
 REPEATS = re.compile(r"^repeats=(.*)$")
@@ -36,6 +37,6 @@ def interleaved(argv: list[str]) -> list[str]:
         return argv
     if not any(arg in MULTIRUN_FLAGS for arg in argv):
         raise ConfigError(f"repeats={count} runs each point of a sweep {count} times: add -m, e.g. "
-                          f"python -m hwbench -m arch=ffnn repeats={count}")  # fmt: skip
+                          f"{command('hwbench')} -m arch=ffnn repeats={count}")  # fmt: skip
     first = next(i for i, arg in enumerate(argv) if is_override(arg))
     return [*argv[:first], f"repeat=range(1,{count + 1})", *argv[first:]]

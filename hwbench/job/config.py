@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from hwbench.commands import command
 from hwbench.data.mnist_files import MNIST_TRAIN_SIZE
 from hwbench.errors import ConfigError, one_of
-from hwbench.job.commands import command
 from hwbench.job.folders import fresh_dir, fresh_subdir
 from hwbench.job.keys import unknown_key_line, unknown_keys
 from hwbench.launch import slurm
@@ -296,7 +296,7 @@ def check_numbers(cfg: DictConfig) -> None:
     for key, value in numbers(OmegaConf.to_container(cfg, resolve=True)):
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value!r}: give it a finite value "
-                              f"(python -m hwbench --cfg job shows the config)")  # fmt: skip
+                              f"({command('hwbench')} --cfg job shows the config)")  # fmt: skip
     for key in ("seed", "data.seed"):
         seed = OmegaConf.select(cfg, key)
         if not 0 <= seed <= MAX_SEED:  # numpy's range, which Lightning's seed_everything enforces deep inside

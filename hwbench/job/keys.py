@@ -13,8 +13,13 @@ import typing
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from hwbench.commands import command
+
 FREE_KEYS = "arch.net, optim.optimizer, optim.scheduler and execution (a constructor's arguments)"
-SHOW_CONFIG = "python -m hwbench --cfg job shows every key and its value"
+
+
+def show_config() -> str:
+    return f"{command('hwbench')} --cfg job shows every key and its value"
 
 
 def unknown_keys(config: dict[str, Any], schema: type) -> Iterator[tuple[str, list[str]]]:
@@ -38,6 +43,6 @@ def close_to(key: str, keys: Iterable[str]) -> str:
 def unknown_key_line(key: str, siblings: Iterable[str]) -> str:
     """The one line for a key the config does not have: the close one, and where keys may be added."""
     return (
-        f"{key}: no such key in the config{close_to(key, siblings)} ({SHOW_CONFIG}; +KEY=VALUE adds keys only "
+        f"{key}: no such key in the config{close_to(key, siblings)} ({show_config()}; +KEY=VALUE adds keys only "
         f"under {FREE_KEYS})"
     )

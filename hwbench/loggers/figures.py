@@ -53,10 +53,34 @@ def figure_readers() -> dict[str, Reader]:
     return {name: readers[name] for name in dict.fromkeys((*SHOWN_METRICS, *readers))}
 
 
+# what energy's window and rates mean only where a counter measured them (a machine without RAPL or NVML has none)
+ENERGY_FIGURES = ("energy_seconds", "average_watts", "samples_per_joule")
+
+
 def run_figures(record: ResultsRecord) -> dict[str, float]:
-    """The figures this run has, by name (a CPU run has no GPU memory; a 1-epoch run no steady state)."""
+    """The figures this run measured, by name (a CPU run has no GPU memory; a 1-epoch run no steady state; a
+    machine without an energy counter no energy, nor the window it would have covered)."""
     values = {name: read(record) for name, read in figure_readers().items()}
+    if not (record.resources and record.resources.energy_source):
+        values = {name: v for name, v in values.items() if name not in ENERGY_FIGURES}
     return {name: float(v) for name, v in values.items() if is_number(v)}
+
+
+def headline_figures(record: ResultsRecord) -> dict[str, float]:
+    """The figures a reader looks for first, named to sort in this order (and before any lowercase group): test
+    accuracy, steady training speed, MFU (the datasheet peak's, else the measured peak's), time to 97%. Only
+    those measured; a noisy or unsteady run's speed says so in its name."""
+    speed, training = record.train_speed, record.training
+    notes = [w for w in ("overall" if record.train_basis == "overall" else "", "noisy" if record.noise else "",
+                         "unsteady" if record.unsteady else "") if w]  # fmt: skip
+    mfu = speed and (speed.mfu if speed.mfu is not None else speed.mfu_of_measured_peak)
+    figures = {
+        "1 test accuracy": record.metrics.test_acc if record.metrics else None,
+        "2 train samples per s" + (f" ({', '.join(notes)})" if notes else ""): speed.samples_per_sec if speed else None,
+        "3 MFU" + ("" if speed is None or speed.mfu is not None else " of measured peak"): mfu,
+        "4 train s to 97% val acc": training.time_to_val_acc.get("0.97") if training else None,
+    }
+    return {name: float(v) for name, v in figures.items() if is_number(v)}
 
 
 def hparam_values(cfg: DictConfig, record: ResultsRecord) -> dict[str, str | float | bool]:
@@ -65,7 +89,7 @@ def hparam_values(cfg: DictConfig, record: ResultsRecord) -> dict[str, str | flo
     number. Known once the job is set up (its fingerprint taken, its strategy chosen)."""
     fp = record.fingerprint
     params = {
-        "arch": cfg.arch.name, "data": cfg.data._target_.rsplit(".", 1)[-1],
+        "arch": cfg.arch.name, "noisy": caveat(record), "data": cfg.data._target_.rsplit(".", 1)[-1],
         "device": cfg.device.name, "accelerator": fp.accelerator, "hardware": record.device_name,
         "host": fp.host, "cpu": fp.cpu, "gpu": fp.gpus[0].name if fp.gpus else "none",
         "threads": fp.threads, "world_size": record.world_size, "precision": str(cfg.device.precision),
@@ -78,6 +102,11 @@ def hparam_values(cfg: DictConfig, record: ResultsRecord) -> dict[str, str | flo
         "inference_batch_size": cfg.inference_batch_size,
     }  # fmt: skip
     return {k: v if isinstance(v, (bool, float)) else str(v) for k, v in params.items()}
+
+
+def caveat(record: ResultsRecord) -> str:
+    """Why the run's speed is not a clean figure ('no' where it is): HParams shows it beside the figures."""
+    return "; ".join(record.noise) or (f"unsteady: {record.unsteady}" if record.unsteady else "no")
 
 
 def run_tags(record: ResultsRecord) -> dict[str, str]:

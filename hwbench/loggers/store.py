@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from hwbench.commands import command
+
 T = TypeVar("T")
-MLFLOW_EXTRA = "pip install -e '.[mlflow]'"
+MLFLOW_EXTRA = "install -e '.[mlflow]'"  # after pip, as this shell runs it (hwbench.commands)
 SQLITE = "sqlite:///"
 BUSY = ("database is locked", "database table is locked")  # SQLite's words when another job holds its lock
 # seconds between tries of a call a busy store refused; MLflow itself waits up to 20 s for SQLite's lock (its
@@ -34,7 +36,7 @@ def mlflow_missing() -> str | None:
         found = importlib.util.find_spec("mlflow") is not None
     except (ImportError, ValueError):  # a package hidden as absent (sys.modules["mlflow"] = None)
         found = False
-    return None if found else f"logger=mlflow needs MLflow, which is not installed: {MLFLOW_EXTRA}"
+    return None if found else f"logger=mlflow needs MLflow, which is not installed: {command('pip')} {MLFLOW_EXTRA}"
 
 
 def uses_mlflow(logger: Mapping[str, object] | None) -> bool:

@@ -18,13 +18,16 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard.writer import FileWriter
 
-from hwbench.loggers.figures import RUN, figure_readers, hparam_values, is_number, run_figures
+from hwbench.loggers.figures import RUN, figure_readers, headline_figures, hparam_values, is_number, run_figures
 from hwbench.record.results import ResultsRecord
 from hwbench.record.writing import writing
 
+HEADLINE = "Headline/"  # capitalised: TensorBoard sorts groups and Text tags by code point, so it opens on these
+SUMMARY = "Summary"  # the Text tab's first, above the fingerprint, cpu_kernels and machine_load
+
 # the HParams table shows the first five columns of each kind at first (the rest are a tick away): the metrics'
 # first five are figures.SHOWN_METRICS; its hparams, those marked as differing (the only say a writer has)
-SHOWN_HPARAMS = ("arch", "hardware", "host", "precision", "threads")
+SHOWN_HPARAMS = ("arch", "noisy", "hardware", "host", "precision")  # noisy: the caveat beside each run's figures
 DATA_TYPES = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64, str: api_pb2.DATA_TYPE_STRING}
 BASIS = {"steady": "the steady state (warm-up excluded)", "overall": "all steps (the run had no steady-state window)"}
 
@@ -105,7 +108,8 @@ def shown(value: float) -> str:
 
 def log_run(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, step: int) -> None:
     """A finished run's figures: its HParams row, a flat line each under ``run/`` from step 0 to ``step`` (the
-    last optimizer step: where HParams reads a metric), and the Text tab's table."""
+    last optimizer step: where HParams reads a metric), the headline's four under ``Headline/`` (the group
+    TensorBoard's Time Series opens first), and the Text tab's table."""
     writer = logger.experiment
     # HParams' own summaries through torch's public FileWriter, in an event file of their own beside the run's
     # (SummaryWriter has no public call that writes a prepared summary)
@@ -114,9 +118,10 @@ def log_run(logger: TensorBoardLogger, cfg: DictConfig, record: ResultsRecord, s
     started = time.time() - (record.wall_seconds or 0)
     for summary in (experiment(values), session_start(values, started)):
         events.add_summary(summary, 0)
-    for name, value in figures.items():
+    for name, value in [*((HEADLINE + k, v) for k, v in headline_figures(record).items()),
+                        *((RUN + k, v) for k, v in figures.items())]:  # fmt: skip
         for at in (0, step):
-            writer.add_scalar(RUN + name, value, at)
-    writer.add_text("summary", summary_markdown(record, figures), step)
+            writer.add_scalar(name, value, at)
+    writer.add_text(SUMMARY, summary_markdown(record, figures), step)
     events.add_summary(session_end(), step)
     events.close()

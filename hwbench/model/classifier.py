@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from hwbench.commands import command
 from hwbench.errors import ConfigError
 from hwbench.execution import Eager, Execution, Stepping
 from hwbench.record.parts import SplitFigures
@@ -157,4 +158,4 @@ class Classifier(L.LightningModule):
             scheduler = self.make_scheduler(optimizer, total_steps=self.total_steps)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"{err}: fix the optim settings (python -m hwbench --cfg job shows them)") from err
+            raise ConfigError(f"{err}: fix the optim settings ({command('hwbench')} --cfg job shows them)") from err

@@ -1,4 +1,5 @@
-"""The commands hwbench tells a user to type next, spelled so that they run in the shell the user has.
+"""The commands hwbench tells a user to type next, spelled so that they run in the shell the user has: the
+closing lines, ``--help``, every hint in an error line. One rule, so that each runs as printed.
 
 A venv that was never activated (``.venv/bin/python -m hwbench``) leaves its scripts off PATH: a bare
 ``hwbench-compare`` there is "command not found". Each command is named by its bare name only where PATH finds
@@ -15,7 +16,7 @@ from pathlib import Path
 
 # the scripts hwbench names, and the module each runs where the script cannot be found
 MODULES = {"tensorboard": "tensorboard.main", "hwbench-compare": "hwbench.compare", "hwbench": "hwbench",
-           "mlflow": "mlflow"}  # fmt: skip
+           "mlflow": "mlflow", "pip": "pip"}  # fmt: skip
 
 
 def shell_path(path: Path, prefix: str = "") -> str:
@@ -41,10 +42,12 @@ def python() -> str:
 
 
 def command(name: str) -> str:
-    """``name`` (a script installed beside this interpreter: tensorboard, hwbench-compare, or ``python``), as
-    the user's shell runs it."""
+    """``name`` (a script installed beside this interpreter: tensorboard, hwbench-compare, pip, mlflow; or
+    ``python``, or ``hwbench``: ``python -m hwbench``), as the user's shell runs it."""
     if name == "python":
         return python()
+    if name == "hwbench":
+        return f"{python()} -m hwbench"  # as the README runs it: no console script of that name is installed
     scripts = Path(sys.executable).parent  # a venv's bin/ (Scripts\\ on Windows), where pip put the scripts
     if on_path(name, scripts):
         return name
