@@ -110,10 +110,11 @@ def test_a_sweep_with_repeats_runs_them_interleaved_each_in_its_process(sweep, o
         assert stability.iqr_over_median >= 0 and record.inference.blocks >= 5
         assert record.machine_load.canary_before_gflops > 0 and record.machine_load.canary_after_gflops > 0
     assert len({r.job.pid for r in records.values()}) == len(JOBS)
-    # the sweep ends with how many runs counted, and each network's fastest setup against the next
+    # the sweep ends with how many runs counted, each network's fastest setup against the next, and its time
     lines = sweep.stdout.strip().splitlines()
-    assert lines[-2].startswith(f"{len(JOBS)} runs, {len(JOBS)} ok"), lines[-4:]
-    assert lines[-1].startswith("ffnn: "), lines[-1]  # its fastest setup; or why there is no verdict (a busy CI)
+    assert lines[-3].startswith(f"{len(JOBS)} runs, {len(JOBS)} ok"), lines[-4:]
+    assert lines[-2].startswith("ffnn: "), lines[-2]  # its fastest setup; or why there is no verdict (a busy CI)
+    assert lines[-1].startswith("time: ") and f" for {len(JOBS)} job(s): starting " in lines[-1]
 
 
 def test_setups_with_intervals_and_a_verdict(outputs: Path, tmp_path: Path, capsys) -> None:
@@ -178,7 +179,7 @@ def test_the_sweep_names_its_folder_and_the_commands_that_open_it(sweep, outputs
     (folder,) = (outputs / "multiruns").iterdir()
     cwd = outputs.parent  # where the sweep ran
     where = os.path.relpath(folder, cwd)  # as the user would type it there
-    assert sweep.stdout.strip().splitlines()[-5:-2] == [
+    assert sweep.stdout.strip().splitlines()[-6:-3] == [
         f"results in {where}",
         *next_steps(where, cwd),
     ]
