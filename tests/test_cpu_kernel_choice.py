@@ -73,7 +73,7 @@ def test_a_lead_within_the_rounds_spread_takes_torchs_own_kernel() -> None:
     assert fastest_or_torch({"torch": [8.0] * 5, "onednn": [9.0] * 5}) == ("torch", False)
 
 
-def slow(fn: Callable, seconds: float = 0.02) -> Callable:
+def slow(fn: Callable, seconds: float = 0.1) -> Callable:
     """``fn``, made deterministically slower: a candidate that must lose."""
 
     def run(*args, **kwargs):

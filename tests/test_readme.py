@@ -61,7 +61,9 @@ COVERED = {
     r"\.venv/bin/pip install -e '\.\[(cluster|mlflow)\]'$":
         "an install: CI's .ci/run installs every extra",
     r"\.venv/bin/python -m hwbench -m hydra/launcher=slurm .*":
-        "needs a SLURM cluster (test_scaleout runs submitit_local, the same launcher plugin)",
+        "test_cluster: a real local SLURM of two nodes (skipped without root)",
+    r"\.venv/bin/torchrun --nnodes=2 .*":
+        "test_cluster: two torchrun nodes on 127.0.0.1",
     r"\.venv/bin/python scripts/reproduce_table1\.py device=cpu$":
         "test_scripts, shortened, and stopped by SIGTERM",
 }

@@ -156,7 +156,9 @@ def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, t
 
 def test_more_gpus_than_the_machine_has_is_a_skip_record(hwbench_cli, tmp_path) -> None:
     n = max(2, torch.cuda.device_count() + 1)  # on a machine without CUDA: "no CUDA device"
-    result = ok(hwbench_cli("-m", "device=gpu", f"device.devices={n}", "arch=ffnn", "epochs=1"))
+    result = hwbench_cli("-m", "device=gpu", f"device.devices={n}", "arch=ffnn", "epochs=1")
+    assert result.returncode == 1  # its every job skipped: none ran (the README's exit rule)
+    assert result.stderr.strip().splitlines()[-1].startswith("error: every job was skipped, none ran: ")
     ((_, record),) = records(tmp_path / "outputs").items()
     assert record.status == "skipped" and record.world_size == n
     (line,) = [line for line in result.stdout.splitlines() if "skipped" in line]  # one line says why

@@ -90,11 +90,11 @@ def bar(setup: Setup, parts: list[str]) -> Bar:
     if not setup.rows:
         speed = statistics.median(r.train_samples_per_sec for r in setup.excluded)  # type: ignore[type-var]
         steady = all(r.train_basis == "steady" for r in setup.excluded)
-        return Bar(plot_label(f"{label} [{setup.left_out}: not counted]"), speed, speed, speed, steady, 0, noisy=True)
-    if setup.left_out:
-        label += f" [+{setup.left_out} left out]"
+        name = plot_label(label, tag=f" [{setup.left_out}: not counted]")
+        return Bar(name, speed, speed, speed, steady, 0, noisy=True)
     median = setup.train_samples_per_sec
-    return Bar(plot_label(label), median, setup.ci_low or median, setup.ci_high or median,  # type: ignore[arg-type]
+    name = plot_label(label, tag=f" [+{setup.left_out} left out]" if setup.left_out else "")
+    return Bar(name, median, setup.ci_low or median, setup.ci_high or median,  # type: ignore[arg-type]
                setup.train_basis == "steady", setup.runs)  # fmt: skip
 
 
@@ -139,7 +139,7 @@ def accuracy_plot(setups: Sequence[Setup]) -> Lines | None:
     for s in shown:  # a setup whose every run was noisy or unsteady: their curve, marked (a run's time is its speed)
         runs, mark = (s.rows, "") if s.rows else (s.excluded, f" [{s.left_out}: not counted]")
         curve = median_curve([r.curve for r in runs if r.curve])
-        lines.append(Line(plot_label(f"{s.arch} {s.label(parts)}{mark}"), *curve, len(runs) > 1, noisy=not s.rows))
+        lines.append(Line(plot_label(f"{s.arch} {s.label(parts)}", tag=mark), *curve, len(runs) > 1, noisy=not s.rows))
     return Lines(lines, len(curved)) if lines else None
 
 

@@ -62,7 +62,7 @@ def markdown(text: object) -> str:
     return EMPHASIS_UNDERSCORE.sub(r"\\_", printable(str(text)).translate(MARKDOWN))
 
 
-def plot_label(text: object, limit: int = MAX_LABEL) -> str:
+def plot_label(text: object, limit: int = MAX_LABEL, tag: str = "") -> str:
     """For a plot's label or title: printable (a control character is a missing glyph), short, and no '$'
-    that would start TeX math (a bad formula stops the drawing)."""
-    return MATHTEXT.sub(r"\\$", printable(str(text), limit))
+    that would start TeX math (a bad formula stops the drawing). ``tag`` ends it whole, however long the text."""
+    return MATHTEXT.sub(r"\\$", printable(str(text), max(1, limit - len(tag))) + printable(tag, limit))
