@@ -21,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from hwbench.commands import command, shell_path
 from hwbench.errors import ConfigError, OutputFolderTaken, OutputUnwritable, one_line
 from hwbench.hydra_adapters.hydra_errors import hwbench_error
+from hwbench.hydra_adapters.sweep_time import sweep_records
 from hwbench.job.folders import plain_name
 from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import console_to_log, process_rank
 from hwbench.launch.process import job_process, not_ok_in, not_ok_line
 from hwbench.launch.rank_logs import move_file_logs
 from hwbench.loggers.store import SQLITE, mlflow_missing, prepare_store, sqlite_path, uses_mlflow
-from hwbench.record.results import RECORD_NAME, read_record, refuse_taken
+from hwbench.record.results import refuse_taken
 from hwbench.record.writing import exit_unwritable, writing
 
 PROBE_BYTES = 64 * 1024  # room for Hydra's own files (multirun.yaml, .hydra/) before it writes them
@@ -195,16 +196,8 @@ def nothing_ran_line(skipped: list[str]) -> str:
 
 def only_skipped(sweep: Path) -> list[str]:
     """The jobs of a sweep folder where every job was skipped (else none): a launcher's own processes ran them."""
-    folders = sorted(f for f in sweep.iterdir() if f.is_dir() and not f.name.startswith("."))
-    statuses = {f.name: status for f in folders if (status := record_status(f / RECORD_NAME))}
+    statuses = {name: record.status for name, record in sweep_records(sweep).items()}
     return list(statuses) if statuses and set(statuses.values()) == {"skipped"} else []
-
-
-def record_status(path: Path) -> str | None:
-    try:
-        return read_record(path).status
-    except ValueError:
-        return None
 
 
 def drop_unformatted_folder(folder: str | None) -> None:

@@ -25,16 +25,16 @@ class SweepTime(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.started is not None:
             records = sweep_records(Path(str(config.hydra.sweep.dir)))
-            print(time_line(records, time.monotonic() - self.started), flush=True)
+            print(time_line(list(records.values()), time.monotonic() - self.started), flush=True)
 
 
-def sweep_records(sweep: Path) -> list[ResultsRecord]:
-    """The records of the sweep's jobs that wrote one (a damaged or missing one counts for nothing here)."""
-    found = []
+def sweep_records(sweep: Path) -> dict[str, ResultsRecord]:
+    """The records of the sweep's jobs that wrote a readable one, by folder name."""
+    found = {}
     for path in sorted(sweep.glob(f"*/{RECORD_NAME}")):
         try:
-            found.append(read_record(path))
-        except ValueError:
+            found[path.parent.name] = read_record(path)
+        except ValueError:  # damaged: counts for nothing here (not_ok_in names it)
             continue
     return found
 
