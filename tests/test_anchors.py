@@ -64,7 +64,7 @@ def test_an_anchor_loads_nothing_of_hwbench_or_lightning(
 
 def test_the_overhead_driver_alternates_fresh_processes_and_reports_every_pair(peer_script) -> None:
     args = ["--device", "cpu", "--arch", "ffnn", "--repeats", "2", "--epochs", "2"]
-    result = peer_script("bench_overhead.py", *args, "device.threads=1", "data.train_limit=1000")
+    result = peer_script("bench_overhead.py", *args, "device.threads=1", "data.train_limit=1000", "measure=minimal")
     (row,) = peer_rows(result.stdout, "bench_overhead")
     hw, hand = row["hwbench_all"], row["hand_loop_all"]
     assert len(hw) == len(hand) == len(row["synthetic_all"]) == 2 and row["threads"] == 1

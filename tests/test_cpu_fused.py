@@ -157,7 +157,7 @@ def test_auto_runs_eager_where_the_fused_step_does_not_apply(caplog) -> None:
 
 def test_the_cpu_fused_driver_alternates_eager_fused_and_the_script_and_names_the_cpu(peer_script) -> None:
     tiny = ["--peers", "torch", "--arch", "ffnn", "--repeats", "1", "--epochs", "2", "device.threads=1",
-            "data.train_limit=1000"]  # fmt: skip
+            "data.train_limit=1000", "measure=minimal"]  # fmt: skip
     result = peer_script("cpu_fused.py", *tiny)
     (row,) = peer_rows(result.stdout, "cpu_fused")
     assert set(row["all"]) == {"hwbench eager", "hwbench fused", "torch script"}  # JAX and Keras left out

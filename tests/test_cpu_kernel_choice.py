@@ -179,7 +179,7 @@ def test_the_record_names_the_choice_and_the_second_cnn_job_keeps_the_firsts(
 ) -> None:
     monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path / "cache"))  # measured by this sweep's first job
     result = hwbench_cli("-m", "arch=cnn", "device=cpu", "epochs=1", "data.train_limit=512", "data.val_size=0",
-                         "device.cpu_kernels.linear=onednn", "seed=0,1")  # fmt: skip
+                         "device.cpu_kernels.linear=onednn", "seed=0,1", "measure=minimal")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     paths = sorted((tmp_path / "outputs").rglob("results.json"), key=lambda p: int(p.parent.name.split("_")[0]))
     first, second = (read_record(p) for p in paths)  # in the sweep's order

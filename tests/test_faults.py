@@ -25,6 +25,7 @@ from hwbench.record.results import ResultsRecord, read_record, write_record
 from hwbench.record.writing import JobLogFile, quiet_tensorboard_thread
 
 TINY = ("device=cpu", "data.train_limit=1000")
+QUICK = (*TINY, "measure=minimal")  # where a test reads no measurement but the clock's
 
 
 def start(args: list[str], data_root: str, cwd: Path, output_root: Path | None = None) -> subprocess.Popen:
@@ -156,7 +157,7 @@ def test_ctrl_c_stops_a_sweep_and_every_finished_job_keeps_its_record(data_root,
 
 
 def test_a_diverged_run_is_flagged_and_stopped(hwbench_cli, tmp_path) -> None:
-    result = hwbench_cli("epochs=3", "lr=1000", *TINY)
+    result = hwbench_cli("epochs=3", "lr=1000", *QUICK)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: ffnn cpu epochs=3: diverged: the training loss is not finite in epoch 1: training stopped there; "
@@ -169,7 +170,7 @@ def test_a_diverged_run_is_flagged_and_stopped(hwbench_cli, tmp_path) -> None:
 
 
 def test_a_sweep_records_a_diverged_job_goes_on_and_compare_never_ranks_it(hwbench_cli, tmp_path, capsys) -> None:
-    result = hwbench_cli("-m", "lr=0.01,1000", "epochs=2", *TINY)
+    result = hwbench_cli("-m", "lr=0.01,1000", "epochs=2", *QUICK)
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1].startswith("error: 1 job(s) did not finish ok: 1_ffnn_cpu_e2 (diverged)")
@@ -188,7 +189,7 @@ def test_a_sweep_records_a_diverged_job_goes_on_and_compare_never_ranks_it(hwben
 
 def test_two_sweeps_into_one_folder_keep_all_their_records(data_root, tmp_path) -> None:
     sweep = tmp_path / "outputs" / "shared_sweep"
-    args = ["-m", "seed=0,1", "epochs=1", *TINY, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "seed=0,1", "epochs=1", *QUICK, f"hydra.sweep.dir={sweep}"]
     procs = [start(args, data_root, tmp_path) for _ in range(2)]
     for proc in procs:
         proc.communicate(timeout=300)
@@ -202,12 +203,12 @@ def test_two_sweeps_into_one_folder_keep_all_their_records(data_root, tmp_path) 
 
 
 def test_a_folder_holding_another_run_is_refused(hwbench_cli, tmp_path) -> None:
-    first = hwbench_cli("epochs=1", *TINY, f"hydra.run.dir={tmp_path / 'mine'}")
+    first = hwbench_cli("epochs=1", *QUICK, f"hydra.run.dir={tmp_path / 'mine'}")
     assert first.returncode == 0
     mode = (tmp_path / "mine" / "results.json").stat().st_mode & 0o777
     assert mode == (tmp_path / "mine" / "hwbench.log").stat().st_mode & 0o777  # readable like every other output
     before = (tmp_path / "mine" / "results.json").read_text()
-    again = hwbench_cli("epochs=1", *TINY, f"hydra.run.dir={tmp_path / 'mine'}")
+    again = hwbench_cli("epochs=1", *QUICK, f"hydra.run.dir={tmp_path / 'mine'}")
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert again.stderr.strip().splitlines()[-1].startswith(f"error: ffnn_cpu_e1: {tmp_path / 'mine'} already holds")
     assert (tmp_path / "mine" / "results.json").read_text() == before  # the first run's record is untouched

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import peer_rows
 
-TINY = ["--device", "cpu", "--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
+TINY = ["--device", "cpu", "--repeats", "1", "--epochs", "2"]
+TINY += ["device.threads=1", "data.train_limit=1000", "measure=minimal"]
 
 
 def test_without_jax_the_jax_column_is_skipped_in_one_line(peer_script) -> None:

@@ -30,6 +30,7 @@ from hwbench.record.results import ResultsRecord
 # one thread and torch's kernels: the runs' rounding is the same in any process (an auto choice may differ)
 SAME_MATH = ("device=cpu", "device.threads=1", "device.cpu_kernels.linear=torch", "device.cpu_kernels.dropout=torch")
 TINY = ("device=cpu", "data.train_limit=1000")
+QUICK = "measure=minimal"  # where a test reads no measurement but the clock's
 
 
 def test_each_job_of_a_sweep_runs_in_its_own_process_and_gives_what_one_process_gave(
@@ -85,7 +86,7 @@ def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench
 def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(data_root, tmp_path) -> None:
     """Before, the sweep exited 0 and named nothing: the job's line was only in .submitit/<id>/<id>_0_log.err,
     whose .out said "Job completed successfully"; and an empty folder named .submitit/%j was left behind."""
-    proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY], data_root, tmp_path)
+    proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY, QUICK], data_root, tmp_path)
     folder = None
     while proc.poll() is None:  # the job's process, once it has recorded its first epoch
         job = next((p for p in psutil.Process(proc.pid).children(recursive=True) if is_job(p)), None)
@@ -116,7 +117,7 @@ def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(
 ) -> None:
     if started_by == "exec":  # a new interpreter per job: where fork is not safe, and on request
         monkeypatch.setenv("HWBENCH_JOB_START", "exec")
-    proc = start(["-m", "epochs=1,100,1", *TINY], data_root, tmp_path)
+    proc = start(["-m", "epochs=1,100,1", *TINY, QUICK], data_root, tmp_path)
     wait_for(proc, "epoch 1/100 done")  # job 1 has recorded its first epoch
     job_process(proc).send_signal(sig)
     proc.communicate(timeout=300)
@@ -156,7 +157,8 @@ def machine_load_text(run_dir: Path) -> str:
 
 
 def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench_cli, busy_loops, tmp_path) -> None:
-    result = hwbench_cli("epochs=1", "data.train_limit=3000", "device=cpu", "hydra.run.dir=busy")
+    load = [QUICK, "+measure.machine_load={}"]  # what the test reads: the job measures nothing else
+    result = hwbench_cli("epochs=1", "data.train_limit=3000", "device=cpu", "hydra.run.dir=busy", *load)
     assert result.returncode == 0, result.stderr[-3000:]
     record: ResultsRecord = records(tmp_path / "busy")["busy"]
     assert record.status == "ok" and record.machine_load.others_cpu_percent > 30  # the loops' share, at the least
@@ -166,7 +168,7 @@ def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench
     assert compare([str(tmp_path / "busy"), "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "compare.csv").read_text().count(reason) == 1
 
-    strict = hwbench_cli("epochs=1", *TINY, "device.require_quiet=true", "hydra.run.dir=strict")
+    strict = hwbench_cli("epochs=1", *TINY, "device.require_quiet=true", "hydra.run.dir=strict", *load)
     assert strict.returncode == 1
     (line,) = strict.stderr.strip().splitlines()
     assert line.startswith("error: ffnn cpu epochs=1: failed: the machine is busy (other processes used ")

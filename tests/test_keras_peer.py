@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, peer_rows
 from hwbench.record.fingerprint import cpu_description
 
-TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000"]
+TINY = ["--repeats", "1", "--epochs", "2", "device.threads=1", "data.train_limit=1000", "measure=minimal"]
 
 
 def test_without_tensorflow_the_keras_column_is_skipped_in_one_line(peer_script) -> None:

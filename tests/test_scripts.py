@@ -74,16 +74,6 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
     assert "| ffnn | 2 | - |" in (tmp_path / "t1" / "table1.md").read_text()
 
 
-def test_bench_overhead_reports_both_paths(data_root: str, tmp_path: Path) -> None:
-    args = ["device.threads=1", "data.train_limit=2000", "--device", "cpu", "--arch", "ffnn"]
-    args += ["--repeats", "1", "--epochs", "2"]
-    result = script("bench_overhead.py", *args, data_root=data_root, cwd=tmp_path, folder="benchmarks")
-    (row,) = json_line(result.stdout, "bench_overhead")
-    assert row["hwbench_samples_per_sec"] > 0 and row["hand_loop_samples_per_sec"] > 0
-    assert row["ratio"] == row["hwbench_all"][0] / row["hand_loop_all"][0]  # one repeat: one pair
-    assert row["synthetic_samples_per_sec"] > 0 and row["mnist_vs_synthetic"] > 0
-
-
 @cuda
 def test_speedrun_captures_fused_steps_and_trains_on_the_gpu(data_root: str, tmp_path: Path) -> None:
     import torch
