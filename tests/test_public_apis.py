@@ -15,8 +15,6 @@ SOURCE = Path(__file__).resolve().parents[1] / "hwbench"
 LIBRARIES = ("lightning", "tensorboard", "hydra")
 # where a private name of theirs is the only way; each with its reason and its own test of the library's behaviour
 ADAPTERS = {
-    "launch/ddp.py": "Lightning's subprocess launcher has no public hook for the command a rank starts with, nor for "
-    "its observer (tests/test_scaleout.py fails loudly where they change)",
     "loggers/mlflow_run.py": "Lightning's MLFlowLogger makes a missing experiment with a warning and has no public "
     "hook to find or make it quietly: its client and names are read here (tests/test_loggers.py fails if they change)",
 }

@@ -1,6 +1,6 @@
 """Scale-out on the CPU: DDP with 2 gloo processes, a device.devices sweep, a submitit_local sweep, compare's
-scaling columns. Every DDP run is a real ``python -m hwbench`` subprocess: Lightning starts ranks >= 1 by
-re-running the command, so DDP must never start inside the pytest process."""
+scaling columns. Every DDP run is a real ``python -m hwbench`` subprocess: the job starts ranks >= 1 as
+``python -m hwbench`` jobs of its own, so DDP must never start inside the pytest process."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -153,6 +154,43 @@ def test_a_rank_that_dies_is_named_and_the_finished_epochs_are_kept(data_root, t
     console = "".join(shown)
     assert console.count("epoch 1/3 done") == 1 and console.count("cpu kernels:") == 1  # rank 0's lines alone
     assert "epoch 1/3 done" in (folder / "ddp_rank1.log").read_text()  # rank 1's, in its log file
+
+
+def test_a_stop_signal_reaches_every_rank_and_the_finished_epochs_are_kept(data_root, tmp_path) -> None:
+    """SIGTERM to hwbench in the second epoch of a 2-rank job: it reaches the job's process (rank 0), which passes
+    it on to the rank it started; each stops at its own safe point and none is left running. Without the passing
+    on, rank 1 meets rank 0's closed connection with no signal of its own and ends without a word of it."""
+    args = ["device.devices=2", "epochs=3", "data.train_limit=20000", *TINY, f"output_root={tmp_path / 'outputs'}"]
+    env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hwbench", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("epoch 1/3 done"):
+            break
+    (rank1,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if "hwbench" in p.cmdline()
+                and "hydra.job.name=ddp_rank1" in p.cmdline()]  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM")
+    ((folder, record),) = [(p.parent, read_record(p)) for p in (tmp_path / "outputs").rglob("results.json")]
+    finished = record.interruption.epochs_finished
+    assert record.status == "interrupted" and record.reason == f"SIGTERM after {finished} epoch(s)" and finished >= 1
+    assert len(record.training.epochs) == finished < 3 and record.training.partial
+    # rank 1 ends too: by itself, or once rank 0's process has exited where it waited in a collective on rank 0
+    deadline = time.monotonic() + 60
+    while not ended(rank1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ended(rank1)
+    assert "error: interrupted by SIGTERM" in (folder / "ddp_rank1.log").read_text()  # rank 1 took the signal
+
+
+def ended(proc: psutil.Process) -> bool:
+    """Gone, or a zombie that its new parent has not reaped yet (it was orphaned when rank 0 exited)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_more_gpus_than_the_machine_has_is_a_skip_record(hwbench_cli, tmp_path) -> None:

@@ -93,7 +93,7 @@ class CheckOutputFolder(Callback):
         """Hydra's copy of the job's config, written here rather than by Hydra (config.yaml sets
         hydra.output_subdir to null): a full disk gets one line, and a sweep stops there."""
         if process_rank() > 0:  # rank 0 has written it, and speaks for the job: this rank's lines go to its log
-            external = torchrun.rank_log_name() or slurm.rank_log_name()  # Lightning's launcher names its ranks
+            external = torchrun.rank_log_name() or slurm.rank_log_name()  # hwbench names the ranks it starts
             log = Path(config.hydra.runtime.output_dir) / f"{external or config.hydra.job.name}.log"
             if external:  # started by torchrun or srun under the job's own name: its log file is rank 0's
                 move_file_logs(log)

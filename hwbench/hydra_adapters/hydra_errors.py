@@ -7,6 +7,7 @@ instead (its documented switch), and :func:`errors_as_one_line` turns them into 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from hwbench.commands import command
@@ -67,9 +68,10 @@ def command_line_error(err: Exception) -> str:
         key = getattr(cause, "full_key", None) or one_line(str(cause), first_only=True)
         parent = getattr(cause, "parent_node", None)
         return unknown_key_line(key, list(parent.keys()) if parent is not None else [])
-    merging = re.match(r"Error merging override (.+)", str(err))
-    if merging and isinstance(cause, OmegaConfBaseException):  # a value of the wrong type
-        return f"{merging[1]}: {one_line(getattr(cause, 'msg', str(cause)), first_only=True)} ({show_config()})"
+    if isinstance(err, ConfigCompositionException) and isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        value = cause.value if isinstance(cause.value, str) else json.dumps(cause.value, default=str)
+        reason = one_line(cause.msg or str(cause), first_only=True)
+        return f"{cause.full_key}={value}: {reason} ({show_config()})"  # a value of the wrong type for its key
     return one_line(err, limit=1000)
 
 

@@ -21,8 +21,8 @@ from hwbench.job.config import check, check_precision, world_size
 from hwbench.launch import slurm, torchrun
 from hwbench.launch.ddp import RankWatch, job_scope, process_rank
 from hwbench.launch.external_ranks import refuse_lone_node
-from hwbench.launch.process import process_part
-from hwbench.launch.signals import StopSignals, signals_raise_interrupted
+from hwbench.launch.process import job_process, process_part
+from hwbench.launch.signals import StopSignals, signals_raise_interrupted, stop_signals_blocked
 from hwbench.loggers.chosen import job_loggers, tensorboard_of, trackers_of
 from hwbench.loggers.tensorboard import log_run
 from hwbench.measure.stability import group_plan
@@ -41,7 +41,7 @@ def run(cfg: DictConfig, out_dir: Path, shared: str | None = None) -> ResultsRec
     DDP job share its folder). ``shared``: why the job runs in a process it shares (python -m hwbench gives it
     a fresh one; called directly, it runs in its caller's).
     """
-    with job_scope(distributed(cfg)) as ranks:
+    with job_scope(distributed(cfg), own_process=job_process() is not None) as ranks:
         return Job(cfg, out_dir, writes=process_rank() == 0, ranks=ranks, shared=shared).run()
 
 
@@ -182,7 +182,7 @@ class Job:
         accelerator = resolve_accelerator(cfg.device.accelerator)
         check_precision(cfg, accelerator)
         execution.refuse(cfg, accelerator)
-        need_gpus(accelerator, cfg.device.devices)  # before Lightning starts any rank
+        need_gpus(accelerator, cfg.device.devices)  # before any rank starts
         refuse_lone_node(cfg)
         for launcher in (slurm, torchrun):  # the ranks SLURM or torchrun started, against the config's
             launcher.refuse_mismatch(cfg, world_size(cfg))
@@ -207,6 +207,7 @@ class Job:
                 board.experiment.add_text("fingerprint", as_markdown(record.fingerprint.model_dump()))
         for tracker in trackers_of(self.loggers):
             tracker.log_start(cfg, record)
+        self.start_ranks()
         self.trainer = trainer = make_trainer(cfg, accelerator, self.loggers, measuring.callbacks(self.stop))
         trainer.fit(model, datamodule=data)
         record.strategy = type(trainer.strategy).__name__
@@ -223,6 +224,18 @@ class Job:
         self.test_seconds = time.perf_counter() - testing_from
         self.assemble(record)  # the test's figures and the inference timing
         record.status = "ok"
+
+    def start_ranks(self) -> None:
+        """A DDP job's other ranks on this node, started here before the Trainer (hwbench.launch.ddp): Lightning
+        takes them as started externally. Each stop signal this job takes goes on to them; one that comes while
+        they start is held until it can."""
+        if self.ranks is None or self.stop is None:  # not DDP, or started by torchrun or SLURM
+            return
+        with stop_signals_blocked():  # they start with the stop signals blocked, and take them once they can
+            try:
+                self.ranks.launch(self.cfg.device.devices, self.cfg.device.nodes)
+            finally:
+                self.stop.pass_on_to(self.ranks.send_signal)
 
     def close_loggers(self, record: ResultsRecord) -> None:
         """The run's own figures in each logger, then its end: the trackers first (they never raise), then

@@ -1,10 +1,12 @@
 """Lightning's DDP inside Hydra jobs: how ranks >= 1 are started, and what a DDP job must undo when it ends.
 
-Lightning's subprocess launcher starts ranks 1..N-1 by re-running ``sys.argv`` plus ``hydra.run.dir=...``.
-In a multirun that argv still holds ``-m a=1,2`` (every child re-launches the whole sweep), under submitit
-it is ``python -m submitit.core._submit`` (the child re-runs the pickle), and ``run.dir`` is not the job's
-folder. :func:`hydra_job_command` builds the child's command from this job's own resolved overrides, in
-RUN mode, pinned to this job's folder; the children write nothing there but their log.
+On one machine the job's process (rank 0) starts ranks 1..D-1 itself, with the environment Lightning's own launcher
+gives them (MASTER_ADDR/PORT, NODE_RANK, WORLD_SIZE, each its LOCAL_RANK): Lightning's public
+``LightningEnvironment`` then takes them as started externally and starts none. Lightning's launcher would re-run
+``sys.argv``, which in a multirun still holds ``-m a=1,2`` (every child re-launches the whole sweep) and under
+submitit is ``python -m submitit.core._submit``; :func:`hydra_job_command` builds a rank's command from this job's
+own resolved overrides, in RUN mode, pinned to this job's folder (the ranks write nothing there but their log).
+Starting them here also lets hwbench watch them (:class:`RankWatch`) and pass each stop signal on to them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # Lightning's order (_get_rank)
+from hwbench.errors import ConfigError
+from hwbench.launch.signals import stop_signals_blocked
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # Lightning's order
 POLL_SECONDS = 1.0  # how often the ranks this process started are looked at (a job that hangs is the hurry)
 # a rank died and this one has not finished its job this long after: it hangs in a collective that will never
 # complete (NCCL waits for a dead peer), and everything is killed, as Lightning's own observer does at once
 HUNG_SECONDS = 60.0
+# the job has ended (its record written): how long its ranks get to end by themselves
+RANK_EXIT_SECONDS = 5.0
 # of a run's own Hydra overrides, those that shape a job's output (its logging) go on to the processes it starts
 FORWARDED_HYDRA = ("hydra.job_logging", "hydra/job_logging", "hydra.hydra_logging", "hydra/hydra_logging",
                    "hydra.verbose", "hydra.job.name")  # fmt: skip
@@ -62,7 +69,7 @@ def run_dir_pin(folder: object) -> str:
 
 
 def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
-    """The command and folder Lightning starts rank ``local_rank`` with (replaces ``_hydra_subprocess_cmd``)."""
+    """The command and folder rank ``local_rank`` of this node starts with: this job, in its folder."""
     from hydra.core.hydra_config import HydraConfig
 
     return hwbench_command(
@@ -71,26 +78,6 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
         "hydra.output_subdir=null",  # rank 0 already wrote .hydra/
         "hydra.mode=RUN",  # never a sweep in a child
     )
-
-
-def install_rank_watch() -> RankWatch:
-    """Point Lightning's launcher at a new :class:`RankWatch` in place of its process observer."""
-    import lightning.pytorch.strategies.launchers.subprocess_script as launcher
-
-    if not hasattr(launcher, "_launch_process_observer"):
-        raise RuntimeError("Lightning no longer has _launch_process_observer: re-check launch/ddp.py against it")
-    watch = RankWatch()
-    launcher._launch_process_observer = watch.start
-    return watch
-
-
-def install_hydra_job_command() -> None:
-    """Point Lightning's launcher at :func:`hydra_job_command` (it imported the original by name)."""
-    import lightning.pytorch.strategies.launchers.subprocess_script as launcher
-
-    if not hasattr(launcher, "_hydra_subprocess_cmd"):
-        raise RuntimeError("Lightning no longer has _hydra_subprocess_cmd: re-check hwbench/launch/ddp.py against it")
-    launcher._hydra_subprocess_cmd = hydra_job_command
 
 
 class RankDeath(NamedTuple):
@@ -103,20 +90,76 @@ class RankDeath(NamedTuple):
         return f"rank {self.rank} {self.how} after {epochs} epoch(s)" + (f" (its log: {self.log})" if self.log else "")
 
 
+def started_elsewhere() -> bool:
+    """Whether this job's ranks were started by whoever started this process (torchrun, srun, LSF, MPI, or a hand
+    that set LOCAL_RANK): Lightning's own test, its cluster environments' public ``detect`` in the order its
+    Trainer tries them, then ``LightningEnvironment.creates_processes_externally``. Else this process starts them."""
+    from lightning.fabric.plugins.environments import (
+        LightningEnvironment,
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    detected = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+    return any(env.detect() for env in detected) or LightningEnvironment().creates_processes_externally
+
+
 class RankWatch:
-    """The ranks this process started (Lightning's launcher's children), in place of Lightning's observer, which
-    SIGKILLs this process too within 5 s of a rank's death: before the job could record what it finished. This one
-    notes the first rank that died and how, for the job's one line, and kills only a job that hangs."""
+    """The ranks this process started, watched in place of Lightning's observer, which SIGKILLs this process too
+    within 5 s of a rank's death: before the job could record what it finished. This one notes the first rank that
+    died and how, for the job's one line, and kills only a job that hangs."""
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.first: RankDeath | None = None
         self.done = threading.Event()  # the job has ended
 
+    def launch(self, per_node: int, nodes: int) -> None:
+        """Start this node's ranks 1..per_node-1 as Lightning's launcher would (its ``_call_children_scripts``:
+        the same variables, read from the public ``LightningEnvironment``), this process being local rank 0: with
+        LOCAL_RANK set, Lightning takes them as started externally. Each is :func:`hydra_job_command`'s."""
+        from hydra.core.hydra_config import HydraConfig
+        from lightning.fabric.plugins.environments import LightningEnvironment
+
+        if not HydraConfig.initialized():  # hwbench.job.runner.run called directly: no command to start them with
+            raise ConfigError(f"device.devices={per_node} starts its other ranks as python -m hwbench jobs: run it "
+                              f"with python -m hwbench")  # fmt: skip
+        cluster = LightningEnvironment()
+        os.environ.update(MASTER_ADDR=cluster.main_address, MASTER_PORT=str(cluster.main_port), LOCAL_RANK="0",
+                          NODE_RANK=str(cluster.node_rank()), WORLD_SIZE=str(per_node * nodes))  # fmt: skip
+        try:
+            for local_rank in range(1, per_node):
+                command, cwd = hydra_job_command(local_rank)
+                env = {**os.environ, "LOCAL_RANK": str(local_rank)}
+                self.procs.append(subprocess.Popen(command, cwd=cwd, env=env))
+        finally:
+            self.start(self.procs)
+
     def start(self, procs: list[subprocess.Popen]) -> None:
-        """Lightning's ``_launch_process_observer``: called once the ranks >= 1 are started."""
+        """Watch ``procs``, this node's ranks 1..D-1, once they are started."""
         self.procs = procs
         threading.Thread(target=self.watch, name="hwbench-rank-watch", daemon=True).start()
+
+    def send_signal(self, signum: int) -> None:
+        """A stop signal this process took, passed on to every rank it started (Lightning's launcher passes SIGTERM
+        on to its children; here every stop signal)."""
+        for proc in self.procs:
+            with contextlib.suppress(OSError):  # never in the way of this process's own stop
+                proc.send_signal(signum)  # skips those that have exited
+
+    def reap(self, grace: float, kill: bool) -> None:
+        """Once the job has ended: its ranks end by themselves within ``grace`` seconds (they end their job too).
+        One still waiting in a collective on this process waits until this process has exited (its connections
+        are held open by the job's objects until then): ``kill``, where this process goes on (the caller's)."""
+        deadline = time.monotonic() + grace
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            if kill and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def watch(self) -> None:
         while not self.done.wait(POLL_SECONDS):
@@ -174,28 +217,33 @@ def console_to_log(log_file: Path) -> None:
 
 
 @contextlib.contextmanager
-def job_scope(distributed: bool) -> Iterator[RankWatch | None]:
-    """Around a DDP job: watch the ranks this process starts (the job's failure names the one that died); and
-    leave the process as it was, for a job run in its caller's process (each job has a process of its own under
-    python -m hwbench, but not where runner.run is called directly, or no process could be started).
+def job_scope(distributed: bool, own_process: bool) -> Iterator[RankWatch | None]:
+    """Around a DDP job: the ranks this process is to start, watched (the job's failure names the one that died;
+    None where they were started elsewhere); and the process left as it was, for a job run in its caller's process
+    (each job has a process of its own under python -m hwbench, but not where runner.run is called directly, or no
+    process could be started; ``own_process``: it has one, which ends with the job).
 
-    Lightning writes MASTER_ADDR/PORT, LOCAL_RANK, WORLD_SIZE, OMP_NUM_THREADS into ``os.environ``, sets
-    torch's threads, and keeps the process group: the next job would think its ranks were made externally.
+    Starting the ranks (and Lightning) writes MASTER_ADDR/PORT, LOCAL_RANK, WORLD_SIZE, OMP_NUM_THREADS into
+    ``os.environ``, sets torch's threads, and keeps the process group: the next job would think its ranks were
+    made externally. A stop signal during the clean-up is raised once it is done.
     """
     if not distributed:
         yield None
         return
     import torch
 
-    install_hydra_job_command()
-    ranks = install_rank_watch()
+    ranks = None if started_elsewhere() else RankWatch()
     env, threads = dict(os.environ), torch.get_num_threads()
     try:
         yield ranks
     finally:
-        ranks.done.set()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(env)
-        torch.set_num_threads(threads)
+        with stop_signals_blocked():
+            if ranks is not None:
+                ranks.done.set()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()  # a rank still in a collective with this one gets an error
+            if ranks is not None:
+                ranks.reap(RANK_EXIT_SECONDS, kill=not own_process)
+            os.environ.clear()
+            os.environ.update(env)
+            torch.set_num_threads(threads)

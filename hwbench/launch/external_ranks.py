@@ -1,11 +1,12 @@
-"""Stop signals in a job whose ranks SLURM or torchrun started on several nodes.
+"""Stop signals in a job whose ranks were started outside Lightning: by hwbench itself (hwbench.launch.ddp), torchrun
+or SLURM.
 
 Lightning's SIGTERM handler broadcasts from rank 0 inside the signal handler, under DDP: a collective that no other
 rank is in (each took its own SIGTERM, or is gone) waits forever, and SLURM kills the job after KillWait with its
-record still "running". Where the ranks were started outside this process, hwbench's own handler takes SIGTERM
-back once Lightning has set its own; each rank then stops at its own safe point, and one that waits for a rank
-that has gone gets the connection's error. (Where Lightning starts the ranks itself, its handler also passes the
-signal on to them: kept.)
+record still "running"; and it passes the signal on only to ranks its own launcher started, none here. hwbench's own
+handler takes SIGTERM back once Lightning has set its own, in training and in test; each rank then stops at its own safe
+point (the ranks hwbench started are passed the signal by it: StopSignals.pass_on_to), and one that waits for a rank
+that has gone gets the connection's error.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ class StopWithoutBroadcast(Callback):
     def __init__(self, stop: StopSignals | None) -> None:
         self.stop = stop
 
-    def on_fit_start(self, trainer: Any, *args: Any) -> None:
+    # Lightning sets its handler after on_fit_start, before on_train_start; and again in trainer.test
+    def on_train_start(self, trainer: Any, *args: Any) -> None:
         if self.stop is None or trainer.world_size == 1 or self.stop.first is not None:
             return
-        if torchrun.started_here() or slurm.under_slurm():
-            signal.signal(signal.SIGTERM, self.stop.handle)
+        signal.signal(signal.SIGTERM, self.stop.handle)
+
+    def on_test_start(self, trainer: Any, *args: Any) -> None:
+        self.on_train_start(trainer)
 
 
 def refuse_lone_node(cfg: Any) -> None:

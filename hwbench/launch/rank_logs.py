@@ -9,7 +9,7 @@ from pathlib import Path
 
 def move_file_logs(log: Path) -> None:
     """This rank's log lines into ``log``, not rank 0's file: Hydra opened the job's log file by the job's name,
-    the same on every rank torchrun or srun started (Lightning's launcher names its ranks' jobs apart instead)."""
+    the same on every rank torchrun or srun started (hwbench.launch.ddp names its ranks' jobs apart instead)."""
     loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, Logger))]
     moved: dict[logging.Handler, logging.Handler] = {}
     for logger in loggers:

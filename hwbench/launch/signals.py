@@ -53,6 +53,7 @@ class StopSignals:
         self.first: int | None = None  # the first signal's number
         self.holding = False
         self.pending = False  # arrived but not raised to the program yet
+        self.passes: list[Callable[[int], None]] = []  # who else the first signal goes to (the DDP ranks started here)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         # stateful, not only SIG_IGN: Lightning's teardown reinstalls the handlers it found, this one included
@@ -60,10 +61,18 @@ class StopSignals:
             return
         self.first = signum
         ignore_stop_signals()
+        for send in self.passes:
+            send(signum)
         if self.holding:
             self.pending = True
         else:
             raise Interrupted(signum)
+
+    def pass_on_to(self, send: Callable[[int], None]) -> None:
+        """The first signal goes on to ``send`` too; one that has come already, at once."""
+        self.passes.append(send)
+        if self.first is not None:
+            send(self.first)
 
     def swallowed(self, unraisable: Any) -> bool:
         """For ``sys.unraisablehook``: True (and raised again later) when the exception Python could not raise is

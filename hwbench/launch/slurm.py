@@ -47,7 +47,7 @@ def environment() -> list:
 
 
 def rank_log_name() -> str | None:
-    """The log file's name (less .log) of a task >= 1 under srun: ddp_rank<global rank>, as Lightning's launcher
+    """The log file's name (less .log) of a task >= 1 under srun: ddp_rank<global rank>, as hwbench's own launcher
     names the ranks it starts (Hydra opened the job's log by the job's name, the same in every task); else None."""
     rank = os.environ.get("SLURM_PROCID", "")
     return f"ddp_rank{rank}" if rank.isdigit() and int(rank) > 0 and under_slurm() else None
