@@ -49,7 +49,7 @@ def hwbench_path(overrides: list[str], execution: str, kernels: list[Any]) -> Ca
         if ran != execution:
             raise SystemExit(f"error: execution={execution} ran {ran}: see the job's log line (python -m hwbench "
                              f"{' '.join(overrides)} execution={execution})")  # fmt: skip
-        kernels.append(record.fingerprint.cpu_kernels if record.fingerprint else None)
+        kernels.append(record.cpu_kernels.chosen if record.cpu_kernels else None)
         return record.training.steady.samples_per_sec  # type: ignore[union-attr]
 
     return run

@@ -50,7 +50,7 @@ def measure(arch: str, args: argparse.Namespace, use_keras: bool) -> dict[str, A
 
     def hwbench() -> float:  # keeps the CPU kernels hwbench chose
         record = anchors.hwbench_record(overrides)
-        kernels.append(record.fingerprint.cpu_kernels if record.fingerprint else None)
+        kernels.append(record.cpu_kernels.chosen if record.cpu_kernels else None)
         return record.training.steady.samples_per_sec  # type: ignore[union-attr]
 
     with tempfile.TemporaryDirectory() as tmp:

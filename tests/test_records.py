@@ -265,3 +265,19 @@ def test_a_version_3_record_reads_as_written(tmp_path: Path) -> None:
     (tmp_path / RECORD_NAME).write_text(json.dumps(v3))
     record = read_record(tmp_path / RECORD_NAME)
     assert record.schema_version == 3 and record.execution.kind == "graph" and record.execution.steps_per_graph == 8
+
+
+def test_a_version_7_record_keeps_its_kernel_choice_in_one_place(tmp_path: Path) -> None:
+    """Version 7 copied the kernel choice into the fingerprint: read back, the record's cpu_kernels part holds it,
+    the fingerprint no longer does, and a current record with such a copy is refused as an unknown field."""
+    current = json.loads(parse_record(OK).model_dump_json())
+    v7 = copy.deepcopy(current) | {"schema_version": 7}
+    v7["fingerprint"]["cpu_kernels"] = {"linear": "onednn"}
+    (tmp_path / RECORD_NAME).write_text(json.dumps(v7))
+    record = read_record(tmp_path / RECORD_NAME)
+    assert record.schema_version == 7 and "cpu_kernels" not in record.fingerprint.model_dump()
+    assert record.fingerprint.host == current["fingerprint"]["host"]  # the rest of it kept
+    copied = copy.deepcopy(current) | {"schema_version": SCHEMA_VERSION}
+    copied["fingerprint"]["cpu_kernels"] = {"linear": "onednn"}
+    with pytest.raises(ValueError, match="cpu_kernels"):
+        parse_record(copied)

@@ -170,8 +170,6 @@ class Job:
         """Each measuring callback's parts into the record, validated on assignment: a wrong name or type fails."""
         for name, part in (self.measuring.record_parts() if self.measuring else {}).items():
             setattr(record, name, part)
-        if record.cpu_kernels is not None and record.fingerprint is not None:  # the machine as it ran: its kernels
-            record.fingerprint.cpu_kernels = record.cpu_kernels.chosen
 
     def set_up(self, record: ResultsRecord) -> tuple[Execution, str]:
         """The config checked, the strategy and device chosen (or refused), torch set up; the fingerprint."""

@@ -42,7 +42,6 @@ class Fingerprint(Part):
     torch: Name | None = None
     lightning: Name | None = None
     cpu_isa: Name | None = None  # the widest vector ISA torch's CPU kernels use here: AVX2, AVX512, ...
-    cpu_kernels: dict[Name, Name] | None = None  # CPU runs: the kernel each kind of layer ran (see CpuKernels)
 
 
 class JobProcess(Part):

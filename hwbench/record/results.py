@@ -38,8 +38,8 @@ from hwbench.record.writing import writing
 RECORD_NAME = "results.json"
 # 1: hwbench 0.1's unversioned records; 2: flat training figures; 3: no job, machine_load; 4: no repeat, stability;
 # 5: no phases, no kept kernel choice, no job start method;
-# 6: no nodes, devices_per_node
-SCHEMA_VERSION = 7
+# 6: no nodes, devices_per_node; 7: the kernel choice copied into the fingerprint (the record's cpu_kernels holds it)
+SCHEMA_VERSION = 8
 HOST_BOUND_BELOW = 50.0  # GPU busy %
 Status = Literal["running", "ok", "skipped", "failed", "interrupted", "diverged"]
 
@@ -266,13 +266,22 @@ def refuse_newer(version: object) -> None:
                          f"{SCHEMA_VERSION}): upgrade hwbench to read it")  # fmt: skip
 
 
+def without_fingerprint_kernels(data: dict[str, Any]) -> dict[str, Any]:
+    """Older versions copied the kernel choice into the fingerprint: the record's ``cpu_kernels`` is its one place."""
+    fingerprint = data.get("fingerprint")
+    if not isinstance(fingerprint, dict) or "cpu_kernels" not in fingerprint:
+        return data
+    return data | {"fingerprint": {k: v for k, v in fingerprint.items() if k != "cpu_kernels"}}
+
+
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A record of an older schema version in the current version's shape, its version number kept: the one
     place where reading is lenient (parse_record has refused a newer version already)."""
     version = data.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version >= SCHEMA_VERSION:
         return data  # a bad version is named by validation; the current one is read strictly
-    if version in (3, 4, 5, 6):  # versions 4 to 7 only added parts
+    data = without_fingerprint_kernels(data)
+    if version in (3, 4, 5, 6, 7):  # versions 4 to 7 only added parts
         return data
     moved = (*V2_TRAINING, "peak_flops", "compile_seconds", "capture_seconds")
     upgraded = {k: v for k, v in data.items() if k not in moved} | {"schema_version": version}
