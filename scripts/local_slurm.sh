@@ -127,16 +127,27 @@ up() {
   echo "in this shell: eval \"\$($0 env)\""
 }
 
-down() {
-  local pidfile pid
-  for pidfile in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid" "$DIR/run/munged.pid"; do
+stop() {  # the processes whose pid files are given, at once (each takes a second or two), then wait for them
+  local pidfile pids=()
+  for pidfile in "$@"; do
     if started "$pidfile"; then
-      pid=$(cat "$pidfile")
-      kill "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      pids+=("$(cat "$pidfile")")
+      kill "${pids[-1]}"
     fi
     rm -f "$pidfile"
   done
+  local pid alive
+  for _ in $(seq 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 1 ] || break
+    sleep 0.1
+  done
+}
+
+down() {
+  stop "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid"
+  stop "$DIR/run/munged.pid"  # last: the daemons authenticate through it until they stop
   echo "SLURM is down ($DIR kept: its state and logs)"
 }
 

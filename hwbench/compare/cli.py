@@ -151,7 +151,7 @@ def compare(args: argparse.Namespace, report: Report, argv: list[str] | None = N
     not_ok = [r for r in rows if r.status != "ok"]
     setups = group_setups(ok, by_source=not args.merge_sources)
     bases = add_verdicts(setups, args.baseline)
-    scaling = add_scaling(rows)
+    scaling = add_scaling(rows, by_source=not args.merge_sources)
     for spec in add_prices(rows, prices):
         print(terminal(f"warning: --price {spec!r} names no ok run: give part of host/device/run_name, hardware or "
                        f"a results.json path"), file=sys.stderr)  # fmt: skip

@@ -63,12 +63,13 @@ def timed_rows(rows: Iterable[Row]) -> list[Row]:
     return [r for r in rows if r.timed]
 
 
-def add_scaling(rows: list[Row]) -> list[Series]:
+def add_scaling(rows: list[Row], by_source: bool = True) -> list[Series]:
     """Set the scale-up over the smallest run and the scaling efficiency on the ok rows of each group that spans
-    more than one device count (else thread count); return those groups, for the scaling plot."""
+    more than one device count (else thread count); return those groups, for the scaling plot. ``by_source=False``
+    (--merge-sources): a group spans the folders given (a cluster's 2-node sweep and its 1-node run)."""
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in timed_rows(rows):
-        groups.setdefault((r.source, r.scaling_group), []).append(r)
+        groups.setdefault((r.source if by_source else "", r.scaling_group), []).append(r)
     scaling = []
     for group in groups.values():
         if len({world(r) for r in group}) > 1:

@@ -103,11 +103,12 @@ class Measurements:
         )  # fmt: skip
 
     def callbacks(self, stop: StopSignals | None) -> list[Callback]:
-        """In the order they run: the kernel choice and preparation before the clock; an epoch closed before the
-        next epoch's clock starts; a held signal raised before a step is counted."""
-        ordered = [self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop), self.clock, self.meter,
-                   self.summary, self.test, self.inference, self.memory, self.energy, self.busy, self.span,
-                   StopWithoutBroadcast(stop)]  # fmt: skip
+        """In the order they run: SIGTERM taken back from Lightning before any other hook of a stage (a collective
+        there would meet Lightning's broadcast); the kernel choice and preparation before the clock; an epoch closed
+        before the next epoch's clock starts; a held signal raised before a step is counted."""
+        ordered = [StopWithoutBroadcast(stop), self.kernels, self.prepare, self.epochs, self.load, SafePoints(stop),
+                   self.clock, self.meter, self.summary, self.test, self.inference, self.memory, self.energy,
+                   self.busy, self.span]  # fmt: skip
         return [callback for callback in ordered if callback is not None]
 
     def record_parts(self) -> dict[str, Part | list[str]]:

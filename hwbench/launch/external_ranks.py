@@ -1,12 +1,15 @@
 """Stop signals in a job whose ranks were started outside Lightning: by hwbench itself (hwbench.launch.ddp), torchrun
 or SLURM.
 
-Lightning's SIGTERM handler broadcasts from rank 0 inside the signal handler, under DDP: a collective that no other
-rank is in (each took its own SIGTERM, or is gone) waits forever, and SLURM kills the job after KillWait with its
-record still "running"; and it passes the signal on only to ranks its own launcher started, none here. hwbench's own
-handler takes SIGTERM back once Lightning has set its own, in training and in test; each rank then stops at its own safe
-point (the ranks hwbench started are passed the signal by it: StopSignals.pass_on_to), and one that waits for a rank
-that has gone gets the connection's error.
+Lightning's SIGTERM handler broadcasts from rank 0 inside the signal handler, under DDP: a collective that the other
+rank may not be in (it took its own SIGTERM at its own point, or sits in another collective: DDP's gradient
+all-reduce, a barrier), so both ranks wait on each other until SLURM kills them after KillWait, with the record still
+"running"; and it passes the signal on only to ranks its own launcher started, none here. hwbench's own handler takes
+SIGTERM back each time Lightning has set its own: Lightning (re)registers it in every ``Trainer.fit`` and ``test``
+after ``on_fit_start`` and before the loop's first hook, so it is taken back at the start of training and of the
+test. Each rank then stops at its own point (the ranks hwbench started are passed the signal by it:
+StopSignals.pass_on_to); one that waits in a collective for a rank that has stopped gets the closed connection's
+error and takes its own signal then (hwbench.job.runner).
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ class StopWithoutBroadcast(Callback):
     def __init__(self, stop: StopSignals | None) -> None:
         self.stop = stop
 
-    # Lightning sets its handler after on_fit_start, before on_train_start; and again in trainer.test
-    def on_train_start(self, trainer: Any, *args: Any) -> None:
-        if self.stop is None or trainer.world_size == 1 or self.stop.first is not None:
+    def take_back(self, trainer: Any) -> None:
+        if self.stop is None or trainer.world_size == 1:
             return
-        signal.signal(signal.SIGTERM, self.stop.handle)
+        # a signal already taken leaves every stop signal ignored (StopSignals.handle): Lightning's made SIGTERM live
+        signal.signal(signal.SIGTERM, self.stop.handle if self.stop.first is None else signal.SIG_IGN)
+
+    def on_train_start(self, trainer: Any, *args: Any) -> None:
+        self.take_back(trainer)
 
     def on_test_start(self, trainer: Any, *args: Any) -> None:
-        self.on_train_start(trainer)
+        self.take_back(trainer)
 
 
 def refuse_lone_node(cfg: Any) -> None:

@@ -31,7 +31,7 @@ from hwbench.errors import Interrupted
 from hwbench.launch import torchrun
 from hwbench.launch.ddp import hwbench_command, process_rank, run_dir_pin
 from hwbench.launch.signals import stop_signals_blocked
-from hwbench.launch.template import exec_reason, inherited, start_from_template
+from hwbench.launch.template import exec_reason, inherited, start_from_template, start_resource_tracker
 from hwbench.record.machine import JobProcess
 from hwbench.record.results import RECORD_NAME, ResultsRecord, Status, now, read_record, write_record
 
@@ -101,6 +101,8 @@ def run_in_job_process(cfg: DictConfig, folder: Path) -> Outcome:
     command, cwd = hwbench_command(run_dir_pin(folder), "hydra.output_subdir=null", "hydra.mode=RUN")
     read, write = multiprocessing.Pipe(duplex=False)
     child: JobHandle | None = None
+    if exec_reason() is None:
+        start_resource_tracker()  # before the block: starting it unblocks SIGTERM (its docstring says why it matters)
     try:
         with stop_signals_blocked():  # the job process takes them once it can record; here, at the block's end
             child = start_job(command, cwd, write)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from collections.abc import Iterator
 
 from omegaconf import DictConfig
 
 from hwbench.errors import ConfigError
+from hwbench.launch.signals import signals_raise_interrupted
 
 
 def gpus_per_node(accelerator: str, devices: int) -> int | None:
@@ -75,13 +75,13 @@ def refuse_mismatch(cfg: DictConfig, world: int) -> None:
 
 @contextlib.contextmanager
 def warning_to_the_job() -> Iterator[None]:
-    """While task 0 waits for its job's process: submitit's pre-timeout warning (SIGUSR2) is for the job, which
-    records what it finished; submitit's own handler would end this task at once, leaving the job behind."""
-    if not under_submitit() or not hasattr(signal, "SIGUSR2"):
+    """While task 0 runs its job: a stop signal (scancel's or the time limit's SIGTERM, submitit's pre-timeout
+    warning SIGUSR2) raises Interrupted here, and hwbench.launch.process passes it on to the job's process, which
+    records what it finished. SLURM signals the job's process too, but not one still starting (forked from the template
+    after the signal came: it would train on to the limit); submitit's own handlers would ignore SIGTERM here, and on
+    SIGUSR2 end this task at once, leaving the job behind."""
+    if not under_submitit():
         yield
         return
-    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: None)  # not SIG_IGN: that is inherited
-    try:
+    with signals_raise_interrupted():
         yield
-    finally:
-        signal.signal(signal.SIGUSR2, previous)

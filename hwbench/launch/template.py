@@ -52,6 +52,18 @@ def start_from_template(argv: Sequence[str], cwd: str, env: Mapping[str, str], o
     return job
 
 
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started before the caller blocks the stop signals around the job's start
+    (hwbench.launch.signals.stop_signals_blocked): the template's first start starts it, and starting it unblocks
+    SIGINT and SIGTERM in the calling thread (CPython's resource_tracker.ensure_running). The template started next
+    would inherit them unblocked and die of the first SIGTERM sent to the job's whole process tree (SLURM's scancel
+    and time limit signal every process of a job), its job left running unwatched: its parent would read exit 255
+    while the job still records. Started first, the template inherits them blocked and outlives the job."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 @contextlib.contextmanager
 def template_environment() -> Iterator[None]:
     """What the template starts with, beside this process's environment: torch.cuda.is_available() through NVML,
