@@ -20,6 +20,10 @@ from hwbench.job.config import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+# a job that measures its clock, epochs and test alone (conf/measure/minimal.yaml), on torch's own CPU kernels (no
+# kernel timing before training): for the tests that read nothing else (the measurements' own tests use them all)
+CLOCK_ONLY = ("measure=minimal", "device.cpu_kernels.linear=torch", "device.cpu_kernels.dropout=torch",
+              "device.cpu_kernels.conv2d=torch")  # fmt: skip
 
 
 def _data_root() -> str:

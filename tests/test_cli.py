@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import scalars, spelled
+from conftest import CLOCK_ONLY, scalars, spelled
 from hwbench.record.results import read_record
 
 PER_EPOCH = {"train/loss", "train/acc", "val/loss", "val/acc", "perf/train_samples_per_sec", "perf/epoch_seconds"}
@@ -16,7 +16,7 @@ AT_END = {"run/test_loss", "run/test_acc", "run/train_samples_per_sec"}  # the r
 def test_sweep_of_both_networks_logs_everything_to_one_tensorboard_root(hwbench_cli, tmp_path: Path) -> None:
     # batch 32 (Keras' default) gives 63 SGD steps on 2,000 images: enough to learn well beyond chance
     result = hwbench_cli(
-        "-m", "arch=ffnn,cnn", "epochs=1", "data.train_limit=2000", "batch_size=32", "device=cpu", "measure=minimal"
+        "-m", "arch=ffnn,cnn", "epochs=1", "data.train_limit=2000", "batch_size=32", "device=cpu", *CLOCK_ONLY
     )
     assert result.returncode == 0, result.stderr[-2000:]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_scaleout import installed
 
+from conftest import CLOCK_ONLY
 from hwbench.compare.cli import main as compare
 from hwbench.job.config import compose_config
 from hwbench.launch.torchrun import RUNS_HERE
@@ -24,9 +25,7 @@ from hwbench.record.results import ResultsRecord, read_record
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "local_slurm.sh"
-# one thread a rank (2 cores); the clock, the epochs and the test only; torch's kernels (no kernel timing first)
-SHORT = ("device=cpu", "arch=ffnn", "device.threads=1", "data.train_limit=2000", "measure=minimal",
-         "device.cpu_kernels.linear=torch", "device.cpu_kernels.dropout=torch")  # fmt: skip
+SHORT = ("device=cpu", "arch=ffnn", "device.threads=1", "data.train_limit=2000", *CLOCK_ONLY)  # one thread a rank
 SRUN_HINT = "The `srun` command is available on your system but is not used"
 pytestmark = pytest.mark.xdist_group("ddp")  # one pytest worker runs the DDP tests: they share 2 cores
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CLOCK_ONLY
 from hwbench.compare import main as compare
 from hwbench.errors import OutputUnwritable
 from hwbench.record.results import ResultsRecord, read_record, write_record
 from hwbench.record.writing import JobLogFile, quiet_tensorboard_thread
 
 TINY = ("device=cpu", "data.train_limit=1000")
-QUICK = (*TINY, "measure=minimal")  # where a test reads no measurement but the clock's
+QUICK = (*TINY, *CLOCK_ONLY)  # where a test reads no measurement but the clock's
 
 
 def start(args: list[str], data_root: str, cwd: Path, output_root: Path | None = None) -> subprocess.Popen:

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_faults import no_traceback, records, start, wait_for
 from test_scaleout import installed
 
-from conftest import cuda
+from conftest import CLOCK_ONLY, cuda
 from hwbench.compare import main as compare
 from hwbench.job.runner import run
 from hwbench.launch.process import CALLER_PROCESS
@@ -30,7 +30,7 @@ from hwbench.record.results import ResultsRecord
 # one thread and torch's kernels: the runs' rounding is the same in any process (an auto choice may differ)
 SAME_MATH = ("device=cpu", "device.threads=1", "device.cpu_kernels.linear=torch", "device.cpu_kernels.dropout=torch")
 TINY = ("device=cpu", "data.train_limit=1000")
-QUICK = "measure=minimal"  # where a test reads no measurement but the clock's
+QUICK = CLOCK_ONLY  # where a test reads no measurement but the clock's
 
 
 def test_each_job_of_a_sweep_runs_in_its_own_process_and_gives_what_one_process_gave(
@@ -86,7 +86,7 @@ def test_a_run_name_with_a_quote_and_a_backslash_runs_in_its_job_process(hwbench
 def test_under_submitit_a_job_whose_process_dies_is_named_and_the_sweep_exits_1(data_root, tmp_path) -> None:
     """Before, the sweep exited 0 and named nothing: the job's line was only in .submitit/<id>/<id>_0_log.err,
     whose .out said "Job completed successfully"; and an empty folder named .submitit/%j was left behind."""
-    proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY, QUICK], data_root, tmp_path)
+    proc = start(["-m", "hydra/launcher=submitit_local", "epochs=1000", *TINY, *QUICK], data_root, tmp_path)
     folder = None
     while proc.poll() is None:  # the job's process, once it has recorded its first epoch
         job = next((p for p in psutil.Process(proc.pid).children(recursive=True) if is_job(p)), None)
@@ -117,23 +117,23 @@ def test_a_job_whose_process_dies_is_failed_naming_how_and_the_sweep_goes_on(
 ) -> None:
     if started_by == "exec":  # a new interpreter per job: where fork is not safe, and on request
         monkeypatch.setenv("HWBENCH_JOB_START", "exec")
-    proc = start(["-m", "epochs=1,100,1", *TINY, QUICK], data_root, tmp_path)
-    wait_for(proc, "epoch 1/100 done")  # job 1 has recorded its first epoch
+    proc = start(["-m", "epochs=100,1", *TINY, *QUICK], data_root, tmp_path)
+    wait_for(proc, "epoch 1/100 done")  # job 0 has recorded its first epoch
     job_process(proc).send_signal(sig)
     proc.communicate(timeout=300)
     stderr = (tmp_path / "stderr.txt").read_text()
     no_traceback(stderr)
     assert proc.returncode == 1
     assert stderr.strip().splitlines()[-1] == (
-        f"error: 1 job(s) did not finish ok: 1_ffnn_cpu_e100 (killed by {sig.name}) (see their results.json)"
+        f"error: 1 job(s) did not finish ok: 0_ffnn_cpu_e100 (killed by {sig.name}) (see their results.json)"
     )
     found = records(tmp_path / "outputs")
-    assert [found[j].status for j in ("0_ffnn_cpu_e1", "1_ffnn_cpu_e100", "2_ffnn_cpu_e1")] == ["ok", "failed", "ok"]
-    dead = found["1_ffnn_cpu_e100"]
+    assert [found[j].status for j in ("0_ffnn_cpu_e100", "1_ffnn_cpu_e1")] == ["failed", "ok"]  # the sweep went on
+    dead = found["0_ffnn_cpu_e100"]
     assert dead.job.died == f"killed by {sig.name}"
     assert dead.reason.startswith(f"its process died (killed by {sig.name}) after")
     assert len(dead.training.epochs) >= 1 and dead.training.partial  # what it had recorded is kept
-    ok = found["2_ffnn_cpu_e1"].job
+    ok = found["1_ffnn_cpu_e1"].job
     assert ok.started_by == started_by and (ok.exec_reason == "HWBENCH_JOB_START=exec") == (started_by == "exec")
     assert f"ffnn cpu epochs=100: failed: its process died (killed by {sig.name}) after" in stderr
 
@@ -157,7 +157,7 @@ def machine_load_text(run_dir: Path) -> str:
 
 
 def test_busy_loops_beside_a_run_make_it_noisy_and_require_quiet_refuses(hwbench_cli, busy_loops, tmp_path) -> None:
-    load = [QUICK, "+measure.machine_load={}"]  # what the test reads: the job measures nothing else
+    load = [*QUICK, "+measure.machine_load={}"]  # what the test reads: the job measures nothing else
     result = hwbench_cli("epochs=1", "data.train_limit=3000", "device=cpu", "hydra.run.dir=busy", *load)
     assert result.returncode == 0, result.stderr[-3000:]
     record: ResultsRecord = records(tmp_path / "busy")["busy"]

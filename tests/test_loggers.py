@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from conftest import scalars, spelled
+from conftest import CLOCK_ONLY, scalars, spelled
 from hwbench.record.results import ResultsRecord, read_record
 
-RUN = ("device=cpu", "arch=ffnn", "data.train_limit=2000", "measure=minimal")  # 16 optimizer steps an epoch
+RUN = ("device=cpu", "arch=ffnn", "data.train_limit=2000", *CLOCK_ONLY)  # 16 optimizer steps an epoch
 MISSING_LINE = "error: logger=mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]'"
 MLFLOW_BUSY_S = 20  # how long MLflow waits for a locked SQLite store before it says so (its busy_timeout)
 SERVER_START_S = 180  # a server's first start imports much of MLflow: slow on a busy 2-core machine

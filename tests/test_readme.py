@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, as_if_quiet
+from conftest import CLOCK_ONLY, REPO, as_if_quiet
 from hwbench.record.results import read_record
 
 pytestmark = pytest.mark.xdist_group("readme")
-SHORT = ("epochs=1", "data.train_limit=2000", "measure=minimal")  # where a line trains: its clock and accuracy
+SHORT = ("epochs=1", "data.train_limit=2000", *CLOCK_ONLY)  # where a line trains: its clock and accuracy
 SETUP = "python3 -m venv .venv && .venv/bin/pip install -e "  # the README's two commands: they made this venv
 STAMP = "<stamp>"
 # lines another test already runs as printed (or that need what a test cannot have), and which one

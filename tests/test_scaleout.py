@@ -17,13 +17,13 @@ import psutil
 import pytest
 import torch
 
-from conftest import cuda
+from conftest import CLOCK_ONLY, cuda
 from hwbench.compare.cli import main as compare
 from hwbench.data.datamodules import TensorBatches
 from hwbench.record.results import ResultsRecord, read_record
 
 # one thread a rank (2 cores); the clock, the epochs and the accuracy measured: what these tests read
-TINY = ("device=cpu", "arch=ffnn", "data.val_size=0", "device.threads=1", "measure=minimal")
+TINY = ("device=cpu", "arch=ffnn", "data.val_size=0", "device.threads=1", *CLOCK_ONLY)
 pytestmark = pytest.mark.xdist_group("ddp")  # one pytest worker runs these: two DDP jobs at once would share 2 cores
 
 
@@ -59,8 +59,8 @@ def test_ranks_take_disjoint_slices_of_each_epochs_permutation(world_size: int) 
 def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path, steps, limit, group) -> None:
     """SGD on the mean loss: the all-reduced mean of two ranks' gradients over b images each is the gradient
     over the same 2b images, so the weights, and the test loss over the whole test split, agree."""
+    # TINY's torch kernels: one matmul kernel in both jobs, so their rounding agrees
     common = [*TINY, "epochs=2", "lr=0.1", f"data.train_limit={limit}", f"steps_per_execution={group}"]
-    common.append("device.cpu_kernels.linear=torch")  # one matmul kernel in both jobs: their rounding agrees
     ok(hwbench_cli("device.devices=2", "batch_size=32", *common, f"hydra.run.dir={tmp_path / 'ddp'}"))
     ok(hwbench_cli("device.devices=1", "batch_size=64", *common, f"hydra.run.dir={tmp_path / 'one'}"))
     ddp, one = read_record(tmp_path / "ddp/results.json"), read_record(tmp_path / "one/results.json")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import next_steps, scalars
+from conftest import CLOCK_ONLY, next_steps, scalars
 
 JOB = ("device=cpu", "epochs=2", "data.train_limit=3000")  # 24 optimizer steps an epoch at batch 128
 
@@ -72,7 +72,7 @@ def test_torchs_notes_on_the_machine_go_to_the_log_not_the_screen(hwbench_cli, t
     """Before, execution=compiled on a CPU printed torch's `W... cpp_extension.py:183] No CUDA runtime is found`.
     torch notes it where a CUDA toolkit's folder is found without a CUDA device: CUDA_HOME names one."""
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
-    result = hwbench_cli("execution=compiled", "device=cpu", "epochs=1", "data.train_limit=2000")
+    result = hwbench_cli("execution=compiled", "device=cpu", "epochs=1", "data.train_limit=2000", *CLOCK_ONLY)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CUDA runtime" not in result.stdout + result.stderr and "cpp_extension" not in result.stdout + result.stderr
     (folder,) = (tmp_path / "outputs" / "runs").iterdir()

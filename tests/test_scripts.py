@@ -11,7 +11,9 @@ from pathlib import Path
 
 from matplotlib.image import imread
 
-from conftest import REPO, cuda
+from conftest import CLOCK_ONLY, REPO, cuda
+
+QUICK = ["device=cpu", "data.train_limit=2000", *CLOCK_ONLY]  # the clock and the accuracy: what they read
 
 
 def script(name: str, *args: str, data_root: str, cwd: Path, folder: str = "scripts") -> subprocess.CompletedProcess:
@@ -28,9 +30,8 @@ def json_line(stdout: str, key: str) -> dict:
 
 
 def test_speedrun_runs_on_cpu_at_tiny_size(data_root: str, tmp_path: Path) -> None:
-    result = script(
-        "speedrun.py", "--seeds", "0", "device=cpu", "data.train_limit=5000", data_root=data_root, cwd=tmp_path
-    )
+    args = ["--seeds", "0", "device=cpu", "data.train_limit=5000", *CLOCK_ONLY]
+    result = script("speedrun.py", *args, data_root=data_root, cwd=tmp_path)
     summary = json_line(result.stdout, "speedrun")
     (run,) = summary["runs"]
     assert run["test_acc"] > 0.2 and run["train_seconds"] > 0  # 20 steps from scratch: learning, chance is 0.1
@@ -39,7 +40,7 @@ def test_speedrun_runs_on_cpu_at_tiny_size(data_root: str, tmp_path: Path) -> No
 
 
 def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path) -> None:
-    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "1", "--seeds", "0", "1"]
+    args = [*QUICK, "--arch", "ffnn", "--epochs", "1", "--seeds", "0", "1"]
     script("reproduce_table1.py", *args, "--out", str(tmp_path / "t1"), data_root=data_root, cwd=tmp_path)
     table = (tmp_path / "t1" / "table1.md").read_text()
     assert table.startswith("| arch | epochs | paper | ours: median (min-max)")
@@ -50,7 +51,7 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
 
     # a second run adds its row and keeps the first: rows can be measured one at a time; it says its plan and an
     # estimate before it trains, and SIGTERM (a real one, in its second run) stops it in one line, the rows kept
-    args = ["device=cpu", "data.train_limit=2000", "--arch", "ffnn", "--epochs", "2", "50", "--seeds", "0"]
+    args = [*QUICK, "--arch", "ffnn", "--epochs", "2", "50", "--seeds", "0"]
     env = {**os.environ, "HWBENCH_DATA": data_root}
     cmd = [sys.executable, str(REPO / "scripts" / "reproduce_table1.py"), *args, "--out", str(tmp_path / "t1")]
     child = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,7 +64,7 @@ def test_reproduce_table1_writes_markdown_and_png(data_root: str, tmp_path: Path
     stdout, stderr = child.communicate(timeout=120)
     assert child.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     plan, estimate, *_ = stdout.splitlines()
-    assert plan == "plan: 2 runs (ffnn x 2, 50 epochs x seeds 0), experiment=paper device=cpu data.train_limit=2000"
+    assert plan == f"plan: 2 runs (ffnn x 2, 50 epochs x seeds 0), experiment=paper {' '.join(QUICK)}"
     assert estimate.startswith("estimate: about ") and "on a 2-core AMD EPYC" in estimate
     assert stderr.strip().splitlines()[-1] == (
         f"error: stopped (interrupted by SIGTERM): the rows finished so far are in {tmp_path / 't1' / 'table1.md'}"
