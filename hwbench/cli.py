@@ -29,7 +29,7 @@ from hwbench.launch.process import (
     shared_reason,
 )
 from hwbench.launch.signals import signals_raise_interrupted
-from hwbench.launch.slurm import under_submitit, warning_to_the_job
+from hwbench.launch.slurm import stops_to_the_job, under_submitit
 from hwbench.record.writing import exit_unwritable
 
 UNWRITABLE = "unwritable"  # an outcome's status where the job could not write its outputs (a full disk)
@@ -62,7 +62,7 @@ class Outcomes:
             return
         shared = shared_reason()
         try:
-            with warning_to_the_job():
+            with stops_to_the_job():
                 outcome = run_here(cfg, folder, shared) if shared else run_in_job_process(cfg, folder)
         except OutputUnwritable as err:  # writing the record of a job whose process died
             outcome = Outcome(str(err), UNWRITABLE)

@@ -74,12 +74,9 @@ def refuse_mismatch(cfg: DictConfig, world: int) -> None:
 
 
 @contextlib.contextmanager
-def warning_to_the_job() -> Iterator[None]:
-    """While task 0 runs its job: a stop signal (scancel's or the time limit's SIGTERM, submitit's pre-timeout
-    warning SIGUSR2) raises Interrupted here, and hwbench.launch.process passes it on to the job's process, which
-    records what it finished. SLURM signals the job's process too, but not one still starting (forked from the template
-    after the signal came: it would train on to the limit); submitit's own handlers would ignore SIGTERM here, and on
-    SIGUSR2 end this task at once, leaving the job behind."""
+def stops_to_the_job() -> Iterator[None]:
+    """While task 0 runs its job: a stop signal (scancel, the time limit, submitit's warning) raises Interrupted, and
+    hwbench.launch.process passes it on to the job's process, even one still starting; submitit's handlers would not."""
     if not under_submitit():
         yield
         return

@@ -53,12 +53,8 @@ def start_from_template(argv: Sequence[str], cwd: str, env: Mapping[str, str], o
 
 
 def start_resource_tracker() -> None:
-    """multiprocessing's resource tracker, started before the caller blocks the stop signals around the job's start
-    (hwbench.launch.signals.stop_signals_blocked): the template's first start starts it, and starting it unblocks
-    SIGINT and SIGTERM in the calling thread (CPython's resource_tracker.ensure_running). The template started next
-    would inherit them unblocked and die of the first SIGTERM sent to the job's whole process tree (SLURM's scancel
-    and time limit signal every process of a job), its job left running unwatched: its parent would read exit 255
-    while the job still records. Started first, the template inherits them blocked and outlives the job."""
+    """multiprocessing's resource tracker, started before the stop signals are blocked around a job's start: starting
+    it unblocks SIGTERM, and a template started after it would die of SLURM's SIGTERM to the job (docs/cluster.md)."""
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
