@@ -160,20 +160,16 @@ def test_a_slurm_sweep_trains_across_two_nodes_and_a_cancelled_job_is_named(clus
     assert (tmp_path / "report" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 43: on a loaded 2-core CI run the 2-node job logged no epoch in its 2 "
-    "minutes and SLURM killed it at the limit (the warning's handling then untested): open",
-)
 def test_a_slurm_job_reaching_its_time_limit_records_its_epochs_and_is_named(cluster, data_root, tmp_path) -> None:
     """hydra.launcher.timeout_min: SLURM signals every task signal_delay_s before the job's time limit (submitit's
     --signal=USR2@...), as it signals them at the limit itself (SIGTERM, as scancel); the job records what it
-    finished, ends before the limit, and the sweep's closing line names it. Here the warning is due 65 s into a
-    2-minute limit: SLURM sends it at its last time-limit check before then (they are 30 s apart), after the job's
-    first epoch (a warning that comes while a job is still starting is lost: docs/cluster.md)."""
+    finished, ends before the limit, and the sweep's closing line names it. The warning is due 80 s into a 2-minute
+    limit: SLURM sends it at its last time-limit check before then (they are 30 s apart), 50 to 80 s after the job
+    started. One node: the 2-node stop (each rank stops) is the scancel test's; here a loaded machine's slow start of
+    two ranks once took the whole 2 minutes."""
     out = tmp_path / "outputs"
-    cmd = [sys.executable, "-m", "hwbench", "-m", "hydra/launcher=slurm", "device.nodes=2", "epochs=100000", *SHORT,
-           "data.train_limit=1024", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=55",
+    cmd = [sys.executable, "-m", "hwbench", "-m", "hydra/launcher=slurm", "epochs=100000", *SHORT,
+           "data.train_limit=1024", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=40",
            f"output_root={out}"]  # fmt: skip
     env = cluster | {"HWBENCH_DATA": data_root}
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -184,7 +180,7 @@ def test_a_slurm_job_reaching_its_time_limit_records_its_epochs_and_is_named(clu
     ), result.stderr[-3000:] + job_logs(job)
     record = read_record(job / "results.json")
     assert (record.status, record.interruption.signal) == ("interrupted", "SIGUSR2"), job_logs(job)
-    assert record.interruption.epochs_finished == len(record.training.epochs) >= 1
+    assert record.interruption.epochs_finished == len(record.training.epochs) >= 1, job_logs(job)
     assert record.training.partial and record.metrics is None
 
 
