@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import CLOCK_ONLY
 from hwbench.data.datamodules import MNISTDataModule, TensorBatches
 from hwbench.model.classifier import Classifier
 from hwbench.model.paper import FFNN, init_weights
@@ -61,7 +62,7 @@ def test_keras_one_hot_targets_train_the_same_model(data_root: str) -> None:
 def test_compile_time_is_kept_out_of_training_and_changes_nothing(make_cfg, tmp_path) -> None:
     from hwbench.job.runner import run
 
-    overrides = ("arch=ffnn", "epochs=1", "data.train_limit=1000", "steps_per_execution=4")
+    overrides = ("arch=ffnn", "epochs=1", "data.train_limit=1000", "steps_per_execution=4", *CLOCK_ONLY)
     eager = run(make_cfg(*overrides), tmp_path / "eager")
     compiled = run(make_cfg(*overrides, "execution=compiled"), tmp_path / "compiled")
     assert eager.execution.prepare_seconds is None and compiled.execution.prepare_seconds > 0

@@ -1,6 +1,7 @@
 """Config values that would put a job's files outside its folder, or make a run whose figures mean nothing: each
-refused in one line naming the fix, in a real ``python -m hwbench`` process (or, oversubscribed threads,
-warned of and recorded)."""
+refused in one line naming the fix (or, oversubscribed threads, warned of and recorded). One refusal runs end to end
+in a real ``python -m hwbench`` process (exit 1, the line, the failed record); the others run the same job in this
+process (hwbench.job.runner.run), whose record's summary is the line that process ends with."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import spelled
+from conftest import CLOCK_ONLY, spelled
 from hwbench.errors import ConfigError
 from hwbench.job.config import check
 from hwbench.job.folders import inside
+from hwbench.job.runner import run
 from hwbench.record.results import read_record
 
 CORES = len(os.sched_getaffinity(0))
@@ -86,9 +88,22 @@ def test_a_folder_name_stays_inside_its_parent(name: str, ok: bool, tmp_path: Pa
     ids=["batch over the images", "one training image", "three steps an epoch", "+foo", "+epoch", "threads=0",
          "16-mixed on a CPU"],
 )  # fmt: skip
-def test_a_value_that_makes_a_meaningless_run_is_refused_before_training(hwbench_cli, tmp_path, overrides, reason):
-    result = hwbench_cli(*overrides, "device=cpu")
-    reason = reason.replace("python -m hwbench", spelled("hwbench", tmp_path))  # as this shell runs it
+def test_a_value_that_makes_a_meaningless_run_is_refused_before_training(make_cfg, tmp_path, overrides, reason):
+    record = run(make_cfg(*overrides), tmp_path)  # the job python -m hwbench runs, here in this process
+    reason = reason.replace("python -m hwbench", spelled("hwbench", Path.cwd()))  # as a shell here runs it
+    assert record.summary() == f"ffnn cpu epochs=5: failed: {reason}"  # the line after "error: " (below)
+    assert read_record(tmp_path / "results.json") == record and record.traceback is None
+    assert record.status == "failed" and record.reason == reason and record.training is None
+
+
+def test_a_refused_value_ends_the_process_in_one_line_and_a_failed_record(hwbench_cli, tmp_path) -> None:
+    """The refusals above, end to end: the one line as the user's shell spells the command, exit 1, the record."""
+    result = hwbench_cli("+epoch=20", "device=cpu")
+    reason = (
+        "epoch: no such key in the config; did you mean epochs? (python -m hwbench --cfg job shows every key "
+        "and its value; +KEY=VALUE adds keys only under arch.net, optim.optimizer, optim.scheduler and "
+        "execution (a constructor's arguments))"
+    ).replace("python -m hwbench", spelled("hwbench", tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: ffnn cpu epochs=5: failed: {reason}"
     (record,) = [read_record(p) for p in (tmp_path / "outputs").rglob("results.json")]
@@ -116,7 +131,7 @@ def test_a_constructors_arguments_take_new_keys(make_cfg) -> None:
 def test_more_threads_than_cores_is_one_warning_and_recorded(hwbench_cli, tmp_path) -> None:
     """Oversubscribing is sometimes wanted: warned of, not refused; the record keeps the cores it had."""
     threads = CORES + 1
-    result = hwbench_cli(f"device.threads={threads}", "device=cpu", "epochs=1", "data.train_limit=1000")
+    result = hwbench_cli(f"device.threads={threads}", "device=cpu", "epochs=1", "data.train_limit=512", *CLOCK_ONLY)
     assert result.returncode == 0, result.stderr[-2000:]
     warning = (f"warning: device.threads={threads} is more than the {CORES} cores this process may use: the threads "
                f"take turns on the cores, and the figures measure that")  # fmt: skip

@@ -20,6 +20,7 @@ from torch import nn
 import hwbench.model.cpu_kernels.autotune as autotune
 import hwbench.model.cpu_kernels.layers
 from hwbench.execution import Compiled
+from hwbench.job.runner import run
 from hwbench.model.cpu_kernels.autotune import choose_kernels, fastest_or_torch, kernel_layers, time_rounds
 from hwbench.model.paper import CNN, FFNN, init_weights
 from hwbench.record.results import read_record
@@ -199,10 +200,9 @@ def test_the_record_names_the_choice_and_the_second_cnn_job_keeps_the_firsts(
     assert "cpu kernels: " in result.stdout + result.stderr and "[kept from " in result.stdout + result.stderr
 
 
-def test_a_bad_kernel_name_gets_one_line_naming_the_choices(hwbench_cli) -> None:
-    result = hwbench_cli("device=cpu", "device.cpu_kernels.linear=mkl")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert (
-        "device.cpu_kernels.linear must be one of auto, torch, onednn, got 'mkl'"
-        in result.stderr.strip().splitlines()[-1]
-    )
+def test_a_bad_kernel_name_gets_one_line_naming_the_choices(make_cfg, tmp_path: Path) -> None:
+    """The job in this process: its record's summary is python -m hwbench's last line after "error: ", exit 1 (end
+    to end in test_config_refusals.py)."""
+    record = run(make_cfg("device.cpu_kernels.linear=mkl"), tmp_path)
+    assert record.status == "failed" and record.training is None and record.traceback is None
+    assert "device.cpu_kernels.linear must be one of auto, torch, onednn, got 'mkl'" in record.summary()

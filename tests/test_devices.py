@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cuda
+from conftest import CLOCK_ONLY, cuda
 from hwbench.record.fingerprint import fingerprint
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
@@ -64,9 +64,8 @@ def test_threads_and_precision_are_applied_and_recorded(make_cfg, tmp_path: Path
 
     before = torch.get_num_threads()
     try:
-        record = run(
-            make_cfg("device.threads=1", "device.precision=bf16-mixed", "epochs=1", "data.train_limit=500"), tmp_path
-        )
+        overrides = ("device.threads=1", "device.precision=bf16-mixed", "epochs=1", "data.train_limit=512")
+        record = run(make_cfg(*overrides, *CLOCK_ONLY), tmp_path)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

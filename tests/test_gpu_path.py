@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
-from conftest import cuda
+from conftest import CLOCK_ONLY, cuda
 from hwbench.data.datamodules import SyntheticDataModule
 from hwbench.execution import Eager, Execution, Fused, Graph, PrepareExecution
 from hwbench.job.runner import run
@@ -23,31 +23,34 @@ from hwbench.record.results import read_record
 TINY = ("epochs=2", "data.train_limit=1000")
 
 
-def test_a_graphed_run_on_the_cpu_gets_one_line(hwbench_cli) -> None:
-    result = hwbench_cli("execution=graph", "device=cpu", *TINY)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: ffnn cpu epochs=2: skipped: execution=graph captures CUDA graphs and this job runs on cpu: "
+# A job's one line is its record's summary: python -m hwbench ends with "error: " and it, exit 1 (end to end in
+# test_devices.py for a skipped job, test_config_refusals.py for a failed one); here the job runs in this process.
+def test_a_graphed_run_on_the_cpu_gets_one_line(make_cfg, tmp_path: Path) -> None:
+    record = run(make_cfg("execution=graph", *TINY), tmp_path)
+    assert record.summary() == (
+        "ffnn cpu epochs=2: skipped: execution=graph captures CUDA graphs and this job runs on cpu: "
         "use a CUDA GPU (device=gpu) or execution=eager"
     )
+    assert record.traceback is None and read_record(tmp_path / "results.json").status == "skipped"
 
 
 def test_a_sweep_skips_graphed_cpu_jobs_and_goes_on(hwbench_cli, tmp_path: Path) -> None:
-    result = hwbench_cli("-m", "execution=eager,graph,fused", "device=cpu", *TINY)
+    result = hwbench_cli("-m", "execution=eager,graph,fused", "device=cpu", "epochs=1", "data.train_limit=512",
+                         *CLOCK_ONLY)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     records = [read_record(p) for p in (tmp_path / "outputs").rglob("results.json")]
     ran = sorted((r.status, r.execution.kind if r.execution else None) for r in records)
     assert ran == [("ok", "eager"), ("ok", "fused"), ("skipped", "graph")]  # fused has a CPU step (test_cpu_fused)
 
 
-def test_graph_does_not_combine_with_what_syncs_or_reschedules(hwbench_cli) -> None:
-    result = hwbench_cli("execution=graph", "device=cpu", "device.strategy=ddp", *TINY)  # no GPU needed to refuse
-    assert result.returncode == 1
-    assert "execution=graph does not combine with DDP" in result.stderr.splitlines()[-1]
+def test_graph_does_not_combine_with_what_syncs_or_reschedules(make_cfg, tmp_path: Path) -> None:
+    record = run(make_cfg("execution=graph", "device.strategy=ddp", *TINY), tmp_path)  # no GPU needed to refuse
+    assert record.status == "failed" and "execution=graph does not combine with DDP" in record.summary()
 
 
 def test_every_run_records_peak_host_memory_and_why_energy_is_missing(make_cfg, tmp_path: Path) -> None:
-    record = run(make_cfg(*TINY), tmp_path)
+    torch_kernels = CLOCK_ONLY[1:]  # no kernel timing before training; every measurement (conf/measure/all.yaml)
+    record = run(make_cfg("epochs=1", "data.train_limit=512", *torch_kernels), tmp_path)
     assert record.status == "ok"
     resources = record.resources
     assert resources.peak_host_rss_mb > 100  # torch alone takes more than that
