@@ -37,10 +37,10 @@ REPEATS = 3
 JOBS = tuple(f"{k}_ffnn_cpu_e2_r{k // 2 + 1}" for k in range(2 * REPEATS))
 
 
-@pytest.fixture(scope="module")
-def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+def shared_sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
     """One real sweep (as conftest's hwbench_cli runs it): six short jobs, made once a session and shared by
-    pytest-xdist's workers (their basetemps share a parent), its records then made quiet (``as_if_quiet``)."""
+    pytest-xdist's workers (their basetemps share a parent) and by test_report, its records then made quiet
+    (``as_if_quiet``)."""
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "compare-sweep"
     with FileLock(f"{root}.lock"):
@@ -59,8 +59,17 @@ def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subproces
 
 
 @pytest.fixture(scope="module")
-def outputs(sweep: subprocess.CompletedProcess) -> Path:
+def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+    return shared_sweep(data_root, tmp_path_factory)
+
+
+def sweep_outputs(sweep: subprocess.CompletedProcess) -> Path:
     return Path(sweep.args[-1].removeprefix("output_root="))
+
+
+@pytest.fixture(scope="module")
+def outputs(sweep: subprocess.CompletedProcess) -> Path:
+    return sweep_outputs(sweep)
 
 
 def synthetic() -> ModuleType:
@@ -433,15 +442,15 @@ def test_one_run_per_network_gets_no_speed_up(outputs: Path, tmp_path: Path, cap
 
 
 @pytest.fixture(scope="module")
-def one_epoch(data_root: str, sweep, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A third real run of the sweep's network and machine, one epoch long."""
+def one_epoch(outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of the sweep's network and machine one epoch long: its 2-thread job's record cut to its first epoch
+    (compare knows a run's length from its record alone; a real run of its own would cost a process)."""
     root = tmp_path_factory.mktemp("e1")
-    env = {**os.environ, "HWBENCH_DATA": data_root}
-    args = ["device=cpu", "device.threads=2", "epochs=1", "data.train_limit=3000", "arch=ffnn", f"output_root={root}"]
-    result = subprocess.run([sys.executable, "-m", "hwbench", *args], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    as_if_quiet(root)
+    record = json.loads(next(outputs.rglob(f"{JOBS[1]}/results.json")).read_text())
+    record["training"]["epochs"] = record["training"]["epochs"][:1]
+    record["epochs"] = record["config"]["epochs"] = 1
+    record["run_name"] = record["config"]["run_name"] = "ffnn_cpu_e1"
+    write_record(root / "runs" / "ffnn_cpu_e1", ResultsRecord.model_validate(record))
     return root
 
 
