@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -32,15 +33,16 @@ from hwbench.compare.verdicts import add_verdicts
 from hwbench.record.results import ResultsRecord, read_record, write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+Ran = subprocess.CompletedProcess
 REPEATS = 3
 # the sweep's job folders, in the order they started: device.threads=1, 2, 1, 2, 1, 2 (repeats interleaved)
 JOBS = tuple(f"{k}_ffnn_cpu_e2_r{k // 2 + 1}" for k in range(2 * REPEATS))
 
 
-@pytest.fixture(scope="module")
-def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+def shared_sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
     """One real sweep (as conftest's hwbench_cli runs it): six short jobs, made once a session and shared by
-    pytest-xdist's workers (their basetemps share a parent), its records then made quiet (``as_if_quiet``)."""
+    pytest-xdist's workers (their basetemps share a parent) and by test_report, its records then made quiet
+    (``as_if_quiet``)."""
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "compare-sweep"
     with FileLock(f"{root}.lock"):
@@ -59,8 +61,17 @@ def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subproces
 
 
 @pytest.fixture(scope="module")
-def outputs(sweep: subprocess.CompletedProcess) -> Path:
+def sweep(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+    return shared_sweep(data_root, tmp_path_factory)
+
+
+def sweep_outputs(sweep: subprocess.CompletedProcess) -> Path:
     return Path(sweep.args[-1].removeprefix("output_root="))
+
+
+@pytest.fixture(scope="module")
+def outputs(sweep: subprocess.CompletedProcess) -> Path:
+    return sweep_outputs(sweep)
 
 
 def synthetic() -> ModuleType:
@@ -79,11 +90,25 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def compare_cli(*args: str, columns: int = 100) -> subprocess.CompletedProcess:
-    """``python -m hwbench.compare`` as a user runs it, on a terminal ``columns`` wide (rich reads COLUMNS)."""
-    env = {**os.environ, "COLUMNS": str(columns)}
-    cmd = [sys.executable, "-m", "hwbench.compare", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def compare_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    """``hwbench-compare ARGS`` on a terminal ``columns`` wide (rich reads COLUMNS), through the command's entry point
+    in this process: its own code, less an interpreter's start (the command itself, as a user types it, runs in
+    test_user_mistakes_get_one_line_and_exit_2 and test_the_sweep_names_its_folder_and_the_commands_that_open_it)."""
+
+    def run(*args: str, columns: int = 100) -> Ran:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        capsys.readouterr()
+        try:
+            code = compare(list(args))
+        except SystemExit as ended:  # as the command's process would end
+            code = ended.code if isinstance(ended.code, int) else 1
+        finally:
+            monkeypatch.delenv("COLUMNS")
+        out, err = capsys.readouterr()
+        return Ran(["hwbench-compare", *args], code, out, err)
+
+    return run
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -320,7 +345,7 @@ def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert error.startswith(f"error: cannot write the report to {tmp_path / 'taken'}")
 
 
-def test_the_default_table_fits_100_columns_and_cuts_no_cell(tmp_path: Path) -> None:
+def test_the_default_table_fits_100_columns_and_cuts_no_cell(tmp_path: Path, compare_cli) -> None:
     synthetic().write_records(tmp_path / "records", 60)  # GPU rows too: long names, busy %, samples/J
     result = compare_cli(str(tmp_path / "records"), "--out", str(tmp_path / "report"), columns=100)
     assert result.returncode == 0, result.stderr
@@ -356,7 +381,7 @@ def test_the_default_table_fits_100_columns_and_cuts_no_cell(tmp_path: Path) -> 
     assert typo.stderr.startswith("error: --columns: no column 'speed': give 'all' or some of arch, source, job")
 
 
-def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path) -> None:
+def test_at_scale_one_row_and_one_bar_per_setup(many: Path, tmp_path: Path, compare_cli) -> None:
     result = compare_cli(str(many), "--out", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     rows = read_rows([many])
@@ -433,19 +458,19 @@ def test_one_run_per_network_gets_no_speed_up(outputs: Path, tmp_path: Path, cap
 
 
 @pytest.fixture(scope="module")
-def one_epoch(data_root: str, sweep, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A third real run of the sweep's network and machine, one epoch long."""
+def one_epoch(outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of the sweep's network and machine one epoch long: its 2-thread job's record cut to its first epoch
+    (compare knows a run's length from its record alone; a real run of its own would cost a process)."""
     root = tmp_path_factory.mktemp("e1")
-    env = {**os.environ, "HWBENCH_DATA": data_root}
-    args = ["device=cpu", "device.threads=2", "epochs=1", "data.train_limit=3000", "arch=ffnn", f"output_root={root}"]
-    result = subprocess.run([sys.executable, "-m", "hwbench", *args], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    as_if_quiet(root)
+    record = json.loads(next(outputs.rglob(f"{JOBS[1]}/results.json")).read_text())
+    record["training"]["epochs"] = record["training"]["epochs"][:1]
+    record["epochs"] = record["config"]["epochs"] = 1
+    record["run_name"] = record["config"]["run_name"] = "ffnn_cpu_e1"
+    write_record(root / "runs" / "ffnn_cpu_e1", ResultsRecord.model_validate(record))
     return root
 
 
-def test_runs_of_other_lengths_are_not_compared(outputs: Path, one_epoch: Path, tmp_path: Path) -> None:
+def test_runs_of_other_lengths_are_not_compared(outputs: Path, one_epoch: Path, tmp_path: Path, compare_cli) -> None:
     result = compare_cli(str(outputs), str(one_epoch), "--out", str(tmp_path / "report"), columns=200)
     assert result.returncode == 0, result.stderr
     headers = [line for line in result.stdout.splitlines() if line.startswith("┃")]
@@ -461,7 +486,7 @@ def test_runs_of_other_lengths_are_not_compared(outputs: Path, one_epoch: Path, 
     assert "ffnn, 1 epoch:" not in words and "1 epochs" not in words
 
 
-def test_a_caption_goes_with_its_column(outputs: Path, tmp_path: Path) -> None:
+def test_a_caption_goes_with_its_column(outputs: Path, tmp_path: Path, compare_cli) -> None:
     wide = compare_cli(str(outputs), "--out", str(tmp_path / "r1"), columns=250)
     assert caption_lines(wide.stdout, "speed-up: the setup's median over that of the baseline (a sweep of threads")
     narrow = compare_cli(str(outputs), "--out", str(tmp_path / "r2"), columns=60)
@@ -505,7 +530,7 @@ def header_cells(line: str) -> list[str]:
     return [h.strip() for h in line.strip("┃").split("┃")]
 
 
-def test_two_folders_of_one_hardware_stay_two_sources(outputs: Path, tmp_path: Path, monkeypatch) -> None:
+def test_two_folders_of_one_hardware_stay_two_sources(outputs: Path, tmp_path: Path, monkeypatch, compare_cli) -> None:
     monkeypatch.chdir(tmp_path)  # the folders as a user names them: laptop, server
     copy_jobs(outputs, tmp_path / "laptop", threads=2)
     copy_jobs(outputs, tmp_path / "server", threads=2)  # the same host, CPU and threads: the same hardware string
@@ -536,7 +561,7 @@ def test_two_folders_of_one_hardware_stay_two_sources(outputs: Path, tmp_path: P
 
 
 def test_a_threads_sweep_scales_from_1_thread_and_a_precision_sweep_shows_its_precisions(
-    outputs: Path, tmp_path: Path
+    outputs: Path, tmp_path: Path, compare_cli
 ) -> None:
     threads = compare_cli(str(outputs), "--out", str(tmp_path / "threads"), columns=100)
     assert threads.returncode == 0, threads.stderr

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import cuda
+from conftest import CLOCK_ONLY, cuda
 from hwbench.compare.rows import to_row
 from hwbench.job.runner import run
 from hwbench.measure import peaks
@@ -37,6 +37,7 @@ from hwbench.record.results import read_record
 
 CPU = torch.device("cpu")
 THREADS = torch.get_num_threads()
+PEAK_ONLY = (*CLOCK_ONLY, "+measure.peak={}")  # the clock and the measured peak: what these jobs are read for
 
 
 def test_the_probe_counts_2_n_cubed_flops_a_product_and_divides_by_its_fastest_round() -> None:
@@ -147,7 +148,9 @@ def test_a_kept_peak_the_training_beats_leaves_the_record_and_the_cache(hwbench_
         "measured_at": "2026-01-01T00:00:00+00:00",
     }  # a busy day's 1 GFLOP/s
     kept.write_text(json.dumps({"key": key, "value": slow}))
-    result = hwbench_cli("device=cpu", "device.threads=1", "epochs=2", "data.train_limit=2000", "hydra.run.dir=run")
+    result = hwbench_cli(
+        "device=cpu", "device.threads=1", "epochs=2", "data.train_limit=2000", *PEAK_ONLY, "hydra.run.dir=run"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     training = read_record(tmp_path / "run" / "results.json").training
     assert training.measured_peak is None and training.steady.mfu_of_measured_peak is None
@@ -175,7 +178,7 @@ def test_a_sweep_pays_for_the_probe_once_and_every_cpu_record_has_mfu_against_it
         pytest.skip("the cluster extra is not installed: pip install -e '.[cluster]'")
     monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path / "cache"))
     args = ["-m", f"hydra/launcher={launcher}", "seed=0,1", "device=cpu", "device.threads=1", "epochs=2"]
-    result = hwbench_cli(*args, "data.train_limit=1000")
+    result = hwbench_cli(*args, "data.train_limit=1000", *PEAK_ONLY)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [read_record(p) for p in sorted((tmp_path / "outputs").rglob("results.json"))]
     measured = [r.training.measured_peak for r in records]

@@ -10,16 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CLOCK_ONLY
 from hwbench.compare.cli import main as compare
 from hwbench.record.results import read_record
 
+# what marks a run noisy (the machine's load and the canary) beside the clock: nothing else measured
+MEASURED = (*CLOCK_ONLY, "+measure.machine_load={}", "+measure.canary={}")
 BUSY = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"  # bounded, whatever happens
 
 
 @pytest.mark.quiet  # the busy loops below are the only other load: the machine is this test's
 def test_a_machine_slowed_halfway_marks_the_run_and_compare_leaves_it_out(data_root: str, tmp_path: Path) -> None:
     env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
-    args = ["arch=ffnn", "device=cpu", "epochs=4", "data.train_limit=20000", f"output_root={tmp_path / 'out'}"]
+    args = ["arch=ffnn", "device=cpu", "epochs=4", "data.train_limit=20000", *MEASURED, f"output_root={tmp_path}/out"]
     job = subprocess.Popen([sys.executable, "-m", "hwbench", *args], cwd=tmp_path, env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     busy: list[subprocess.Popen] = []

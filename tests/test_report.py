@@ -1,7 +1,8 @@
 """report.html, opened in a real headless Chromium from file://, and what a result costs (--price, --prices).
 
-The page is made from a real sweep (two short CPU runs, copied as if from two machines, "vm-a" and "box"), and
-from hostile records; Chromium's own net log says which requests the page made, its stderr which console messages.
+The page is made from two runs of a real sweep (short CPU runs, copied as if from two machines, "vm-a" and
+"box"), and from hostile records; Chromium's own net log says which requests the page made, its stderr which
+console messages.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 from PIL import Image
-from test_compare import as_if_quiet, read_csv, synthetic
+from test_compare import JOBS, read_csv, shared_sweep, sweep_outputs, synthetic
 from test_records import OK
 from test_untrusted_records import ESCAPES, HOSTILE, put
 
@@ -38,27 +38,22 @@ PNG_DATA = "data:image/png;base64,"
 
 @pytest.fixture(scope="module")
 def two_machines(data_root: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real sweep of two short FFNN runs (1 and 2 CPU threads), each job's folder copied under the name of a
-    machine, its record's host set to it: what a user has after collecting runs from two machines. Made once
-    a session: pytest-xdist's workers share it (their basetemps share a parent)."""
+    """Two real short FFNN runs (1 and 2 CPU threads: the first repeat of test_compare's shared sweep, made quiet
+    there), each job's folder copied under the name of a machine, its record's host set to it: what a user has
+    after collecting runs from two machines. Made once a session: pytest-xdist's workers share it (their
+    basetemps share a parent)."""
+    sweep = sweep_outputs(shared_sweep(data_root, tmp_path_factory))
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "report-sweep"
     with FileLock(f"{root}.lock"):
         if not (root / "collected").is_dir():
-            make_two_machines(data_root, root)
+            make_two_machines(sweep, root)
     return root / "collected"
 
 
-def make_two_machines(data_root: str, root: Path) -> None:
-    args = ["-m", "arch=ffnn", "device=cpu", "device.threads=1,2", "epochs=2", "data.train_limit=2000"]
-    env = {**os.environ, "HWBENCH_DATA": data_root, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "hwbench", *args, f"output_root={root / 'outputs'}"]
-    root.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    as_if_quiet(root / "outputs")  # the other test worker's load would make every run noisy: no speed-ups
-    jobs = sorted((root / "outputs").rglob("results.json"))
-    assert len(jobs) == 2
+def make_two_machines(sweep: Path, root: Path) -> None:
+    (folder,) = (sweep / "multiruns").iterdir()
+    jobs = [folder / job / "results.json" for job in JOBS[:2]]  # device.threads=1, then 2: one run each
     for host, path in zip(("vm-a", "box"), jobs, strict=True):
         record = json.loads(path.read_text())
         record["fingerprint"]["host"] = host
@@ -157,7 +152,7 @@ def test_a_price_gives_the_cost_of_the_runs_it_names(two_machines: Path, tmp_pat
     vm, box = rows["vm-a"], rows["box"]
     speed = float(vm["train_samples_per_sec"])
     assert float(vm["usd_per_million_samples"]) == pytest.approx(0.36 * 1e6 / speed / 3600, rel=1e-12)
-    assert float(vm["usd_per_hour"]) == 0.36 and vm["usd_to_97"] == ""  # 2,000 samples: 97% is not reached
+    assert float(vm["usd_per_hour"]) == 0.36 and vm["usd_to_97"] == ""  # 3,000 samples, 2 epochs: 97% is not reached
     assert box["usd_per_million_samples"] == box["usd_per_hour"] == ""
     page = (tmp_path / "priced" / "report.html").read_text()
     assert "USD/M samples" in page and (tmp_path / "priced" / "cost_vs_time.png").exists()
