@@ -60,10 +60,10 @@ def test_ddp_step_on_2_x_b_matches_one_process_on_2b(hwbench_cli, tmp_path) -> N
     over the same 2b images, so the weights, and the test loss over the whole test split, agree. Both step modes
     (a step a batch, and 4 steps an execution): one sweep of two 2-rank jobs, one of two 1-process jobs."""
     # TINY's torch kernels: one matmul kernel in both jobs, so their rounding agrees; 8 steps an epoch at 2 x 32
-    limit, modes = 512, "steps_per_execution=1,4"
-    common = ["-m", modes, *TINY, "epochs=2", "lr=0.1", f"data.train_limit={limit}"]
-    ok(hwbench_cli("device.devices=2", "batch_size=32", *common, f"hydra.sweep.dir={tmp_path / 'ddp'}"))
-    ok(hwbench_cli("device.devices=1", "batch_size=64", *common, f"hydra.sweep.dir={tmp_path / 'one'}"))
+    limit = 512
+    common = ["steps_per_execution=1,4", *TINY, "epochs=2", "lr=0.1", f"data.train_limit={limit}"]
+    ok(hwbench_cli("-m", "device.devices=2", "batch_size=32", *common, f"hydra.sweep.dir={tmp_path / 'ddp'}"))
+    ok(hwbench_cli("-m", "device.devices=1", "batch_size=64", *common, f"hydra.sweep.dir={tmp_path / 'one'}"))
     ddps, ones = by_steps_per_execution(tmp_path / "ddp"), by_steps_per_execution(tmp_path / "one")
     assert sorted(ddps) == sorted(ones) == [1, 4]
 
