@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from conftest import peer_rows
 from hwbench.execution import Auto, Eager, Execution, Fused, Stepping
+from hwbench.execution.cpu_gemms import onednn_available
 from hwbench.model.cpu_kernels.autotune import kernel_layers, use
 from hwbench.model.paper import CNN, FFNN, init_weights
 from hwbench.record.fingerprint import cpu_description
@@ -75,22 +76,25 @@ def train(execution: Execution, trainee: Trainee, batches: list[tuple[Tensor, Te
 
 
 @pytest.mark.parametrize(
-    ("arch", "dropout", "dropout_kernel", "steps", "batch", "bf16"),
+    ("arch", "dropout", "kernels", "steps", "batch", "bf16"),
     [
-        ("ffnn", 0.0, "torch", 24, 128, False),
-        ("ffnn", 0.2, "torch", 24, 128, False),  # torch's masks (0.2 is no multiple of 1/256)
-        ("cnn", 0.0, "torch", 8, 32, False),
-        ("cnn", (0.25, 0.5), "bytes", 8, 32, False),  # the masks of hwbench's byte kernel
-        ("ffnn", 0.2, "torch", 24, 128, True),
-        ("cnn", (0.25, 0.5), "bytes", 8, 32, True),
+        ("ffnn", 0.0, (), 24, 128, False),
+        ("ffnn", 0.2, (), 24, 128, False),  # torch's masks (0.2 is no multiple of 1/256)
+        ("ffnn", 0.0, ("onednn",), 24, 128, False),  # the GEMMs on oneDNN, as the kernel choice may set them
+        ("ffnn", 0.2, ("onednn",), 24, 128, False),
+        ("cnn", 0.0, (), 8, 32, False),
+        ("cnn", (0.25, 0.5), ("bytes",), 8, 32, False),  # the masks of hwbench's byte kernel
+        ("cnn", (0.25, 0.5), ("bytes", "onednn"), 8, 32, False),
+        ("ffnn", 0.2, (), 24, 128, True),
+        ("cnn", (0.25, 0.5), ("bytes",), 8, 32, True),
     ],
 )
-def test_fused_takes_the_steps_eager_takes(make_cfg, arch: str, dropout: object, dropout_kernel: str, steps: int,
+def test_fused_takes_the_steps_eager_takes(make_cfg, arch: str, dropout: object, kernels: tuple[str, ...], steps: int,
                                            batch: int, bf16: bool) -> None:  # fmt: skip
     torch.manual_seed(0)
     net = init_weights(FFNN(dropout=dropout) if arch == "ffnn" else CNN(dropout=dropout), "keras")  # type: ignore[arg-type]
-    for layers in kernel_layers(net).values():
-        use(layers, dropout_kernel)  # the other kinds' layers keep torch's (the kernel applies to dropout only)
+    for layers in kernel_layers(net).values():  # each kind on the kernel named for it, else torch's
+        use(layers, next((k for k in kernels if k in layers[0].kernels()), "torch"))
     start = copy.deepcopy(net)
     x, y = (t[: steps * batch] for t in mnist(make_cfg))
     batches = list(zip(x.split(batch), y.split(batch), strict=True))
@@ -98,6 +102,7 @@ def test_fused_takes_the_steps_eager_takes(make_cfg, arch: str, dropout: object,
     fused_strategy = Fused()
     fused = train(fused_strategy, Trainee(net, bf16=bf16), batches)
     assert fused_strategy.part().kind == "fused" and fused_strategy.cpu_step is not None
+    assert fused_strategy.cpu_step.onednn == ("onednn" in kernels and onednn_available())  # the GEMMs it was set to
     tolerance = BF16_TOLERANCE if bf16 else TOLERANCE
     for (name, ours), theirs, before in zip(fused.net.named_parameters(), eager.net.parameters(), start.parameters(),
                                             strict=True):  # fmt: skip

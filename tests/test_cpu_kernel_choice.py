@@ -90,7 +90,7 @@ def test_auto_takes_the_faster_of_the_measured_candidates(monkeypatch: pytest.Mo
         monkeypatch.setattr(F, "linear", slow(F.linear))  # nn.Linear's forward
     else:
         monkeypatch.setattr(
-            hwbench.model.cpu_kernels.layers, "_onednn_linear", slow(hwbench.model.cpu_kernels.layers._onednn_linear)
+            hwbench.model.cpu_kernels.layers, "onednn_linear", slow(hwbench.model.cpu_kernels.layers.onednn_linear)
         )
     net = FFNN()
     part = choose_kernels(net, *BATCH, AUTO)
@@ -106,7 +106,7 @@ def test_auto_takes_the_faster_of_the_measured_candidates(monkeypatch: pytest.Mo
 
 def test_a_forced_kernel_wins_over_a_faster_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        hwbench.model.cpu_kernels.layers, "_onednn_linear", slow(hwbench.model.cpu_kernels.layers._onednn_linear)
+        hwbench.model.cpu_kernels.layers, "onednn_linear", slow(hwbench.model.cpu_kernels.layers.onednn_linear)
     )
     net = FFNN()
     part = choose_kernels(net, *BATCH, {**AUTO, "linear": "onednn"})

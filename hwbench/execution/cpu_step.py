@@ -4,6 +4,9 @@ The dense tail (Flatten, then Linear with its ReLU and Dropout, up to the logits
 buffers: ``addmm`` forward with the ReLU applied in place, the loss's gradient as softmax minus one-hot in one
 pass over the logits, the backward GEMMs with the ReLU and dropout masks applied in place, and each weight updated
 by one ``addmm_(grad_out.T, input, alpha=-lr)``: no gradient tensor is stored and no optimizer pass runs over them.
+Where the CPU kernel choice put the Linear layers on oneDNN (it measured oneDNN's GEMMs faster on this CPU), the same
+three GEMMs run there instead (``cpu_gemms``): the forward with its ReLU fused, the transposed operands passed as
+views, each weight's gradient one GEMM added to the weight.
 What comes before the tail (the CNN's convolutions) runs through autograd on the kernels the CPU kernel choice
 picked, fed the tail's input gradient, and its parameters take the same SGD update. The same math as eager: only
 float32's summation order differs (tests/test_cpu_fused.py holds the weights to eager's after many steps).
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hwbench.execution.cpu_gemms import ONEDNN, onednn_available, onednn_linear
 from hwbench.execution.strategy import Stepping
 
 
@@ -89,7 +93,8 @@ class FusedSgdStep:
     Under bf16-mixed it does what autocast does in eager: the dense layers' GEMMs, ReLUs and masks in bfloat16 on
     bfloat16 copies of the weights (refreshed each step into buffers), the loss in float32, each weight's gradient a
     bfloat16 GEMM (into a buffer: an ``addmm_`` cannot mix the dtypes) added to the float32 weight; the head runs
-    under the run's autocast."""
+    under the run's autocast. In float32 the GEMMs run on the kernel the Linear layers were set to (``onednn``:
+    oneDNN's, whose outputs are new tensors, not the buffers)."""
 
     def __init__(self, plan: Plan, stepping: Stepping, channels_last: bool) -> None:
         self.head = nn.Sequential(*plan.head)
@@ -106,6 +111,8 @@ class FusedSgdStep:
         else:
             self.weights = [(lin.weight.detach().to(self.dtype), lin.bias.detach().to(self.dtype)) for lin in linears]
             self.grads = [torch.empty_like(lin.weight, dtype=self.dtype) for lin in linears]
+        self.onednn = (self.dtype == torch.float32 and onednn_available()
+                       and all(getattr(lin, "kernel", None) == ONEDNN for lin in linears))  # fmt: skip
 
     def _buffers(self, batch: int) -> list[tuple[Tensor, Tensor]]:
         if batch not in self.buffers:
@@ -130,9 +137,7 @@ class FusedSgdStep:
             h = (self.head(x) if features is None else features.detach()).flatten(1).to(self.dtype)
             inputs, noises = [h], []
             for (weight, bias), layer, (out, _) in zip(self.weights, self.dense, self._buffers(len(x)), strict=False):
-                torch.addmm(bias, h, weight.t(), out=out)
-                if layer.relu:
-                    out.relu_()
+                out = self._linear(h, weight, bias, layer.relu, out)
                 noise = dropout_noise(layer.dropout, out) if layer.dropout is not None else None
                 if noise is not None:
                     out.mul_(noise)
@@ -140,7 +145,7 @@ class FusedSgdStep:
                 h = out
                 inputs.append(h)
             weight, bias = self.weights[-1]
-            logits = torch.addmm(bias, h, weight.t())
+            logits = onednn_linear(h, weight, bias) if self.onednn else torch.addmm(bias, h, weight.t())
             grad, loss = softmax_cross_entropy(logits.float(), y)  # autocast's cross-entropy: in float32
             grad_in = self._backward(grad.to(self.dtype), inputs, noises, lr)
         if features is not None:
@@ -151,6 +156,13 @@ class FusedSgdStep:
                 p.grad = None
         return loss, logits
 
+    def _linear(self, h: Tensor, weight: Tensor, bias: Tensor, relu: bool, out: Tensor) -> Tensor:
+        """``h @ weight.T + bias``, then ReLU: into ``out`` on torch's BLAS, a new tensor on oneDNN."""
+        if self.onednn:
+            return onednn_linear(h, weight, bias, relu)
+        torch.addmm(bias, h, weight.t(), out=out)
+        return out.relu_() if relu else out
+
     def _backward(self, grad: Tensor, inputs: list[Tensor], noises: list[Tensor | None], lr: float) -> Tensor | None:
         """From the logits' gradient down the tail, each layer's weights updated once its input's gradient (which
         reads them) is taken; the gradient at the tail's input where a head needs it, else None."""
@@ -158,12 +170,16 @@ class FusedSgdStep:
         for i in range(len(self.dense) - 1, -1, -1):
             linear, weight = self.dense[i].linear, self.weights[i][0]
             below = buffers[i - 1][1] if i > 0 else None
-            if i > 0:
+            if self.onednn and (i > 0 or self.head_params):
+                below = onednn_linear(grad, weight.t())
+            elif i > 0:
                 torch.mm(grad, weight, out=below)
             elif self.head_params:
                 below = grad @ weight
             if self.grads:  # bf16: the GEMM in bfloat16, added to the float32 weight
                 linear.weight.add_(torch.mm(grad.t(), inputs[i], out=self.grads[i]), alpha=-lr)
+            elif self.onednn:
+                linear.weight.add_(onednn_linear(grad.t(), inputs[i].t()), alpha=-lr)
             else:
                 linear.weight.addmm_(grad.t(), inputs[i], alpha=-lr)
             linear.bias.add_(grad.sum(0), alpha=-lr)

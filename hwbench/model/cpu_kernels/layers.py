@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hwbench.execution.cpu_gemms import ONEDNN, onednn_available, onednn_linear
+
 TORCH = "torch"
 
 
@@ -80,28 +82,19 @@ class Dropout(nn.Dropout, KernelLayer):
         return keep_mask(x, self.p).to(x.dtype).div_(1 - self.p)  # as aten's dropout: mask / (1 - p)
 
 
-def onednn_linear_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias by oneDNN's inner product, on dense tensors (the op Inductor uses on CPUs)."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias, "none", [], "")
-
-
 class _OneDNNLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return _onednn_linear(x, weight, bias)
+        return onednn_linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         return (
-            _onednn_linear(grad, weight.t()) if need_x else None,  # grad @ W
-            _onednn_linear(grad.t(), x.t()) if need_w else None,  # grad.T @ x
+            onednn_linear(grad, weight.t()) if need_x else None,  # grad @ W, the transposed view as it is
+            onednn_linear(grad.t(), x.t()) if need_w else None,  # grad.T @ x
             grad.sum(0) if need_b else None,
         )
 
@@ -114,16 +107,16 @@ class Linear(nn.Linear, KernelLayer):
     """
 
     kind = "linear"
-    KERNELS = (TORCH, "onednn")
+    KERNELS = (TORCH, ONEDNN)
 
     def kernels(self) -> tuple[str, ...]:
-        return self.KERNELS if onednn_linear_available() else (TORCH,)
+        return self.KERNELS if onednn_available() else (TORCH,)
 
     def forward(self, x: Tensor) -> Tensor:
         if (
             self.kernel == TORCH or x.device.type != "cpu" or x.dim() != 2 or x.dtype != torch.float32
             or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
-            or not onednn_linear_available()
+            or not onednn_available()
         ):  # fmt: skip
             return super().forward(x)
         return _OneDNNLinearFn.apply(x, self.weight, self.bias)
