@@ -40,6 +40,8 @@ AUTO = "auto"
 KINDS = {layer.kind: layer.KERNELS for layer in (Conv2d, Dropout, Linear)}  # in the order they are chosen
 ROUNDS = 5
 BLOCK_SECONDS = 0.02  # each timed block: at least this long, at least one step
+REVISION = 2  # of the candidates' code, in a kept choice's key: one timed on older code is measured again (2: oneDNN's
+# backward takes its transposed operands as views)
 
 
 def time_rounds(
@@ -155,7 +157,7 @@ def choice_key(
     return {"cpu": cpu_description(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "autocast": autocast, "layers": [repr(layer) for layers in by_kind.values() for layer in layers],
             "batch": [list(x.shape), list(x.stride()), str(x.dtype)], "settings": dict(sorted(settings.items())),
-            "compiled": compiled}  # fmt: skip
+            "compiled": compiled, "revision": REVISION}  # fmt: skip
 
 
 def measured_choice(
