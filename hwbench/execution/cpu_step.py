@@ -145,7 +145,7 @@ class FusedSgdStep:
                 h = out
                 inputs.append(h)
             weight, bias = self.weights[-1]
-            logits = onednn_linear(h, weight, bias) if self.onednn else torch.addmm(bias, h, weight.t())
+            logits = self._linear(h, weight, bias)
             grad, loss = softmax_cross_entropy(logits.float(), y)  # autocast's cross-entropy: in float32
             grad_in = self._backward(grad.to(self.dtype), inputs, noises, lr)
         if features is not None:
@@ -156,12 +156,18 @@ class FusedSgdStep:
                 p.grad = None
         return loss, logits
 
-    def _linear(self, h: Tensor, weight: Tensor, bias: Tensor, relu: bool, out: Tensor) -> Tensor:
-        """``h @ weight.T + bias``, then ReLU: into ``out`` on torch's BLAS, a new tensor on oneDNN."""
+    def _linear(self, h: Tensor, weight: Tensor, bias: Tensor, relu: bool = False, out: Tensor | None = None) -> Tensor:
+        """``h @ weight.T + bias``, then ReLU: into ``out`` (if given) on torch's BLAS, a new tensor on oneDNN."""
         if self.onednn:
             return onednn_linear(h, weight, bias, relu)
-        torch.addmm(bias, h, weight.t(), out=out)
-        return out.relu_() if relu else out
+        result = torch.addmm(bias, h, weight.t(), out=out)
+        return result.relu_() if relu else result
+
+    def _input_grad(self, grad: Tensor, weight: Tensor, out: Tensor | None) -> Tensor:
+        """``grad @ weight``: into ``out`` (if given) on torch's BLAS, a new tensor on oneDNN."""
+        if self.onednn:
+            return onednn_linear(grad, weight.t())
+        return torch.mm(grad, weight, out=out) if out is not None else grad @ weight
 
     def _backward(self, grad: Tensor, inputs: list[Tensor], noises: list[Tensor | None], lr: float) -> Tensor | None:
         """From the logits' gradient down the tail, each layer's weights updated once its input's gradient (which
@@ -169,13 +175,9 @@ class FusedSgdStep:
         buffers = self._buffers(len(grad))
         for i in range(len(self.dense) - 1, -1, -1):
             linear, weight = self.dense[i].linear, self.weights[i][0]
-            below = buffers[i - 1][1] if i > 0 else None
-            if self.onednn and (i > 0 or self.head_params):
-                below = onednn_linear(grad, weight.t())
-            elif i > 0:
-                torch.mm(grad, weight, out=below)
-            elif self.head_params:
-                below = grad @ weight
+            below = None
+            if i > 0 or self.head_params:  # the gradient below, which reads the weight before its update
+                below = self._input_grad(grad, weight, buffers[i - 1][1] if i > 0 else None)
             if self.grads:  # bf16: the GEMM in bfloat16, added to the float32 weight
                 linear.weight.add_(torch.mm(grad.t(), inputs[i], out=self.grads[i]), alpha=-lr)
             elif self.onednn:
